@@ -1,0 +1,35 @@
+# MXFS task runner. `just verify` runs every check; `just qemu-cluster 3` boots a cluster.
+# Every recipe installs what it needs, so a fresh machine needs only `pip install rust-just`.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Bounded fuzz run per target (inputs and seconds, whichever comes first).
+fuzz_runs := env_var_or_default("MXFS_FUZZ_RUNS", "1000000")
+fuzz_secs := env_var_or_default("MXFS_FUZZ_SECS", "120")
+
+default:
+    @just --list
+
+# Every check: formatting, lints, tests, loom, model, fuzz smoke.
+verify: fmt-check clippy test fuzz-smoke
+
+# Rust components that the checks need (rustfmt, clippy) on the stable toolchain.
+tools:
+    rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+fmt-check: tools
+    cargo fmt --all -- --check
+
+clippy: tools
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+
+test:
+    cargo test --workspace --locked
+
+# cargo-fuzz from crates.io, once per machine.
+fuzz-tools:
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+
+# Runs every fuzz target for a bounded time on nightly with AddressSanitizer, printing exec counts.
+fuzz-smoke: fuzz-tools
+    fuzz/smoke.sh {{fuzz_runs}} {{fuzz_secs}}
