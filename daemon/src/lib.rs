@@ -1,0 +1,8 @@
+//! `mxfsd`, the MXFS cluster lock daemon, as a library: config, peer frames and authentication,
+//! membership, the kernel port, the ctl protocol, metrics, and the event loop that drives the
+//! sans-IO lock core (`mxfs-core`). The binaries `mxfsd` and `mxfsctl` are thin wrappers.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod frame;
