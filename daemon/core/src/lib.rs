@@ -1,0 +1,575 @@
+//! `mxfs-core`: the MXFS lock core (DESIGN.md §3).
+//!
+//! A deterministic, sans-IO state machine in the style of quinn-proto and raft-rs: the driver
+//! (the tokio daemon `mxfsd`, or the stateright model in `model/`) feeds [`Event`]s into
+//! [`Core::handle`] together with the current time, and acts on the [`Action`]s it appends to
+//! the caller's buffer, **in order**. The core has no clock, socket, thread or randomness.
+//!
+//! Ordering contract: actions in one batch must be carried out in the order given. In
+//! particular a [`KernelMsg::CacheInval`] always precedes the [`KernelMsg::Grant`] it protects.
+//!
+//! Layers inside one core:
+//! - the *node* layer keeps this node's cluster lock per resource (cached after the kernel
+//!   releases it), the local holders and a FIFO of local waiters, and talks to masters;
+//! - the *master* layer keeps, for the resources this node masters (rendezvous hashing over
+//!   the live members), the granted, convert and wait queues and the data version;
+//! - the *recovery* layer freezes, fences, rebuilds master state and resumes on membership
+//!   changes, and enforces the strict-majority quorum.
+//!
+//! Messages the node addresses to itself (it masters the resource) never leave the core.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod engine;
+mod hash;
+mod master;
+mod node;
+#[cfg(feature = "serde")]
+mod wire;
+
+pub use crate::engine::Core;
+pub use hash::{master_of, rendezvous_weight};
+pub use mxfs_proto::{LockFlags, LockMode, NodeState, ResourceId, ResourceType};
+
+/// A cluster node id (`0..=NODE_ID_MAX`).
+pub type NodeId = u32;
+/// A kernel request id (unique per node, chosen by the kernel module).
+pub type ReqId = u64;
+/// A membership epoch. Strictly increases with every membership change.
+pub type Epoch = u64;
+
+// ---------------------------------------------------------------------------------------------
+// Limits. Every bounded table ends in a deny or a rejection, never a panic.
+// ---------------------------------------------------------------------------------------------
+
+/// Largest number of nodes; node ids are `0..NODES_MAX` (bits of a [`NodeSet`]).
+pub const NODES_MAX: usize = mxfs_proto::NODES_MAX;
+/// Largest number of resources this node tracks on its own behalf (held, cached or waited
+/// for). A new resource past this is denied with [`ENOMEM`] once no idle entry can be evicted.
+pub const RESOURCES_MAX: usize = 1 << 20;
+/// Largest number of resources one master keeps queues for. Past this, a new request is
+/// denied with [`ENOMEM`].
+pub const MASTER_RESOURCES_MAX: usize = 1 << 20;
+/// Largest number of entries in one resource's convert plus wait queue on the master, and in
+/// one resource's local waiter FIFO. Past this, a request is denied with [`EAGAIN`].
+pub const WAITERS_PER_RESOURCE_MAX: usize = 1024;
+/// Largest number of kernel requests outstanding (waiting or granted) on this node. Past this,
+/// a request is denied with [`ENOMEM`].
+pub const REQUESTS_MAX: usize = 1 << 20;
+/// Largest number of peer messages from a future epoch kept until that epoch's membership
+/// event arrives; more are dropped (the recovery barrier then waits for the next epoch).
+pub const FUTURE_MSGS_MAX: usize = 4096;
+/// Number of finished recoveries kept for `mxfsctl`.
+pub const RECOVERY_HISTORY_MAX: usize = 32;
+/// Longest per-request timeout accepted, in milliseconds; longer ones are clamped.
+pub const REQUEST_TIMEOUT_MAX_MS: u64 = 3_600_000;
+
+// Errnos carried by [`KernelMsg::Deny`] (negative, as the kernel returns them).
+/// Try-lock (`NOQUEUE`) not grantable now, or a queue is full.
+pub const EAGAIN: i32 = -11;
+/// A table limit was reached.
+pub const ENOMEM: i32 = -12;
+/// Conversion deadlock: two holders each wait to convert past the other; one is denied and
+/// keeps its old mode, as in the Linux DLM.
+pub const EDEADLK: i32 = -35;
+/// Master -> node only: the pending `Lock` was withdrawn by the node's `Cancel`.
+pub const ECANCELED: i32 = -125;
+/// Malformed request (bad flags, convert of a lock not held, ...).
+pub const EINVAL: i32 = -22;
+/// This node is in a minority partition or is not a member: it grants nothing.
+pub const ENOLCK: i32 = -37;
+/// The per-request timeout expired before a grant.
+pub const ETIMEDOUT: i32 = -110;
+
+// ---------------------------------------------------------------------------------------------
+// Plain data types.
+// ---------------------------------------------------------------------------------------------
+
+/// A set of node ids as a bit set (bit `n` = node `n`). Copy, ordered and hashable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct NodeSet(pub u64);
+
+impl NodeSet {
+    /// The empty set.
+    pub const EMPTY: NodeSet = NodeSet(0);
+
+    /// The set `{0, 1, .., n-1}`.
+    pub const fn first(n: u32) -> NodeSet {
+        if n as usize >= NODES_MAX {
+            NodeSet(u64::MAX)
+        } else {
+            NodeSet((1u64 << n) - 1)
+        }
+    }
+    /// Whether `node` is in the set. Out-of-range ids are never members.
+    pub const fn contains(self, node: NodeId) -> bool {
+        (node as usize) < NODES_MAX && self.0 & (1u64 << node) != 0
+    }
+    /// The set with `node` added. Out-of-range ids are ignored.
+    pub const fn with(self, node: NodeId) -> NodeSet {
+        if (node as usize) < NODES_MAX {
+            NodeSet(self.0 | (1u64 << node))
+        } else {
+            self
+        }
+    }
+    /// The set with `node` removed.
+    pub const fn without(self, node: NodeId) -> NodeSet {
+        if (node as usize) < NODES_MAX {
+            NodeSet(self.0 & !(1u64 << node))
+        } else {
+            self
+        }
+    }
+    /// Members of `self` not in `other`.
+    pub const fn minus(self, other: NodeSet) -> NodeSet {
+        NodeSet(self.0 & !other.0)
+    }
+    /// Number of members.
+    pub const fn len(self) -> usize {
+        self.0.count_ones() as usize
+    }
+    /// Whether the set is empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    /// Whether every member of `self` is in `other`.
+    pub const fn is_subset(self, other: NodeSet) -> bool {
+        self.0 & !other.0 == 0
+    }
+    /// Members in ascending order.
+    pub fn iter(self) -> impl Iterator<Item = NodeId> {
+        (0..NODES_MAX as u32).filter(move |n| self.contains(*n))
+    }
+}
+
+/// The data version of a resource: `(epoch, counter)`.
+///
+/// The master bumps `counter` when a PW or EX holder gives its lock up (release or
+/// down-conversion). After a membership change every master starts its resources afresh at
+/// `(new epoch, 0)`, so a version issued before the change never equals one issued after it.
+/// A node invalidates its page cache for a resource whenever a grant carries a version that
+/// differs from the one it cached: equality is the only "fresh" answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Version {
+    /// Epoch of the master that issued the version.
+    pub epoch: Epoch,
+    /// Write generations under that master.
+    pub counter: u64,
+}
+
+/// Static configuration of one core.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Config {
+    /// This node's id.
+    pub node: NodeId,
+    /// Every configured node of the cluster. Quorum is a strict majority of `cluster.len()`.
+    pub cluster: NodeSet,
+    /// Initial membership. Empty means "not formed yet": the core grants nothing until the
+    /// first [`Event::Membership`]. A cluster that boots together may start every node with
+    /// the same non-empty set and [`Config::epoch`].
+    pub members: NodeSet,
+    /// Epoch of the initial membership.
+    pub epoch: Epoch,
+}
+
+impl Config {
+    /// A node of a cluster `{0..n}` that booted together: every node is a member at epoch 1.
+    pub fn booted(node: NodeId, n: u32) -> Config {
+        Config {
+            node,
+            cluster: NodeSet::first(n),
+            members: NodeSet::first(n),
+            epoch: 1,
+        }
+    }
+}
+
+/// A timer the core asked the driver to arm with [`Action::SetTimer`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TimerId {
+    /// The per-request timeout of a kernel request.
+    Request(ReqId),
+}
+
+/// Input to [`Core::handle`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// `LOCK_REQ` from the local kernel. With [`LockFlags::CONVERT`], `req_id` names a request
+    /// this kernel already holds granted on `resource`, to be converted to `mode`; the reply
+    /// (grant or deny) again names `req_id`, and a denied conversion keeps the old mode.
+    /// `timeout_ms` is honoured only with [`LockFlags::TIMEOUT_MS`].
+    KernelRequest {
+        /// Kernel request id.
+        req_id: ReqId,
+        /// What to lock.
+        resource: ResourceId,
+        /// Requested mode.
+        mode: LockMode,
+        /// `NOQUEUE`, `CONVERT`, `TIMEOUT_MS`.
+        flags: LockFlags,
+        /// Timeout in milliseconds (with `TIMEOUT_MS`).
+        timeout_ms: u32,
+    },
+    /// `LOCK_RELEASE` from the local kernel: the granted request `req_id` is released. The
+    /// node keeps its cluster lock cached until a BAST asks for it.
+    KernelRelease {
+        /// The granted request being released.
+        req_id: ReqId,
+        /// Its resource (checked against the request).
+        resource: ResourceId,
+    },
+    /// The kernel stopped waiting for `req_id` (its own timeout). No reply follows. If the
+    /// request was already granted this acts as a release.
+    KernelCancel {
+        /// The request being cancelled.
+        req_id: ReqId,
+    },
+    /// A message from a peer core.
+    Peer {
+        /// Sender.
+        from: NodeId,
+        /// The message.
+        msg: PeerMsg,
+    },
+    /// The membership layer agreed on a new member set. `epoch` must exceed the current one;
+    /// older or equal epochs are rejected.
+    Membership {
+        /// The new epoch.
+        epoch: Epoch,
+        /// Live members.
+        members: NodeSet,
+    },
+    /// A timer armed by [`Action::SetTimer`] fired.
+    Timer {
+        /// Which timer.
+        id: TimerId,
+    },
+    /// The fence agent confirmed that `node` is fenced (cannot write the shared disk).
+    FenceConfirmed {
+        /// The fenced node.
+        node: NodeId,
+    },
+}
+
+/// A message to the local kernel module (one Generic Netlink command).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum KernelMsg {
+    /// Drop cached pages: `len == 0` means the whole inode. Emitted for `INODE` resources
+    /// (whole inode) and `EXTENT` resources (`offset = b`, `len = EXTENT_CHUNK_BYTES`); `AG`
+    /// resources protect metadata buffers, not page cache, and emit nothing.
+    CacheInval {
+        /// Volume id.
+        volume: u64,
+        /// Inode number.
+        ino: u64,
+        /// Byte offset.
+        offset: u64,
+        /// Byte length (0 = whole inode).
+        len: u64,
+    },
+    /// `LOCK_GRANT` for `req_id`.
+    Grant {
+        /// The granted request.
+        req_id: ReqId,
+        /// Its resource.
+        resource: ResourceId,
+        /// Granted mode.
+        mode: LockMode,
+    },
+    /// `LOCK_DENY` for `req_id` with a negative errno.
+    Deny {
+        /// The denied request.
+        req_id: ReqId,
+        /// Its resource.
+        resource: ResourceId,
+        /// Negative errno ([`EAGAIN`], [`ETIMEDOUT`], ...).
+        errno: i32,
+    },
+    /// `RECOVERY_START`: freeze lock traffic.
+    RecoveryStart {
+        /// The epoch being recovered into.
+        epoch: Epoch,
+    },
+    /// `RECOVERY_DONE`: resume lock traffic.
+    RecoveryDone {
+        /// The recovered epoch.
+        epoch: Epoch,
+    },
+    /// `NODE_STATUS`.
+    NodeStatus {
+        /// The node.
+        node: NodeId,
+        /// Its state.
+        state: NodeState,
+    },
+}
+
+/// Output of [`Core::handle`], to be carried out in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send `msg` to peer `to` (never to this node itself).
+    Send {
+        /// Destination node.
+        to: NodeId,
+        /// The message.
+        msg: PeerMsg,
+    },
+    /// Send a message to the local kernel.
+    Kernel(KernelMsg),
+    /// Arm (or re-arm) timer `id` to fire at absolute time `at_ms` (the clock of `now_ms`).
+    SetTimer {
+        /// Timer id.
+        id: TimerId,
+        /// Absolute deadline in milliseconds.
+        at_ms: u64,
+    },
+    /// Disarm timer `id` (it may already have fired; a late [`Event::Timer`] is harmless).
+    CancelTimer {
+        /// Timer id.
+        id: TimerId,
+    },
+    /// Run the fence agent against `node`, then feed [`Event::FenceConfirmed`].
+    Fence {
+        /// Node to fence.
+        node: NodeId,
+    },
+    /// This node is in a minority partition of `epoch`: it has stopped granting and must
+    /// fence itself (stop writing the shared disk, e.g. reboot).
+    SelfFence {
+        /// The epoch whose membership left this node in the minority.
+        epoch: Epoch,
+    },
+}
+
+/// The body of a message between cores. See `README.md` for the protocol.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum PeerBody {
+    /// node -> master: acquire or up/down-convert this node's lock on `resource` to `mode`.
+    Lock {
+        /// Resource.
+        #[cfg_attr(feature = "serde", serde(with = "wire::resource"))]
+        resource: ResourceId,
+        /// Wanted mode.
+        #[cfg_attr(feature = "serde", serde(with = "wire::mode"))]
+        mode: LockMode,
+        /// Deny at once if not grantable.
+        noqueue: bool,
+        /// Node-chosen sequence number; the answer carries it.
+        seq: u64,
+    },
+    /// node -> master: give the lock up (`to == None`) or down-convert it to `to`.
+    Release {
+        /// Resource.
+        #[cfg_attr(feature = "serde", serde(with = "wire::resource"))]
+        resource: ResourceId,
+        /// Down-conversion target, or `None` to release.
+        #[cfg_attr(feature = "serde", serde(with = "wire::opt_mode"))]
+        to: Option<LockMode>,
+        /// Sequence number; answered by `ReleaseAck`.
+        seq: u64,
+    },
+    /// node -> master: withdraw the pending `Lock` with sequence `seq` (timeout or cancel).
+    Cancel {
+        /// Resource.
+        #[cfg_attr(feature = "serde", serde(with = "wire::resource"))]
+        resource: ResourceId,
+        /// Sequence number of the `Lock` to withdraw.
+        seq: u64,
+    },
+    /// master -> node: the `Lock` with sequence `seq` is granted in `mode`.
+    Grant {
+        /// Resource.
+        #[cfg_attr(feature = "serde", serde(with = "wire::resource"))]
+        resource: ResourceId,
+        /// Granted mode.
+        #[cfg_attr(feature = "serde", serde(with = "wire::mode"))]
+        mode: LockMode,
+        /// Data version at grant time.
+        version: Version,
+        /// Sequence number of the `Lock`.
+        seq: u64,
+    },
+    /// master -> node: the `Lock` with sequence `seq` is denied (negative errno).
+    Deny {
+        /// Resource.
+        #[cfg_attr(feature = "serde", serde(with = "wire::resource"))]
+        resource: ResourceId,
+        /// Negative errno.
+        errno: i32,
+        /// Sequence number of the `Lock`.
+        seq: u64,
+    },
+    /// master -> node: the `Release` with sequence `seq` is done.
+    ReleaseAck {
+        /// Resource.
+        #[cfg_attr(feature = "serde", serde(with = "wire::resource"))]
+        resource: ResourceId,
+        /// Sequence number of the `Release`.
+        seq: u64,
+    },
+    /// master -> holder: your lock blocks a request for `mode`; give it up when unused.
+    Bast {
+        /// Resource.
+        #[cfg_attr(feature = "serde", serde(with = "wire::resource"))]
+        resource: ResourceId,
+        /// Mode of the blocked request.
+        #[cfg_attr(feature = "serde", serde(with = "wire::mode"))]
+        mode: LockMode,
+    },
+    /// survivor -> new master (recovery): I hold `resource` in `mode`.
+    Recover {
+        /// Resource.
+        #[cfg_attr(feature = "serde", serde(with = "wire::resource"))]
+        resource: ResourceId,
+        /// Held mode.
+        #[cfg_attr(feature = "serde", serde(with = "wire::mode"))]
+        mode: LockMode,
+    },
+    /// survivor -> every member (recovery): my fences are confirmed and I sent you `count`
+    /// `Recover` messages in this epoch.
+    RecoverDone {
+        /// Number of `Recover` messages sent to the receiver.
+        count: u32,
+    },
+    /// member -> every member (recovery): I have every member's `Recover` messages; my
+    /// resources are rebuilt.
+    RebuildDone,
+}
+
+/// A message between cores: the sender's epoch and a body. Messages whose epoch is not the
+/// receiver's are dropped (older) or held until that epoch's membership arrives (newer).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct PeerMsg {
+    /// Sender's membership epoch.
+    pub epoch: Epoch,
+    /// What it says.
+    pub body: PeerBody,
+}
+
+/// Why [`Core::handle`] ignored an event. Nothing was changed and no action was emitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reject {
+    /// A kernel request reused a request id that is still outstanding.
+    DuplicateRequest(ReqId),
+    /// A release, cancel or convert named a request id this core does not know.
+    UnknownRequest(ReqId),
+    /// A release named a resource other than the request's.
+    ResourceMismatch(ReqId),
+    /// A kernel request carried undefined flag bits.
+    InvalidFlags(u32),
+    /// A resource id that no builder makes (see `ResourceId::is_well_formed`).
+    MalformedResource,
+    /// A peer message from a node that is not a member of the current epoch (or from self).
+    NotMember(NodeId),
+    /// A peer message from an older epoch.
+    StaleEpoch {
+        /// The message's epoch.
+        got: Epoch,
+        /// This core's epoch.
+        have: Epoch,
+    },
+    /// A future-epoch message arrived but the holding buffer is full.
+    FutureBufferFull,
+    /// A membership event with an epoch not above the current one, or naming nodes outside
+    /// the configured cluster.
+    BadMembership(&'static str),
+    /// A peer message that makes no sense in the current state (e.g. a grant nobody asked
+    /// for); the text says which.
+    Unexpected(&'static str),
+    /// A timer or fence confirmation that matches nothing outstanding.
+    Stale(&'static str),
+}
+
+impl core::fmt::Display for Reject {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl std::error::Error for Reject {}
+
+// ---------------------------------------------------------------------------------------------
+// Introspection (read-only, for mxfsctl and tests).
+// ---------------------------------------------------------------------------------------------
+
+/// One entry of a master queue.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueEntry {
+    /// Holder or requester.
+    pub node: NodeId,
+    /// The node's sequence number of the request (0 for locks rebuilt by recovery).
+    pub seq: u64,
+    /// Granted mode (granted queue), target mode (convert and wait queues).
+    pub mode: LockMode,
+    /// For a conversion: the mode still held meanwhile.
+    pub held: Option<LockMode>,
+    /// When it entered this queue (`now_ms` of that event).
+    pub since_ms: u64,
+}
+
+/// Master-side state of one resource, like a `dlm_tool lockdebug` line.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ResourceDump {
+    /// The resource.
+    pub resource: ResourceId,
+    /// Its master (this node).
+    pub master: NodeId,
+    /// Current data version.
+    pub version: Version,
+    /// Granted queue.
+    pub granted: Vec<QueueEntry>,
+    /// Convert queue, FIFO.
+    pub converting: Vec<QueueEntry>,
+    /// Wait queue, FIFO.
+    pub waiting: Vec<QueueEntry>,
+}
+
+/// Node-side state of one resource.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LocalDump {
+    /// The resource.
+    pub resource: ResourceId,
+    /// Master in the current membership, if any.
+    pub master: Option<NodeId>,
+    /// This node's cluster lock mode, if held (possibly cached, unused).
+    pub held: Option<LockMode>,
+    /// Cached data version, if this node has seen one.
+    pub version: Option<Version>,
+    /// Kernel requests holding the lock: `(req_id, mode)`.
+    pub holders: Vec<(ReqId, LockMode)>,
+    /// Kernel requests waiting, FIFO: `(req_id, mode, since_ms)`.
+    pub waiting: Vec<(ReqId, LockMode, u64)>,
+    /// A BAST asked for the lock; it is given up as soon as the holders allow.
+    pub bast_pending: bool,
+}
+
+/// One recovery, for `mxfsctl status`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RecoveryRecord {
+    /// Epoch recovered into.
+    pub epoch: Epoch,
+    /// Nodes lost (fenced).
+    pub lost: NodeSet,
+    /// Start time (`now_ms`).
+    pub started_ms: u64,
+    /// End time, if finished.
+    pub finished_ms: Option<u64>,
+}
+
+/// Recovery phase of a core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Phase {
+    /// Granting normally.
+    Normal,
+    /// Frozen; waiting for fence confirmations of lost nodes.
+    Fencing,
+    /// Frozen; rebuilding master state (recovery barrier).
+    Rebuilding,
+    /// Not a member or in a minority: grants nothing until a majority membership arrives.
+    Stopped,
+}
