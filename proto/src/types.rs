@@ -117,6 +117,7 @@ pub enum LockMode {
 }
 
 /// The DLM compatibility matrix, indexed `[held][requested]`.
+#[rustfmt::skip]
 const COMPAT: [[bool; 6]; 6] = [
     //        NL     CR     CW     PR     PW     EX
     /* NL */ [true, true, true, true, true, true],
@@ -245,7 +246,12 @@ pub struct ResourceId {
 impl ResourceId {
     /// The inode `ino` of `volume`.
     pub const fn inode(volume: u64, ino: u64) -> ResourceId {
-        ResourceId { kind: ResourceType::Inode, volume, a: ino, b: 0 }
+        ResourceId {
+            kind: ResourceType::Inode,
+            volume,
+            a: ino,
+            b: 0,
+        }
     }
 
     /// The `EXTENT_CHUNK_BYTES` chunk of inode `ino` that holds byte `offset`.
@@ -260,7 +266,12 @@ impl ResourceId {
 
     /// Allocation group `agno` of `volume`.
     pub const fn ag(volume: u64, agno: u64) -> ResourceId {
-        ResourceId { kind: ResourceType::Ag, volume, a: agno, b: 0 }
+        ResourceId {
+            kind: ResourceType::Ag,
+            volume,
+            a: agno,
+            b: 0,
+        }
     }
 
     /// Whether the id is one a builder could have made: `b` is 0 except for an aligned
@@ -338,7 +349,11 @@ mod tests {
         assert!(r.is_well_formed());
         let bad = ResourceId { b: 5, ..r };
         assert!(!bad.is_well_formed());
-        assert!(!ResourceId { b: 1, ..ResourceId::inode(1, 2) }.is_well_formed());
+        assert!(!ResourceId {
+            b: 1,
+            ..ResourceId::inode(1, 2)
+        }
+        .is_well_formed());
     }
 
     #[test]
