@@ -66,15 +66,25 @@ pub struct Hello {
 /// Daemon-to-daemon messages carried in `Msg` frames; `P` is the lock core's peer message.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WireMsg<P> {
-    /// Liveness beacon, sent every `heartbeat_interval_ms`.
-    Heartbeat {
-        /// Sender's current membership epoch.
-        epoch: u64,
-        /// Members the sender can currently hear (including itself), as a bit set of node ids.
-        sees: u64,
-    },
+    /// Liveness beacon and membership gossip, sent every `heartbeat_interval_ms`.
+    Heartbeat(Heartbeat),
     /// A lock-core message.
     Core(P),
+    /// The sender is shutting down cleanly.
+    Leave,
+}
+
+/// Heartbeat body: who the sender is (incarnation) and which membership it has installed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Random per-process value; a change means the peer restarted.
+    pub incarnation: u64,
+    /// Epoch of the membership the sender has installed (0: none yet).
+    pub epoch: u64,
+    /// Members of that epoch (bit set of node ids).
+    pub members: u64,
+    /// Nodes the sender currently hears, itself included (bit set).
+    pub view: u64,
 }
 
 /// Why a frame was refused.
@@ -239,10 +249,12 @@ mod tests {
 
     #[test]
     fn msg_round_trip() {
-        let m: W = WireMsg::Heartbeat {
+        let m: W = WireMsg::Heartbeat(Heartbeat {
+            incarnation: 1,
             epoch: 7,
-            sees: 0b101,
-        };
+            members: 3,
+            view: 5,
+        });
         let f = Frame {
             kind: FrameKind::Msg,
             seq: 3,
