@@ -26,6 +26,10 @@ pub struct Core {
     pub(crate) recovery: crate::node::Recovery,
     pub(crate) history: Vec<RecoveryRecord>,
     pub(crate) future: Vec<(NodeId, PeerMsg)>,
+    /// Next counter of [`Version`]s this master issues in this epoch.
+    pub(crate) master_gen: u64,
+    /// Self-addressed messages, delivered before `handle` returns. Always empty in between.
+    pub(crate) loopback: std::collections::VecDeque<PeerBody>,
 }
 
 impl Core {
@@ -51,6 +55,10 @@ impl Core {
         } else {
             Phase::Stopped
         };
+        let recovery = crate::node::Recovery {
+            master_ready: phase == Phase::Normal,
+            ..Default::default()
+        };
         Core {
             epoch: cfg.epoch,
             members: cfg.members,
@@ -59,9 +67,11 @@ impl Core {
             reqs: BTreeMap::new(),
             master: BTreeMap::new(),
             next_seq: 1,
-            recovery: Default::default(),
+            recovery,
             history: Vec::new(),
             future: Vec::new(),
+            master_gen: 0,
+            loopback: Default::default(),
             cfg,
         }
     }
@@ -70,14 +80,380 @@ impl Core {
     /// carried out in order. On `Err`, the event was ignored: nothing changed and nothing was
     /// appended. The core never panics on any event sequence (invariant checks aside).
     pub fn handle(&mut self, now_ms: u64, ev: Event, out: &mut Vec<Action>) -> Result<(), Reject> {
-        let _ = (now_ms, ev, out);
-        Err(Reject::Unexpected("lock core logic not implemented yet"))
+        debug_assert!(self.loopback.is_empty());
+        let mark = out.len();
+        let r = match ev {
+            Event::KernelRequest {
+                req_id,
+                resource,
+                mode,
+                flags,
+                timeout_ms,
+            } => self.kernel_request(now_ms, req_id, resource, mode, flags, timeout_ms, out),
+            Event::KernelRelease { req_id, resource } => {
+                self.kernel_release(req_id, Some(resource), out)
+            }
+            Event::KernelCancel { req_id } => self.kernel_cancel(req_id, out),
+            Event::Peer { from, msg } => self.peer(now_ms, from, msg, out),
+            Event::Membership { epoch, members } => self.membership(now_ms, epoch, members, out),
+            Event::Timer {
+                id: TimerId::Request(req_id),
+            } => self.request_timeout(req_id, out),
+            Event::FenceConfirmed { node } => self.fence_confirmed(now_ms, node, out),
+        };
+        if r.is_ok() {
+            self.drain_loopback(now_ms, out);
+        }
+        debug_assert!(
+            r.is_ok() || out.len() == mark,
+            "a rejected event emitted actions"
+        );
+        #[cfg(debug_assertions)]
+        if let Err(e) = self.check_invariants() {
+            panic!("lock core invariant broken on node {}: {e}", self.cfg.node);
+        }
+        r
+    }
+
+    /// Sends `body` to `to`; a message to this node is queued on the loopback instead.
+    pub(crate) fn send(&mut self, to: NodeId, body: PeerBody, out: &mut Vec<Action>) {
+        if to == self.cfg.node {
+            self.loopback.push_back(body);
+        } else {
+            out.push(Action::Send {
+                to,
+                msg: PeerMsg {
+                    epoch: self.epoch,
+                    body,
+                },
+            });
+        }
+    }
+
+    fn drain_loopback(&mut self, now_ms: u64, out: &mut Vec<Action>) {
+        // Each delivery answers at most one message per resource, so this ends; the bound
+        // guards against a protocol bug turning into a hang.
+        let mut budget = 16 * (self.local.len() + self.master.len() + 16);
+        while let Some(body) = self.loopback.pop_front() {
+            assert!(
+                budget > 0,
+                "loopback message storm on node {}",
+                self.cfg.node
+            );
+            budget -= 1;
+            // A rejected self-message is a local protocol slip; dropping it is the only option.
+            let _ = self.dispatch(now_ms, self.cfg.node, body, out);
+        }
+    }
+
+    /// `Event::Peer`: epoch and membership checks, then dispatch.
+    fn peer(
+        &mut self,
+        now_ms: u64,
+        from: NodeId,
+        msg: PeerMsg,
+        out: &mut Vec<Action>,
+    ) -> Result<(), Reject> {
+        if from == self.cfg.node || !self.cfg.cluster.contains(from) {
+            return Err(Reject::NotMember(from));
+        }
+        if msg.epoch < self.epoch {
+            return Err(Reject::StaleEpoch {
+                got: msg.epoch,
+                have: self.epoch,
+            });
+        }
+        if msg.epoch > self.epoch {
+            if self.future.len() >= FUTURE_MSGS_MAX {
+                return Err(Reject::FutureBufferFull);
+            }
+            self.future.push((from, msg));
+            return Ok(());
+        }
+        if !self.members.contains(from) {
+            return Err(Reject::NotMember(from));
+        }
+        if self.phase == Phase::Stopped {
+            return Err(Reject::Unexpected(
+                "this node is stopped (minority or not a member)",
+            ));
+        }
+        self.dispatch(now_ms, from, msg.body, out)
+    }
+
+    fn dispatch(
+        &mut self,
+        now_ms: u64,
+        from: NodeId,
+        body: PeerBody,
+        out: &mut Vec<Action>,
+    ) -> Result<(), Reject> {
+        match body {
+            PeerBody::Lock { .. } | PeerBody::Release { .. } | PeerBody::Cancel { .. } => {
+                self.master_msg(now_ms, from, body, out)
+            }
+            PeerBody::Grant { .. }
+            | PeerBody::Deny { .. }
+            | PeerBody::ReleaseAck { .. }
+            | PeerBody::Bast { .. } => {
+                if master_of(self.members, body_resource(&body)) != Some(from) {
+                    return Err(Reject::Unexpected(
+                        "node-layer message from a node that is not the master",
+                    ));
+                }
+                if self.phase != Phase::Normal {
+                    return Err(Reject::Unexpected("node-layer message during recovery"));
+                }
+                self.node_msg(body, out)
+            }
+            PeerBody::Recover { resource, mode } => {
+                self.on_recover(now_ms, from, resource, mode)?;
+                self.check_rebuilt(out);
+                Ok(())
+            }
+            PeerBody::RecoverDone { count } => {
+                if self.recovery.expected.contains_key(&from) {
+                    return Err(Reject::Unexpected("duplicate RecoverDone"));
+                }
+                self.recovery.expected.insert(from, count);
+                self.check_rebuilt(out);
+                Ok(())
+            }
+            PeerBody::RebuildDone => {
+                if self.recovery.rebuilt.contains(from) {
+                    return Err(Reject::Unexpected("duplicate RebuildDone"));
+                }
+                self.recovery.rebuilt = self.recovery.rebuilt.with(from);
+                self.check_resumed(now_ms, out);
+                Ok(())
+            }
+        }
+    }
+
+    /// `Event::Membership`: freeze, fence the lost, and start rebuilding (or stop).
+    fn membership(
+        &mut self,
+        now_ms: u64,
+        epoch: Epoch,
+        members: NodeSet,
+        out: &mut Vec<Action>,
+    ) -> Result<(), Reject> {
+        if epoch <= self.epoch {
+            return Err(Reject::BadMembership("epoch not above the current one"));
+        }
+        if !members.is_subset(self.cfg.cluster) {
+            return Err(Reject::BadMembership(
+                "member outside the configured cluster",
+            ));
+        }
+        let lost = self.members.minus(members);
+        self.epoch = epoch;
+        self.members = members;
+        self.master.clear();
+        self.master_gen = 0;
+        let unfenced = NodeSet(self.recovery.unfenced.0 | lost.0).minus(members);
+        self.recovery = crate::node::Recovery {
+            unfenced,
+            ..Default::default()
+        };
+        for l in self.local.values_mut() {
+            // Whatever was in flight belongs to the old epoch and is void; the new masters
+            // learn what this node holds from its `Recover` messages.
+            l.outstanding = None;
+            l.bast = false;
+        }
+        if self.history.len() >= RECOVERY_HISTORY_MAX {
+            self.history.remove(0);
+        }
+        self.history.push(RecoveryRecord {
+            epoch,
+            lost,
+            started_ms: now_ms,
+            finished_ms: None,
+        });
+        out.push(Action::Kernel(KernelMsg::RecoveryStart { epoch }));
+        for node in lost.iter() {
+            out.push(Action::Kernel(KernelMsg::NodeStatus {
+                node,
+                state: NodeState::Suspect,
+            }));
+        }
+        if !members.contains(self.cfg.node) || !quorate(members, self.cfg.cluster) {
+            self.phase = Phase::Stopped;
+            self.deny_all_waiters(ENOLCK, out);
+            out.push(Action::SelfFence { epoch });
+            return Ok(());
+        }
+        self.phase = Phase::Fencing;
+        for node in lost.iter() {
+            out.push(Action::Fence { node });
+        }
+        if self.recovery.unfenced.is_empty() {
+            self.start_rebuild(out);
+        }
+        // Messages of this epoch that arrived early.
+        let future = std::mem::take(&mut self.future);
+        for (from, msg) in future {
+            if msg.epoch == self.epoch {
+                let _ = self.peer(now_ms, from, msg, out);
+            } else if msg.epoch > self.epoch {
+                self.future.push((from, msg));
+            }
+        }
+        Ok(())
+    }
+
+    fn deny_all_waiters(&mut self, errno: i32, out: &mut Vec<Action>) {
+        for (resource, l) in self.local.iter_mut() {
+            for w in l.waiters.drain(..) {
+                if w.timer {
+                    out.push(Action::CancelTimer {
+                        id: TimerId::Request(w.req_id),
+                    });
+                }
+                out.push(Action::Kernel(KernelMsg::Deny {
+                    req_id: w.req_id,
+                    resource: *resource,
+                    errno,
+                }));
+                let st = self
+                    .reqs
+                    .get_mut(&w.req_id)
+                    .expect("queued request is known");
+                st.waiting = false;
+                if st.granted.is_none() {
+                    self.reqs.remove(&w.req_id);
+                }
+            }
+        }
+    }
+
+    /// `Event::FenceConfirmed`.
+    fn fence_confirmed(
+        &mut self,
+        _now_ms: u64,
+        node: NodeId,
+        out: &mut Vec<Action>,
+    ) -> Result<(), Reject> {
+        if !self.recovery.unfenced.contains(node) {
+            return Err(Reject::Stale(
+                "fence confirmation for a node not being fenced",
+            ));
+        }
+        self.recovery.unfenced = self.recovery.unfenced.without(node);
+        out.push(Action::Kernel(KernelMsg::NodeStatus {
+            node,
+            state: NodeState::Down,
+        }));
+        if self.phase == Phase::Fencing && self.recovery.unfenced.is_empty() {
+            self.start_rebuild(out);
+        }
+        Ok(())
+    }
+
+    /// Every lost node is fenced: tell each new master what this node holds, then announce
+    /// how many such messages each member should expect.
+    fn start_rebuild(&mut self, out: &mut Vec<Action>) {
+        debug_assert_eq!(self.phase, Phase::Fencing);
+        self.phase = Phase::Rebuilding;
+        let mut counts = [0u32; NODES_MAX];
+        let held: Vec<(ResourceId, LockMode)> = self
+            .local
+            .iter()
+            .filter_map(|(r, l)| l.held.map(|m| (*r, m)))
+            .collect();
+        for (resource, mode) in held {
+            let master = master_of(self.members, &resource).expect("members include this node");
+            counts[master as usize] += 1;
+            self.send(master, PeerBody::Recover { resource, mode }, out);
+        }
+        for node in self.members.iter() {
+            self.send(
+                node,
+                PeerBody::RecoverDone {
+                    count: counts[node as usize],
+                },
+                out,
+            );
+        }
+        self.recovery.reported = true;
+    }
+
+    /// Master side of the barrier: every member's `Recover` messages are in.
+    fn check_rebuilt(&mut self, out: &mut Vec<Action>) {
+        let rc = &self.recovery;
+        if rc.master_ready || !rc.reported {
+            return;
+        }
+        let complete = self.members.iter().all(|n| {
+            rc.expected
+                .get(&n)
+                .is_some_and(|e| *e == rc.received.get(&n).copied().unwrap_or(0))
+        });
+        if !complete {
+            return;
+        }
+        self.recovery.master_ready = true;
+        for node in self.members.iter() {
+            self.send(node, PeerBody::RebuildDone, out);
+        }
+    }
+
+    /// Every master is rebuilt: resume granting.
+    fn check_resumed(&mut self, now_ms: u64, out: &mut Vec<Action>) {
+        if self.phase != Phase::Rebuilding || self.recovery.rebuilt != self.members {
+            return;
+        }
+        self.phase = Phase::Normal;
+        if let Some(h) = self.history.last_mut() {
+            h.finished_ms = Some(now_ms);
+        }
+        out.push(Action::Kernel(KernelMsg::RecoveryDone {
+            epoch: self.epoch,
+        }));
+        let resources: Vec<ResourceId> = self.local.keys().copied().collect();
+        for r in resources {
+            self.pump(&r, out);
+        }
     }
 
     /// Checks every internal invariant (granted modes pairwise compatible on each master,
     /// local holders compatible and covered by the node's lock, queue bounds, ...). The tests
     /// and the model call this after every step; `handle` calls it in debug builds.
     pub fn check_invariants(&self) -> Result<(), String> {
+        for (r, m) in &self.master {
+            m.check(r)?;
+            if master_of(self.members, r) != Some(self.cfg.node) {
+                return Err(format!("{r:?}: mastered here but its master is elsewhere"));
+            }
+        }
+        let mut waiting = 0;
+        let mut granted = 0;
+        for (r, l) in &self.local {
+            l.check(r, &self.reqs)?;
+            waiting += l.waiters.len();
+            granted += l.holders.len();
+        }
+        let (w, g) = self.reqs.values().fold((0, 0), |(w, g), st| {
+            (
+                w + usize::from(st.waiting),
+                g + usize::from(st.granted.is_some()),
+            )
+        });
+        if w != waiting || g != granted {
+            return Err(format!("request table ({w} waiting, {g} granted) disagrees with queues ({waiting}, {granted})"));
+        }
+        if self.phase == Phase::Normal
+            && !(self.members.contains(self.cfg.node) && quorate(self.members, self.cfg.cluster))
+        {
+            return Err("granting without being a member of a quorate membership".into());
+        }
+        if self.phase == Phase::Normal && !self.recovery.master_ready {
+            return Err("normal phase with master tables not rebuilt".into());
+        }
+        if !self.loopback.is_empty() {
+            return Err("loopback not drained".into());
+        }
         Ok(())
     }
 
@@ -131,4 +507,19 @@ impl Core {
 pub(crate) fn quorate(members: NodeSet, cluster: NodeSet) -> bool {
     let live = members.minus(members.minus(cluster)).len();
     2 * live > cluster.len()
+}
+
+/// The resource a node-layer message is about.
+fn body_resource(body: &PeerBody) -> &ResourceId {
+    match body {
+        PeerBody::Lock { resource, .. }
+        | PeerBody::Release { resource, .. }
+        | PeerBody::Cancel { resource, .. }
+        | PeerBody::Grant { resource, .. }
+        | PeerBody::Deny { resource, .. }
+        | PeerBody::ReleaseAck { resource, .. }
+        | PeerBody::Bast { resource, .. }
+        | PeerBody::Recover { resource, .. } => resource,
+        PeerBody::RecoverDone { .. } | PeerBody::RebuildDone => unreachable!("no resource"),
+    }
 }

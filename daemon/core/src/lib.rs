@@ -23,7 +23,9 @@
 mod engine;
 mod hash;
 mod master;
+mod modes;
 mod node;
+pub mod sim;
 #[cfg(feature = "serde")]
 mod wire;
 
@@ -146,11 +148,12 @@ impl NodeSet {
 
 /// The data version of a resource: `(epoch, counter)`.
 ///
-/// The master bumps `counter` when a PW or EX holder gives its lock up (release or
-/// down-conversion). After a membership change every master starts its resources afresh at
-/// `(new epoch, 0)`, so a version issued before the change never equals one issued after it.
-/// A node invalidates its page cache for a resource whenever a grant carries a version that
-/// differs from the one it cached: equality is the only "fresh" answer.
+/// Every version a master issues is unique: `counter` comes from one per-master generator
+/// that advances when a resource entry is created and when a PW or EX holder gives its lock
+/// up (release or down-conversion to a non-write mode), and masters restart it at each new
+/// epoch, whose number differs. So a node invalidates its page cache for a resource whenever a
+/// grant carries a version other than the one it cached: equality is the only "fresh" answer,
+/// and a version a node never saw always invalidates.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct Version {
@@ -403,11 +406,15 @@ pub enum PeerBody {
         /// Sequence number of the `Lock`.
         seq: u64,
     },
-    /// master -> node: the `Release` with sequence `seq` is done.
+    /// master -> node: the `Release` with sequence `seq` is done; `version` is the data
+    /// version after it (a node that gave up a write mode caches this version, as its pages
+    /// are the newest).
     ReleaseAck {
         /// Resource.
         #[cfg_attr(feature = "serde", serde(with = "wire::resource"))]
         resource: ResourceId,
+        /// Version after the release.
+        version: Version,
         /// Sequence number of the `Release`.
         seq: u64,
     },

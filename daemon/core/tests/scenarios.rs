@@ -1,0 +1,383 @@
+//! Scenario tests of the lock core through the in-memory cluster (`mxfs_core::sim`).
+
+use mxfs_core::sim::Cluster;
+use mxfs_core::*;
+
+/// An inode of volume 1 whose master among `members` is `master`.
+fn res_mastered_by(master: NodeId, members: NodeSet) -> ResourceId {
+    (0..10_000)
+        .map(|ino| ResourceId::inode(1, ino))
+        .find(|r| master_of(members, r) == Some(master))
+        .expect("some inode hashes to every node")
+}
+
+#[test]
+fn local_grant_release_then_cached_regrant_without_network() {
+    let mut c = Cluster::new(3);
+    let r = res_mastered_by(1, NodeSet::first(3));
+    c.request(0, 1, r, LockMode::Ex).unwrap();
+    assert!(!c.granted(0, 1), "remote master must answer first");
+    c.settle();
+    assert!(c.granted(0, 1));
+    // First grant invalidates (the version was never seen), before the grant.
+    assert!(matches!(c.kernel[0][0], KernelMsg::CacheInval { ino, len: 0, .. } if ino == r.a));
+    assert!(matches!(c.kernel[0][1], KernelMsg::Grant { req_id: 1, .. }));
+    c.release(0, 1, r).unwrap();
+    assert!(c.net.is_empty(), "release keeps the lock cached");
+    c.request(0, 2, r, LockMode::Pr).unwrap();
+    assert!(c.net.is_empty(), "cached re-grant needs no network");
+    assert!(c.granted(0, 2));
+    assert_eq!(
+        c.kernel[0].len(),
+        3,
+        "no second CACHE_INVAL for a cached lock"
+    );
+}
+
+#[test]
+fn bast_takes_back_cached_lock_and_waiter_gets_grant_with_inval() {
+    let mut c = Cluster::new(2);
+    let r = res_mastered_by(0, NodeSet::first(2));
+    c.request(1, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    assert!(c.granted(1, 1));
+    c.release(1, 1, r).unwrap();
+    c.settle();
+    // n0 (the master) wants it: BAST to n1, which gives it up, then n0 is granted.
+    c.request(0, 7, r, LockMode::Pr).unwrap();
+    c.settle();
+    assert!(c.granted(0, 7));
+    let d = &c.core(1).dump_local()[0];
+    assert_eq!(d.held, None, "n1 gave the cached lock up on the BAST");
+    // n1 wrote under EX: the version moved, so n0 invalidates before its grant.
+    let k = &c.kernel[0];
+    let g = k
+        .iter()
+        .position(|m| matches!(m, KernelMsg::Grant { req_id: 7, .. }))
+        .unwrap();
+    assert!(matches!(k[g - 1], KernelMsg::CacheInval { .. }));
+    // n1 asks again for PR: compatible, granted; its cached version is the newest (it was the
+    // writer), so no invalidation.
+    let before = c.kernel[1].len();
+    c.request(1, 2, r, LockMode::Pr).unwrap();
+    c.settle();
+    assert!(c.granted(1, 2));
+    assert!(!c.kernel[1][before..]
+        .iter()
+        .any(|m| matches!(m, KernelMsg::CacheInval { .. })));
+}
+
+#[test]
+fn held_lock_is_given_up_only_when_the_kernel_releases() {
+    let mut c = Cluster::new(2);
+    let r = res_mastered_by(0, NodeSet::first(2));
+    c.request(1, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    c.request(0, 2, r, LockMode::Ex).unwrap();
+    c.settle();
+    assert!(!c.granted(0, 2), "n1's kernel still holds EX");
+    assert!(c.core(1).dump_local()[0].bast_pending);
+    c.release(1, 1, r).unwrap();
+    c.settle();
+    assert!(c.granted(0, 2));
+}
+
+#[test]
+fn noqueue_denies_at_once_and_bast_frees_cached_lock() {
+    let mut c = Cluster::new(2);
+    let r = res_mastered_by(0, NodeSet::first(2));
+    c.request(1, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    c.release(1, 1, r).unwrap();
+    let ev = Event::KernelRequest {
+        req_id: 5,
+        resource: r,
+        mode: LockMode::Ex,
+        flags: LockFlags::NOQUEUE,
+        timeout_ms: 0,
+    };
+    c.event(0, ev.clone()).unwrap();
+    c.settle();
+    assert_eq!(c.denied(0, 5), Some(EAGAIN));
+    // The deny came with a BAST: the cached lock is gone, so a retry succeeds.
+    let retry = Event::KernelRequest {
+        req_id: 6,
+        resource: r,
+        mode: LockMode::Ex,
+        flags: LockFlags::NOQUEUE,
+        timeout_ms: 0,
+    };
+    c.event(0, retry).unwrap();
+    c.settle();
+    assert!(c.granted(0, 6));
+}
+
+#[test]
+fn fifo_compatible_newcomer_does_not_jump_a_blocked_waiter() {
+    let mut c = Cluster::new(3);
+    let r = res_mastered_by(0, NodeSet::first(3));
+    c.request(0, 1, r, LockMode::Pr).unwrap();
+    c.settle();
+    c.request(1, 2, r, LockMode::Ex).unwrap();
+    c.settle();
+    c.request(2, 3, r, LockMode::Pr).unwrap();
+    c.settle();
+    assert!(!c.granted(1, 2));
+    assert!(
+        !c.granted(2, 3),
+        "PR is compatible with the granted PR but queued behind EX"
+    );
+    c.release(0, 1, r).unwrap();
+    c.settle();
+    assert!(c.granted(1, 2));
+    assert!(!c.granted(2, 3));
+    c.release(1, 2, r).unwrap();
+    c.settle();
+    assert!(c.granted(2, 3));
+}
+
+#[test]
+fn timeout_denies_and_removes_from_master_queue() {
+    let mut c = Cluster::new(3);
+    let r = res_mastered_by(0, NodeSet::first(3));
+    c.request(1, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    let ev = Event::KernelRequest {
+        req_id: 2,
+        resource: r,
+        mode: LockMode::Ex,
+        flags: LockFlags::TIMEOUT_MS,
+        timeout_ms: 100,
+    };
+    c.event(2, ev).unwrap();
+    c.settle();
+    c.advance(100);
+    c.settle();
+    assert_eq!(c.denied(2, 2), Some(ETIMEDOUT));
+    let d = c.core(0).dump_master();
+    assert!(
+        d[0].waiting.is_empty(),
+        "cancel removed the master's wait entry: {d:?}"
+    );
+    // A later PR from n0 is not stuck behind the dead EX waiter... it waits only for n1.
+    c.release(1, 1, r).unwrap();
+    c.request(0, 3, r, LockMode::Pr).unwrap();
+    c.settle();
+    assert!(c.granted(0, 3));
+}
+
+#[test]
+fn kernel_convert_up_and_down() {
+    let mut c = Cluster::new(2);
+    let r = res_mastered_by(1, NodeSet::first(2));
+    c.request(0, 1, r, LockMode::Pr).unwrap();
+    c.settle();
+    let conv = |mode| Event::KernelRequest {
+        req_id: 1,
+        resource: r,
+        mode,
+        flags: LockFlags::CONVERT,
+        timeout_ms: 0,
+    };
+    c.event(0, conv(LockMode::Ex)).unwrap();
+    c.settle();
+    assert_eq!(
+        c.kernel[0]
+            .iter()
+            .filter(|k| matches!(k, KernelMsg::Grant { req_id: 1, .. }))
+            .count(),
+        2
+    );
+    assert_eq!(c.core(0).dump_local()[0].holders, vec![(1, LockMode::Ex)]);
+    c.event(0, conv(LockMode::Pr)).unwrap();
+    assert_eq!(c.core(0).dump_local()[0].holders, vec![(1, LockMode::Pr)]);
+    // n1 wants PR: the node lock (EX) is down-converted to PR on the BAST, not released.
+    c.request(1, 9, r, LockMode::Pr).unwrap();
+    c.settle();
+    assert!(c.granted(1, 9));
+    assert_eq!(c.core(0).dump_local()[0].held, Some(LockMode::Pr));
+}
+
+#[test]
+fn conversion_deadlock_denies_one_converter() {
+    let mut c = Cluster::new(3);
+    let r = res_mastered_by(2, NodeSet::first(3));
+    c.request(0, 1, r, LockMode::Pr).unwrap();
+    c.request(1, 1, r, LockMode::Pr).unwrap();
+    c.settle();
+    let conv = Event::KernelRequest {
+        req_id: 1,
+        resource: r,
+        mode: LockMode::Ex,
+        flags: LockFlags::CONVERT,
+        timeout_ms: 0,
+    };
+    c.event(0, conv.clone()).unwrap();
+    c.event(1, conv).unwrap();
+    c.settle();
+    let denied = [c.denied(0, 1), c.denied(1, 1)];
+    assert!(denied.contains(&Some(EDEADLK)), "{denied:?}");
+    // The denied one keeps PR; once it releases, the other converts.
+    let loser = if denied[0] == Some(EDEADLK) { 0 } else { 1 };
+    c.release(loser, 1, r).unwrap();
+    c.settle();
+    assert!(c.granted(1 - loser, 1));
+    assert_eq!(
+        c.core(1 - loser).dump_local()[0].holders,
+        vec![(1, LockMode::Ex)]
+    );
+}
+
+#[test]
+fn recovery_purges_lost_holder_and_grants_waiter() {
+    let mut c = Cluster::new(3);
+    let all = NodeSet::first(3);
+    let r = res_mastered_by(2, all);
+    c.request(0, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    c.request(1, 2, r, LockMode::Ex).unwrap();
+    c.settle();
+    assert!(!c.granted(1, 2));
+    // The master dies; n0 still holds EX, n1 waits.
+    c.crash(2, 2);
+    assert!(c.core(0).recovering());
+    assert!(c.fences.iter().any(|(_, t)| *t == 2));
+    c.settle();
+    assert!(!c.core(0).recovering() && !c.core(1).recovering());
+    assert!(!c.granted(1, 2), "n0 still holds EX");
+    c.release(0, 1, r).unwrap();
+    c.settle();
+    assert!(c.granted(1, 2));
+    for n in [0, 1] {
+        assert!(c.kernel[n].contains(&KernelMsg::RecoveryStart { epoch: 2 }));
+        assert!(c.kernel[n].contains(&KernelMsg::RecoveryDone { epoch: 2 }));
+        let h = c.core(n as NodeId).recovery_history();
+        assert_eq!(h.last().unwrap().lost, NodeSet::EMPTY.with(2));
+    }
+}
+
+#[test]
+fn lost_node_locks_are_purged() {
+    let mut c = Cluster::new(3);
+    let all = NodeSet::first(3);
+    let r = res_mastered_by(0, all);
+    c.request(2, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    c.request(1, 2, r, LockMode::Ex).unwrap();
+    c.settle();
+    assert!(!c.granted(1, 2));
+    c.crash(2, 2);
+    c.settle();
+    assert!(c.granted(1, 2), "the lost holder's EX is purged");
+    for d in c
+        .core(0)
+        .dump_master()
+        .iter()
+        .chain(c.core(1).dump_master().iter())
+    {
+        assert!(d.granted.iter().all(|g| g.node != 2));
+    }
+}
+
+#[test]
+fn nothing_granted_until_fence_confirmed() {
+    let mut c = Cluster::new(3);
+    let r = res_mastered_by(0, NodeSet::first(3));
+    c.request(0, 1, r, LockMode::Pr).unwrap();
+    c.settle();
+    c.release(0, 1, r).unwrap();
+    c.crash(2, 2);
+    // Deliver messages but hold the fences back.
+    while c.step() {}
+    c.request(0, 2, r, LockMode::Pr).unwrap();
+    while c.step() {}
+    assert!(!c.granted(0, 2), "granted while recovering");
+    c.settle();
+    assert!(c.granted(0, 2));
+}
+
+#[test]
+fn minority_stops_granting_and_self_fences() {
+    let mut c = Cluster::new(3);
+    let r = res_mastered_by(0, NodeSet::first(3));
+    c.request(0, 1, r, LockMode::Pr).unwrap();
+    c.settle();
+    c.release(0, 1, r).unwrap();
+    c.crash(1, 2);
+    c.crash(2, 3);
+    c.settle();
+    assert!(c.self_fenced.iter().any(|(n, _)| *n == 0));
+    c.request(0, 2, r, LockMode::Pr).unwrap();
+    assert_eq!(
+        c.denied(0, 2),
+        Some(ENOLCK),
+        "a minority node must not grant even from cache"
+    );
+}
+
+#[test]
+fn bad_input_is_rejected_not_panicking() {
+    let mut c = Cluster::new(2);
+    let r = ResourceId::inode(1, 1);
+    c.request(0, 1, r, LockMode::Ex).unwrap();
+    assert_eq!(
+        c.request(0, 1, r, LockMode::Ex),
+        Err(Reject::DuplicateRequest(1))
+    );
+    assert_eq!(c.release(0, 99, r), Err(Reject::UnknownRequest(99)));
+    let bad = Event::KernelRequest {
+        req_id: 3,
+        resource: r,
+        mode: LockMode::Ex,
+        flags: LockFlags(64),
+        timeout_ms: 0,
+    };
+    assert_eq!(c.event(0, bad), Err(Reject::InvalidFlags(64)));
+    let malformed = ResourceId { b: 3, ..r };
+    assert_eq!(
+        c.request(0, 4, malformed, LockMode::Ex),
+        Err(Reject::MalformedResource)
+    );
+    let msg = PeerMsg {
+        epoch: 1,
+        body: PeerBody::RebuildDone,
+    };
+    assert_eq!(
+        c.event(
+            0,
+            Event::Peer {
+                from: 9,
+                msg: msg.clone()
+            }
+        ),
+        Err(Reject::NotMember(9))
+    );
+    assert_eq!(
+        c.event(0, Event::Peer { from: 0, msg }),
+        Err(Reject::NotMember(0))
+    );
+    let old = PeerMsg {
+        epoch: 0,
+        body: PeerBody::RebuildDone,
+    };
+    assert!(matches!(
+        c.event(0, Event::Peer { from: 1, msg: old }),
+        Err(Reject::StaleEpoch { .. })
+    ));
+    assert!(matches!(
+        c.event(
+            0,
+            Event::Membership {
+                epoch: 1,
+                members: NodeSet::first(2)
+            }
+        ),
+        Err(Reject::BadMembership(_))
+    ));
+    assert!(matches!(
+        c.event(0, Event::FenceConfirmed { node: 1 }),
+        Err(Reject::Stale(_))
+    ));
+    c.settle();
+    c.core(0).check_invariants().unwrap();
+}
