@@ -11,7 +11,7 @@ default:
     @just --list
 
 # Every check: formatting, lints, tests, loom, model, fuzz smoke.
-verify: fmt-check clippy test fuzz-smoke
+verify: fmt-check clippy test loom fuzz-smoke
 
 # Rust components that the checks need (rustfmt, clippy) on the stable toolchain.
 tools:
@@ -33,3 +33,7 @@ fuzz-tools:
 # Runs every fuzz target for a bounded time on nightly with AddressSanitizer, printing exec counts.
 fuzz-smoke: fuzz-tools
     fuzz/smoke.sh {{fuzz_runs}} {{fuzz_secs}}
+
+# Loom tests of the kernel module's pending table (kmod/pending.rs on loom::sync), release mode.
+loom:
+    LOOM_MAX_PREEMPTIONS=3 cargo test -p mxfs-kmod-loom --release --locked

@@ -1,0 +1,88 @@
+//! The kernel module's pending table (`kmod/pending.rs`, the very file `mxfs.ko` compiles)
+//! instantiated with `loom::sync`, so loom can explore its interleavings.
+//!
+//! The kernel sleeps with a timeout; loom cannot model one (its timed waits never time out), so
+//! [`LoomTable`]'s sleeps never time out either and the tests race a timer thread that calls
+//! `PendingTable::expire`, the same path a timed-out kernel wait takes.
+
+/// The proto vocabulary under the path `pending.rs` expects (`crate::proto`).
+pub mod proto {
+    pub use mxfs_proto::*;
+}
+
+#[path = "../../pending.rs"]
+pub mod pending;
+
+use std::ops::{Deref, DerefMut};
+
+use loom::sync::{Condvar, Mutex, MutexGuard};
+use pending::{Bucket, PendingSync, Wake};
+
+/// A pending table on loom's mutexes and condition variables, with few buckets so loom's
+/// state space stays small (bucket sharing is what the tests want to exercise anyway).
+pub struct LoomTable {
+    buckets: Vec<(Mutex<Bucket>, Condvar)>,
+}
+
+impl LoomTable {
+    /// A table of `buckets` empty buckets (at least 1). Must be called inside `loom::model`.
+    pub fn new(buckets: usize) -> LoomTable {
+        assert!(buckets > 0, "a pending table needs at least one bucket");
+        LoomTable {
+            buckets: (0..buckets)
+                .map(|_| (Mutex::new(Bucket::EMPTY), Condvar::new()))
+                .collect(),
+        }
+    }
+}
+
+/// A held bucket lock. `Option` because loom's `Condvar::wait` takes the guard by value.
+pub struct LoomGuard<'a>(Option<MutexGuard<'a, Bucket>>);
+
+impl Deref for LoomGuard<'_> {
+    type Target = Bucket;
+    fn deref(&self) -> &Bucket {
+        self.0.as_ref().expect("guard is only empty inside wait")
+    }
+}
+
+impl DerefMut for LoomGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Bucket {
+        self.0.as_mut().expect("guard is only empty inside wait")
+    }
+}
+
+impl PendingSync for LoomTable {
+    type Guard<'a> = LoomGuard<'a>;
+    type Budget = ();
+
+    fn bucket_count(&self) -> usize {
+        self.buckets.len()
+    }
+
+    fn lock(&self, idx: usize) -> LoomGuard<'_> {
+        LoomGuard(Some(
+            self.buckets[idx]
+                .0
+                .lock()
+                .expect("no test thread panics holding a bucket"),
+        ))
+    }
+
+    fn wait(&self, idx: usize, guard: &mut LoomGuard<'_>, _budget: &mut ()) -> Wake {
+        let g = guard.0.take().expect("guard present on entry to wait");
+        guard.0 = Some(
+            self.buckets[idx]
+                .1
+                .wait(g)
+                .expect("no test thread panics holding a bucket"),
+        );
+        Wake::Notified
+    }
+
+    fn notify_all(&self, idx: usize) {
+        self.buckets[idx].1.notify_all();
+    }
+
+    fn grant_budget(&self) {}
+}

@@ -1,0 +1,249 @@
+//! Loom tests of the pending table (DESIGN.md §4): grant or deny against the timeout, duplicate
+//! and late grants, two waiters on one resource, and module exit while waiters wait.
+//!
+//! `just loom` runs them in release mode at `LOOM_MAX_PREEMPTIONS=3`; without the variable the
+//! tests use that bound too, so `cargo test` stays fast.
+
+use loom::sync::Arc;
+use loom::thread;
+use mxfs_kmod_loom::pending::{Delivery, PendingError, PendingTable, Reply, ESHUTDOWN};
+use mxfs_kmod_loom::proto::ResourceId;
+use mxfs_kmod_loom::LoomTable;
+
+const EAGAIN: i32 = 11;
+const ENOTCONN: i32 = 107;
+
+fn model<F: Fn() + Sync + Send + 'static>(f: F) {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(3);
+    }
+    b.check(f);
+}
+
+fn res(ino: u64) -> ResourceId {
+    ResourceId::inode(7, ino)
+}
+
+/// A grant races the grant timer. Exactly one wins: a granted waiter means the grant was
+/// delivered; a timed-out waiter means the grant was late, so the caller releases the lock.
+#[test]
+fn grant_vs_timeout() {
+    model(|| {
+        let t = Arc::new(LoomTable::new(1));
+        let ticket = t.insert(1, res(1)).unwrap();
+        let waiter = {
+            let t = t.clone();
+            thread::spawn(move || t.wait_reply(ticket))
+        };
+        let timer = {
+            let t = t.clone();
+            thread::spawn(move || t.expire(1))
+        };
+        let delivery = t.complete(1, res(1), Reply::Grant);
+        let got = waiter.join().unwrap();
+        let expired = timer.join().unwrap();
+        match got {
+            Ok(()) => {
+                assert_eq!(delivery, Delivery::Delivered);
+                assert!(!expired);
+            }
+            Err(PendingError::TimedOut) => {
+                assert!(expired);
+                assert_eq!(
+                    delivery,
+                    Delivery::Late,
+                    "a grant after the timeout must be released"
+                );
+            }
+            other => panic!("unexpected outcome {other:?}"),
+        }
+        assert_eq!(t.occupied(), 0, "the waiter frees its own slot");
+    });
+}
+
+/// A deny races the timer: the waiter sees the deny's errno exactly when it was delivered.
+#[test]
+fn deny_vs_timeout() {
+    model(|| {
+        let t = Arc::new(LoomTable::new(1));
+        let ticket = t.insert(5, res(1)).unwrap();
+        let waiter = {
+            let t = t.clone();
+            thread::spawn(move || t.wait_reply(ticket))
+        };
+        let timer = {
+            let t = t.clone();
+            thread::spawn(move || t.expire(5))
+        };
+        let delivery = t.complete(5, res(1), Reply::Deny(-EAGAIN));
+        let got = waiter.join().unwrap();
+        let expired = timer.join().unwrap();
+        match got {
+            Err(PendingError::Denied(e)) => {
+                assert_eq!(e, -EAGAIN);
+                assert_eq!(delivery, Delivery::Delivered);
+                assert!(!expired);
+            }
+            Err(PendingError::TimedOut) => {
+                assert!(expired);
+                assert_eq!(delivery, Delivery::Late);
+            }
+            other => panic!("unexpected outcome {other:?}"),
+        }
+        assert_eq!(t.occupied(), 0);
+    });
+}
+
+/// Two grants for one request: exactly one is delivered; the other is a duplicate (the waiter
+/// still holds its reply) or late (the waiter is gone), never a second delivery.
+#[test]
+fn duplicate_grant() {
+    model(|| {
+        let t = Arc::new(LoomTable::new(1));
+        let ticket = t.insert(3, res(2)).unwrap();
+        let waiter = {
+            let t = t.clone();
+            thread::spawn(move || t.wait_reply(ticket))
+        };
+        let second = {
+            let t = t.clone();
+            thread::spawn(move || t.complete(3, res(2), Reply::Grant))
+        };
+        let first = t.complete(3, res(2), Reply::Grant);
+        let second = second.join().unwrap();
+        assert_eq!(waiter.join().unwrap(), Ok(()));
+        let delivered = [first, second]
+            .iter()
+            .filter(|d| **d == Delivery::Delivered)
+            .count();
+        assert_eq!(delivered, 1, "first {first:?} second {second:?}");
+        for d in [first, second] {
+            assert!(matches!(
+                d,
+                Delivery::Delivered | Delivery::Duplicate | Delivery::Late
+            ));
+        }
+        assert_eq!(t.occupied(), 0);
+    });
+}
+
+/// A grant after the waiter timed out and left finds no entry: late, so it gets released.
+#[test]
+fn late_grant_after_timeout() {
+    model(|| {
+        let t = Arc::new(LoomTable::new(2));
+        let ticket = t.insert(9, res(3)).unwrap();
+        let timer = {
+            let t = t.clone();
+            thread::spawn(move || assert!(t.expire(9)))
+        };
+        timer.join().unwrap();
+        assert_eq!(t.wait_reply(ticket), Err(PendingError::TimedOut));
+        assert_eq!(t.complete(9, res(3), Reply::Grant), Delivery::Late);
+        assert_eq!(t.occupied(), 0);
+    });
+}
+
+/// Two local waiters on one resource share a bucket and its condition variable. Each gets the
+/// reply for its own request id; a reply naming the wrong resource is refused.
+#[test]
+fn two_waiters_one_resource() {
+    model(|| {
+        let t = Arc::new(LoomTable::new(1));
+        let a = t.insert(1, res(4)).unwrap();
+        let b = t.insert(2, res(4)).unwrap();
+        let wa = {
+            let t = t.clone();
+            thread::spawn(move || t.wait_reply(a))
+        };
+        let wb = {
+            let t = t.clone();
+            thread::spawn(move || t.wait_reply(b))
+        };
+        assert_eq!(t.complete(2, res(5), Reply::Grant), Delivery::Mismatch);
+        assert_eq!(
+            t.complete(2, res(4), Reply::Deny(-EAGAIN)),
+            Delivery::Delivered
+        );
+        assert_eq!(t.complete(1, res(4), Reply::Grant), Delivery::Delivered);
+        assert_eq!(wa.join().unwrap(), Ok(()));
+        assert_eq!(wb.join().unwrap(), Err(PendingError::Denied(-EAGAIN)));
+        assert_eq!(t.occupied(), 0);
+    });
+}
+
+/// Module exit while two requests wait: both wake with an error (or keep a grant that won the
+/// race), exit's drain returns only when both have left, and new requests are refused.
+#[test]
+fn module_exit_while_waiting() {
+    model(|| {
+        let t = Arc::new(LoomTable::new(2));
+        let a = t.insert(1, res(6)).unwrap();
+        let b = t.insert(2, res(7)).unwrap();
+        let wa = {
+            let t = t.clone();
+            thread::spawn(move || t.wait_reply(a))
+        };
+        let wb = {
+            let t = t.clone();
+            thread::spawn(move || t.wait_reply(b))
+        };
+        let daemon = {
+            let t = t.clone();
+            thread::spawn(move || t.complete(1, res(6), Reply::Grant))
+        };
+        t.shutdown();
+        assert_eq!(t.drain(), 0, "drain returns once every waiter has left");
+        assert_eq!(t.insert(3, res(8)).unwrap_err(), PendingError::Shutdown);
+        let ra = wa.join().unwrap();
+        let rb = wb.join().unwrap();
+        let d = daemon.join().unwrap();
+        assert_eq!(rb, Err(PendingError::Cancelled(-ESHUTDOWN)));
+        match ra {
+            Ok(()) => assert_eq!(d, Delivery::Delivered),
+            Err(PendingError::Cancelled(e)) => {
+                assert_eq!(e, -ESHUTDOWN);
+                assert_eq!(d, Delivery::Late, "a grant after exit must be released");
+            }
+            other => panic!("unexpected outcome {other:?}"),
+        }
+        assert_eq!(t.occupied(), 0);
+    });
+}
+
+/// The daemon goes away: waiting requests fail with -ENOTCONN at once, not after the timeout.
+#[test]
+fn daemon_gone_fails_waiters() {
+    model(|| {
+        let t = Arc::new(LoomTable::new(1));
+        let a = t.insert(1, res(9)).unwrap();
+        let wa = {
+            let t = t.clone();
+            thread::spawn(move || t.wait_reply(a))
+        };
+        let failed = t.fail_all(-ENOTCONN);
+        assert_eq!(failed, 1);
+        assert_eq!(wa.join().unwrap(), Err(PendingError::Cancelled(-ENOTCONN)));
+        assert_eq!(t.occupied(), 0);
+    });
+}
+
+/// A full bucket refuses a request instead of blocking or overwriting a slot.
+#[test]
+fn full_bucket_is_refused() {
+    use mxfs_kmod_loom::pending::WAITERS_PER_BUCKET;
+    model(|| {
+        let t = LoomTable::new(1);
+        let mut tickets = Vec::new();
+        for id in 0..WAITERS_PER_BUCKET as u64 {
+            tickets.push(t.insert(id + 1, res(id)).unwrap());
+        }
+        assert_eq!(t.insert(100, res(100)).unwrap_err(), PendingError::Full);
+        assert_eq!(t.insert(1, res(0)).unwrap_err(), PendingError::DuplicateId);
+        for tk in tickets {
+            t.cancel(tk);
+        }
+        assert_eq!(t.occupied(), 0);
+    });
+}
