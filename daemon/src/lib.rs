@@ -5,5 +5,11 @@
 
 pub mod auth;
 pub mod config;
+pub mod ctl;
+pub mod daemon;
+pub mod fence;
 pub mod frame;
+pub mod kernel;
 pub mod membership;
+pub mod metrics;
+pub mod peer;

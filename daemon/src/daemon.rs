@@ -1,0 +1,969 @@
+//! The `mxfsd` event loop: one task owns the lock core and feeds it events from the kernel
+//! port, the peer transport, membership, timers, fence results and the ctl socket; it carries
+//! out the core's actions in order. The daemon has no lock logic of its own.
+
+use crate::config::{Config, KernelKind};
+use crate::ctl::{self, CtlReply, CtlRequest, EventView, HolderView, LocalView, MasterView};
+use crate::fence;
+use crate::frame::WireMsg;
+use crate::kernel::{KernelPort, NetlinkPort, NullPort};
+use crate::membership::{HeartbeatMembership, Install, Membership};
+use crate::metrics::Metrics;
+use crate::peer::{PeerInput, PeerNet, Wire};
+use futures_util::{SinkExt, StreamExt};
+use mxfs_core::{
+    Action, Core, Event, KernelMsg, LockFlags, LockMode, NodeId, NodeSet, ReqId, ResourceId,
+    TimerId,
+};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::{FramedRead, FramedWrite, LinesCodec};
+
+/// Request ids of the ctl-owned local client start here (the kernel's ids are below).
+pub const LOCAL_REQ_BASE: ReqId = 1 << 62;
+/// Kernel-bound events kept for `mxfsctl events`.
+pub const EVENT_LOG_MAX: usize = 8192;
+/// Resources with per-resource counters for `mxfsctl top`.
+pub const TOP_TRACKED_MAX: usize = 65_536;
+/// Capacity of each input channel of the event loop.
+pub const INPUT_QUEUE_MAX: usize = 65_536;
+/// Concurrent ctl connections.
+pub const CTL_CONNS_MAX: usize = 128;
+/// How long shutdown waits for release messages to leave.
+pub const SHUTDOWN_FLUSH_MS: u64 = 300;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Config or key file.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// Kernel port.
+    #[error("{0}")]
+    Kernel(#[from] crate::kernel::KernelError),
+    /// A socket could not be bound.
+    #[error("cannot bind {what} {addr}: {err}")]
+    Bind {
+        /// Which socket.
+        what: &'static str,
+        /// Address or path.
+        addr: String,
+        /// The error.
+        err: std::io::Error,
+    },
+}
+
+/// A ctl request with its reply channel.
+struct CtlCall {
+    req: CtlRequest,
+    /// Identifies the connection, so a vanished `mxfsctl lock` can be cancelled.
+    conn: u64,
+    reply: oneshot::Sender<CtlReply>,
+}
+
+enum Internal {
+    Timer { id: TimerId, gen: u64 },
+    Fenced { node: NodeId },
+    CtlGone { conn: u64 },
+}
+
+struct LocalPending {
+    reply: oneshot::Sender<CtlReply>,
+    conn: u64,
+    resource: ResourceId,
+    asked: Instant,
+}
+
+struct State {
+    cfg: Config,
+    start: Instant,
+    core: Core,
+    membership: Box<dyn Membership>,
+    peers: PeerNet,
+    kernel: Box<dyn KernelPort>,
+    metrics: Arc<Metrics>,
+    int_tx: mpsc::Sender<Internal>,
+    timers: HashMap<TimerId, u64>,
+    timer_gen: u64,
+    fencing: BTreeSet<NodeId>,
+    next_local: ReqId,
+    local_pending: BTreeMap<ReqId, LocalPending>,
+    local_held: BTreeMap<ReqId, (ResourceId, LockMode)>,
+    asked: BTreeMap<ReqId, Instant>,
+    events: VecDeque<EventView>,
+    event_seq: u64,
+    per_resource: BTreeMap<ResourceId, (u64, u64)>,
+    self_fenced: bool,
+    recoveries_logged: BTreeSet<u64>,
+    status_cache: Arc<Mutex<(usize, u64)>>,
+}
+
+fn name_of(cfg: &Config, node: NodeId) -> String {
+    cfg.peers
+        .iter()
+        .find(|p| p.id == node)
+        .and_then(|p| p.name.clone())
+        .unwrap_or_else(|| format!("node{node}"))
+}
+
+fn cluster_of(cfg: &Config) -> NodeSet {
+    cfg.peers.iter().fold(NodeSet::EMPTY, |s, p| s.with(p.id))
+}
+
+impl State {
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// Feeds one event to the core and carries out its actions.
+    fn feed(&mut self, ev: Event) {
+        let now = self.now_ms();
+        let asked = match &ev {
+            Event::KernelRequest {
+                req_id, resource, ..
+            } => Some((*req_id, *resource)),
+            _ => None,
+        };
+        let mut out = Vec::new();
+        if let Err(r) = self.core.handle(now, ev, &mut out) {
+            self.metrics.core_rejects.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("core rejected event: {r}");
+            if let Some((req_id, _)) = asked {
+                self.asked.remove(&req_id);
+                if let Some(p) = self.local_pending.remove(&req_id) {
+                    let _ = p.reply.send(CtlReply::Error {
+                        error: format!("lock core refused: {r}"),
+                    });
+                }
+            }
+            return;
+        }
+        if let Some((req_id, resource)) = asked {
+            let answered = out.iter().any(|a| {
+                matches!(a, Action::Kernel(KernelMsg::Grant { req_id: r, .. })
+                    | Action::Kernel(KernelMsg::Deny { req_id: r, .. }) if *r == req_id)
+            });
+            if !answered {
+                self.metrics.waits.fetch_add(1, Ordering::Relaxed);
+                self.count_resource(resource, true);
+            }
+        }
+        for a in out {
+            self.act(a);
+        }
+        let mut c = self.status_cache.lock().unwrap_or_else(|e| e.into_inner());
+        *c = (self.core.members().len(), self.core.epoch());
+    }
+
+    fn count_resource(&mut self, r: ResourceId, wait: bool) {
+        if !self.per_resource.contains_key(&r) && self.per_resource.len() >= TOP_TRACKED_MAX {
+            return;
+        }
+        let e = self.per_resource.entry(r).or_default();
+        if wait {
+            e.0 += 1;
+        } else {
+            e.1 += 1;
+        }
+    }
+
+    fn log_event(
+        &mut self,
+        kind: &str,
+        req_id: Option<u64>,
+        resource: Option<String>,
+        detail: String,
+    ) {
+        if self.events.len() >= EVENT_LOG_MAX {
+            self.events.pop_front();
+        }
+        let at_ms = self.now_ms();
+        self.events.push_back(EventView {
+            seq: self.event_seq,
+            at_ms,
+            kind: kind.into(),
+            req_id,
+            resource,
+            detail,
+        });
+        self.event_seq += 1;
+    }
+
+    fn act(&mut self, a: Action) {
+        match a {
+            Action::Send { to, msg } => self.peers.send(to, WireMsg::Core(msg)),
+            Action::Kernel(km) => self.kernel_msg(km),
+            Action::SetTimer { id, at_ms } => {
+                self.timer_gen += 1;
+                let gen = self.timer_gen;
+                self.timers.insert(id, gen);
+                let at = self.start + Duration::from_millis(at_ms);
+                let tx = self.int_tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(at.into()).await;
+                    let _ = tx.send(Internal::Timer { id, gen }).await;
+                });
+            }
+            Action::CancelTimer { id } => {
+                self.timers.remove(&id);
+            }
+            Action::Fence { node } => self.start_fence(node),
+            Action::SelfFence { epoch } => {
+                self.self_fenced = true;
+                tracing::error!(
+                    epoch,
+                    "this node is in a minority partition: it grants nothing and must be fenced"
+                );
+                self.log_event(
+                    "self_fence",
+                    None,
+                    None,
+                    format!("minority at epoch {epoch}"),
+                );
+            }
+        }
+    }
+
+    fn kernel_msg(&mut self, km: KernelMsg) {
+        match &km {
+            KernelMsg::Grant {
+                req_id,
+                resource,
+                mode,
+            } => {
+                self.metrics.grants.fetch_add(1, Ordering::Relaxed);
+                if let Some(t) = self.asked.remove(req_id) {
+                    self.metrics
+                        .grant_latency
+                        .observe_ms(t.elapsed().as_secs_f64() * 1000.0);
+                }
+                self.count_resource(*resource, false);
+                let rs = ctl::format_resource(resource);
+                self.log_event("grant", Some(*req_id), Some(rs), mode.name().into());
+                if let Some(p) = self.local_pending.remove(req_id) {
+                    self.local_held.insert(*req_id, (p.resource, *mode));
+                    let _ = p.reply.send(CtlReply::Granted {
+                        req_id: *req_id,
+                        resource: ctl::format_resource(&p.resource),
+                        mode: mode.name().into(),
+                        waited_ms: p.asked.elapsed().as_millis() as u64,
+                    });
+                    return;
+                }
+                if *req_id >= LOCAL_REQ_BASE {
+                    // Conversions of ctl locks are not offered; a grant for an id we no longer
+                    // wait for is handed back so nothing leaks.
+                    if !self.local_held.contains_key(req_id) {
+                        tracing::warn!(req_id, "grant for an abandoned local request; releasing");
+                        let ev = Event::KernelRelease {
+                            req_id: *req_id,
+                            resource: *resource,
+                        };
+                        self.feed(ev);
+                    }
+                    return;
+                }
+            }
+            KernelMsg::Deny {
+                req_id,
+                resource,
+                errno,
+            } => {
+                self.metrics.denies.fetch_add(1, Ordering::Relaxed);
+                self.asked.remove(req_id);
+                let rs = ctl::format_resource(resource);
+                self.log_event("deny", Some(*req_id), Some(rs), format!("errno {errno}"));
+                if let Some(p) = self.local_pending.remove(req_id) {
+                    let _ = p.reply.send(CtlReply::Denied {
+                        req_id: *req_id,
+                        errno: *errno,
+                        reason: ctl::errno_name(*errno).into(),
+                    });
+                }
+                if *req_id >= LOCAL_REQ_BASE {
+                    return;
+                }
+            }
+            KernelMsg::CacheInval {
+                volume,
+                ino,
+                offset,
+                len,
+            } => {
+                self.metrics.cache_invals.fetch_add(1, Ordering::Relaxed);
+                self.log_event(
+                    "cache_inval",
+                    None,
+                    Some(format!("inode:{volume}:{ino}")),
+                    format!("offset {offset} len {len}"),
+                );
+            }
+            KernelMsg::RecoveryStart { epoch } => {
+                tracing::warn!(epoch, "recovery started: lock traffic frozen");
+                self.log_event("recovery_start", None, None, format!("epoch {epoch}"));
+            }
+            KernelMsg::RecoveryDone { epoch } => {
+                self.recovery_done(*epoch);
+            }
+            KernelMsg::NodeStatus { node, state } => {
+                self.log_event("node_status", None, None, format!("node {node} {state:?}"));
+            }
+        }
+        self.kernel.deliver(&km);
+    }
+
+    fn recovery_done(&mut self, epoch: u64) {
+        let rec = self
+            .core
+            .recovery_history()
+            .iter()
+            .rev()
+            .find(|r| r.epoch == epoch)
+            .cloned();
+        let dur = rec
+            .as_ref()
+            .and_then(|r| r.finished_ms.map(|f| f.saturating_sub(r.started_ms)));
+        let lost: Vec<NodeId> = rec.map(|r| r.lost.iter().collect()).unwrap_or_default();
+        if self.recoveries_logged.insert(epoch) {
+            self.metrics.recoveries.fetch_add(1, Ordering::Relaxed);
+            if let Some(d) = dur {
+                self.metrics.recovery_duration.observe_ms(d as f64);
+            }
+        }
+        tracing::warn!(epoch, ?lost, duration_ms = ?dur, "recovery done: lock traffic resumed");
+        self.log_event(
+            "recovery_done",
+            None,
+            None,
+            format!(
+                "epoch {epoch} lost {lost:?} duration_ms {}",
+                dur.unwrap_or(0)
+            ),
+        );
+    }
+
+    fn start_fence(&mut self, node: NodeId) {
+        if !self.fencing.insert(node) {
+            return;
+        }
+        let cmd = self.cfg.fence_command.clone();
+        let name = name_of(&self.cfg, node);
+        let timeout = self.cfg.fence_timeout_ms;
+        let tx = self.int_tx.clone();
+        let metrics = self.metrics.clone();
+        self.log_event("fence", None, None, format!("fencing node {node} ({name})"));
+        tracing::warn!(node, %name, "fencing");
+        tokio::spawn(async move {
+            loop {
+                let t = Instant::now();
+                match fence::fence_once(&cmd, node, &name, timeout).await {
+                    Ok(()) => {
+                        tracing::warn!(
+                            node,
+                            ms = t.elapsed().as_millis() as u64,
+                            "fence confirmed"
+                        );
+                        let _ = tx.send(Internal::Fenced { node }).await;
+                        return;
+                    }
+                    Err(e) => {
+                        metrics.fence_failures.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(node, "fence failed, retrying: {e}");
+                        tokio::time::sleep(Duration::from_millis(fence::FENCE_RETRY_DELAY_MS))
+                            .await;
+                    }
+                }
+            }
+        });
+    }
+
+    fn install(&mut self, i: Install) {
+        tracing::info!(epoch = i.epoch, members = ?i.members.iter().collect::<Vec<_>>(), "membership");
+        self.feed(Event::Membership {
+            epoch: i.epoch,
+            members: i.members,
+        });
+        let hb = self.membership.heartbeat(self.now_ms());
+        self.peers.broadcast(&WireMsg::Heartbeat(hb));
+    }
+
+    fn on_peer(&mut self, from: NodeId, msg: Wire) {
+        match msg {
+            WireMsg::Heartbeat(hb) => {
+                let now = self.now_ms();
+                if let Some(i) = self.membership.on_heartbeat(from, &hb, now) {
+                    self.install(i);
+                }
+            }
+            WireMsg::Core(m) => self.feed(Event::Peer { from, msg: m }),
+            WireMsg::Leave => {
+                tracing::info!(peer = from, "peer is leaving");
+                let now = self.now_ms();
+                self.membership.on_leave(from, now);
+            }
+        }
+    }
+
+    fn tick(&mut self) {
+        let now = self.now_ms();
+        let hb = self.membership.heartbeat(now);
+        self.peers.broadcast(&WireMsg::Heartbeat(hb));
+        if let Some(i) = self.membership.tick(now) {
+            self.install(i);
+        }
+    }
+
+    fn ctl(&mut self, call: CtlCall) {
+        let CtlCall { req, conn, reply } = call;
+        let r = match req {
+            CtlRequest::Status => CtlReply::Status(self.status()),
+            CtlRequest::Locks => self.locks(),
+            CtlRequest::Top { limit } => self.top(limit),
+            CtlRequest::Events { since } => {
+                let events: Vec<EventView> = self
+                    .events
+                    .iter()
+                    .filter(|e| e.seq >= since)
+                    .cloned()
+                    .collect();
+                CtlReply::Events {
+                    events,
+                    next: self.event_seq,
+                }
+            }
+            CtlRequest::Isolate { on } => {
+                if !self.cfg.test_hooks {
+                    CtlReply::Error {
+                        error: "isolate needs `test_hooks = true` in the config".into(),
+                    }
+                } else {
+                    self.peers.shared().isolated.store(on, Ordering::Relaxed);
+                    tracing::warn!(on, "test hook: peer traffic isolation");
+                    CtlReply::Ok
+                }
+            }
+            CtlRequest::Unlock { resource } => match ctl::parse_resource(&resource) {
+                Err(e) => CtlReply::Error { error: e },
+                Ok(r) => {
+                    let ids: Vec<ReqId> = self
+                        .local_held
+                        .iter()
+                        .filter(|(_, (x, _))| *x == r)
+                        .map(|(k, _)| *k)
+                        .collect();
+                    for id in &ids {
+                        self.local_held.remove(id);
+                        self.feed(Event::KernelRelease {
+                            req_id: *id,
+                            resource: r,
+                        });
+                    }
+                    if ids.is_empty() {
+                        CtlReply::Error {
+                            error: format!("no lock held on {resource} by mxfsctl"),
+                        }
+                    } else {
+                        CtlReply::Unlocked { released: ids }
+                    }
+                }
+            },
+            CtlRequest::Lock {
+                resource,
+                mode,
+                noqueue,
+                timeout_ms,
+            } => {
+                let parsed =
+                    ctl::parse_resource(&resource).and_then(|r| Ok((r, ctl::parse_mode(&mode)?)));
+                match parsed {
+                    Err(e) => CtlReply::Error { error: e },
+                    Ok((r, m)) => {
+                        self.local_lock(r, m, noqueue, timeout_ms, conn, reply);
+                        return;
+                    }
+                }
+            }
+        };
+        let _ = reply.send(r);
+    }
+
+    fn local_lock(
+        &mut self,
+        resource: ResourceId,
+        mode: LockMode,
+        noqueue: bool,
+        timeout_ms: Option<u32>,
+        conn: u64,
+        reply: oneshot::Sender<CtlReply>,
+    ) {
+        let req_id = self.next_local;
+        self.next_local += 1;
+        let mut flags = LockFlags::empty();
+        if noqueue {
+            flags = flags.union(LockFlags::NOQUEUE);
+        }
+        if timeout_ms.is_some() {
+            flags = flags.union(LockFlags::TIMEOUT_MS);
+        }
+        let asked = Instant::now();
+        self.local_pending.insert(
+            req_id,
+            LocalPending {
+                reply,
+                conn,
+                resource,
+                asked,
+            },
+        );
+        self.asked.insert(req_id, asked);
+        self.feed(Event::KernelRequest {
+            req_id,
+            resource,
+            mode,
+            flags,
+            timeout_ms: timeout_ms.unwrap_or(0),
+        });
+    }
+
+    fn ctl_gone(&mut self, conn: u64) {
+        let gone: Vec<ReqId> = self
+            .local_pending
+            .iter()
+            .filter(|(_, p)| p.conn == conn)
+            .map(|(k, _)| *k)
+            .collect();
+        for id in gone {
+            self.local_pending.remove(&id);
+            self.asked.remove(&id);
+            tracing::info!(
+                req_id = id,
+                "mxfsctl went away; cancelling its lock request"
+            );
+            self.feed(Event::KernelCancel { req_id: id });
+        }
+    }
+
+    fn status(&self) -> ctl::StatusView {
+        let now = self.now_ms();
+        let members = self.core.members();
+        let cluster = cluster_of(&self.cfg);
+        let recoveries = self
+            .core
+            .recovery_history()
+            .iter()
+            .map(|r| ctl::RecoveryView {
+                epoch: r.epoch,
+                lost: r.lost.iter().collect(),
+                duration_ms: r.finished_ms.map(|f| f.saturating_sub(r.started_ms)),
+                started_ms: r.started_ms,
+            })
+            .collect();
+        ctl::StatusView {
+            node_id: self.cfg.node_id,
+            kernel: self.kernel.describe(),
+            epoch: self.core.epoch(),
+            members: members.iter().collect(),
+            cluster_size: cluster.len(),
+            quorum: 2 * members.len() > cluster.len(),
+            phase: format!("{:?}", self.core.phase()),
+            peers: self.membership.peers(now),
+            recoveries,
+            self_fenced: self.self_fenced,
+            isolated: self.peers.shared().isolated.load(Ordering::Relaxed),
+            uptime_ms: now,
+        }
+    }
+
+    fn locks(&self) -> CtlReply {
+        let now = self.now_ms();
+        let q = |v: &[mxfs_core::QueueEntry]| -> Vec<HolderView> {
+            v.iter()
+                .map(|e| HolderView {
+                    who: format!("node{}", e.node),
+                    mode: e.mode.name().into(),
+                    held: e.held.map(|h| h.name().into()),
+                    age_ms: now.saturating_sub(e.since_ms),
+                })
+                .collect()
+        };
+        let master = self
+            .core
+            .dump_master()
+            .iter()
+            .map(|d| MasterView {
+                resource: ctl::format_resource(&d.resource),
+                master: d.master,
+                version: format!("{}.{}", d.version.epoch, d.version.counter),
+                granted: q(&d.granted),
+                converting: q(&d.converting),
+                waiting: q(&d.waiting),
+            })
+            .collect();
+        let local = self
+            .core
+            .dump_local()
+            .iter()
+            .map(|d| LocalView {
+                resource: ctl::format_resource(&d.resource),
+                master: d.master,
+                held: d.held.map(|m| m.name().into()),
+                holders: d
+                    .holders
+                    .iter()
+                    .map(|(id, m)| HolderView {
+                        who: self.req_name(*id),
+                        mode: m.name().into(),
+                        held: None,
+                        age_ms: 0,
+                    })
+                    .collect(),
+                waiting: d
+                    .waiting
+                    .iter()
+                    .map(|(id, m, since)| HolderView {
+                        who: self.req_name(*id),
+                        mode: m.name().into(),
+                        held: None,
+                        age_ms: now.saturating_sub(*since),
+                    })
+                    .collect(),
+                bast_pending: d.bast_pending,
+            })
+            .collect();
+        CtlReply::Locks { master, local }
+    }
+
+    fn req_name(&self, id: ReqId) -> String {
+        if id >= LOCAL_REQ_BASE {
+            format!("ctl#{}", id - LOCAL_REQ_BASE)
+        } else {
+            format!("kernel#{id}")
+        }
+    }
+
+    fn top(&self, limit: usize) -> CtlReply {
+        let mut lines: BTreeMap<ResourceId, ctl::TopLine> = BTreeMap::new();
+        let blank = |r: &ResourceId| ctl::TopLine {
+            resource: ctl::format_resource(r),
+            granted: 0,
+            waiting: 0,
+            waits_total: 0,
+            grants_total: 0,
+        };
+        for d in self.core.dump_master() {
+            let l = lines
+                .entry(d.resource)
+                .or_insert_with(|| blank(&d.resource));
+            l.granted = d.granted.len();
+            l.waiting = d.converting.len() + d.waiting.len();
+        }
+        for (r, (w, g)) in &self.per_resource {
+            let l = lines.entry(*r).or_insert_with(|| blank(r));
+            l.waits_total = *w;
+            l.grants_total = *g;
+        }
+        let mut v: Vec<ctl::TopLine> = lines.into_values().collect();
+        v.sort_by(|a, b| {
+            (b.waiting, b.waits_total, b.grants_total).cmp(&(
+                a.waiting,
+                a.waits_total,
+                a.grants_total,
+            ))
+        });
+        v.truncate(limit);
+        CtlReply::Top { lines: v }
+    }
+
+    /// Releases every lock the ctl client holds and withdraws its waiting requests.
+    fn release_all_local(&mut self) {
+        let held: Vec<(ReqId, ResourceId)> =
+            self.local_held.iter().map(|(k, (r, _))| (*k, *r)).collect();
+        for (id, r) in held {
+            self.local_held.remove(&id);
+            self.feed(Event::KernelRelease {
+                req_id: id,
+                resource: r,
+            });
+        }
+        let pending: Vec<ReqId> = self.local_pending.keys().copied().collect();
+        for id in pending {
+            if let Some(p) = self.local_pending.remove(&id) {
+                let _ = p.reply.send(CtlReply::Error {
+                    error: "mxfsd is shutting down".into(),
+                });
+            }
+            self.feed(Event::KernelCancel { req_id: id });
+        }
+    }
+}
+
+/// Binds the ctl socket, replacing a stale one (a socket nobody listens on).
+fn bind_ctl(path: &PathBuf) -> Result<tokio::net::UnixListener, DaemonError> {
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(DaemonError::Bind {
+                what: "ctl socket",
+                addr: path.display().to_string(),
+                err: std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "another mxfsd is serving it",
+                ),
+            });
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    tokio::net::UnixListener::bind(path).map_err(|err| DaemonError::Bind {
+        what: "ctl socket",
+        addr: path.display().to_string(),
+        err,
+    })
+}
+
+async fn ctl_accept(
+    listener: tokio::net::UnixListener,
+    tx: mpsc::Sender<CtlCall>,
+    int_tx: mpsc::Sender<Internal>,
+) {
+    let conns = Arc::new(AtomicU64::new(1));
+    let slots = Arc::new(tokio::sync::Semaphore::new(CTL_CONNS_MAX));
+    loop {
+        let Ok((sock, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!("too many ctl connections; refused");
+            continue;
+        };
+        let conn = conns.fetch_add(1, Ordering::Relaxed);
+        let tx = tx.clone();
+        let int_tx = int_tx.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            ctl_conn(sock, conn, tx).await;
+            let _ = int_tx.send(Internal::CtlGone { conn }).await;
+        });
+    }
+}
+
+async fn ctl_conn(sock: tokio::net::UnixStream, conn: u64, tx: mpsc::Sender<CtlCall>) {
+    let (r, w) = sock.into_split();
+    let mut lines = FramedRead::new(r, LinesCodec::new_with_max_length(ctl::CTL_LINE_BYTES_MAX));
+    let mut out = FramedWrite::new(w, LinesCodec::new());
+    loop {
+        let line = match lines.next().await {
+            None => return,
+            Some(Ok(l)) => l,
+            Some(Err(e)) => {
+                let err = CtlReply::Error {
+                    error: format!("bad request line: {e}"),
+                };
+                let _ = out
+                    .send(serde_json::to_string(&err).unwrap_or_default())
+                    .await;
+                return;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let reply = match serde_json::from_str::<CtlRequest>(&line) {
+            Err(e) => CtlReply::Error {
+                error: format!("bad request: {e}"),
+            },
+            Ok(req) => {
+                let (rtx, rrx) = oneshot::channel();
+                if tx
+                    .send(CtlCall {
+                        req,
+                        conn,
+                        reply: rtx,
+                    })
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                // Wait for the reply, but notice the client going away meanwhile (a blocked
+                // `mxfsctl lock` that is interrupted must not leave a request behind).
+                tokio::select! {
+                    r = rrx => match r {
+                        Ok(r) => r,
+                        Err(_) => CtlReply::Error { error: "mxfsd dropped the request".into() },
+                    },
+                    _ = lines.next() => return,
+                }
+            }
+        };
+        let text = serde_json::to_string(&reply)
+            .unwrap_or_else(|e| format!("{{\"reply\":\"error\",\"error\":\"{e}\"}}"));
+        if out.send(text).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(cfg: Config) -> Result<(), DaemonError> {
+    let key = cfg.load_key()?;
+    let start = Instant::now();
+    let mut inc = [0u8; 8];
+    getrandom::fill(&mut inc).map_err(|e| DaemonError::Bind {
+        what: "random source",
+        addr: String::new(),
+        err: std::io::Error::other(e.to_string()),
+    })?;
+    let incarnation = u64::from_le_bytes(inc);
+
+    let (peer_tx, mut peer_rx) = mpsc::channel::<PeerInput>(INPUT_QUEUE_MAX);
+    let (kev_tx, mut kev_rx) = mpsc::channel::<Event>(INPUT_QUEUE_MAX);
+    let (ctl_tx, mut ctl_rx) = mpsc::channel::<CtlCall>(CTL_CONNS_MAX);
+    let (int_tx, mut int_rx) = mpsc::channel::<Internal>(INPUT_QUEUE_MAX);
+
+    let kernel: Box<dyn KernelPort> = match cfg.kernel {
+        KernelKind::None => Box::new(NullPort),
+        KernelKind::Netlink => Box::new(NetlinkPort::start(kev_tx.clone()).await?),
+    };
+    let ctl_listener = bind_ctl(&cfg.ctl_socket)?;
+    let peers_map = cfg.peers.iter().map(|p| (p.id, p.address)).collect();
+    let peers = PeerNet::start(cfg.node_id, key, cfg.listen(), peers_map, peer_tx)
+        .await
+        .map_err(|err| DaemonError::Bind {
+            what: "peer listener",
+            addr: cfg.listen().to_string(),
+            err,
+        })?;
+    let metrics = Arc::new(Metrics::default());
+    let status_cache = Arc::new(Mutex::new((0usize, 0u64)));
+    if let Some(addr) = cfg.metrics_address {
+        let l = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|err| DaemonError::Bind {
+                what: "metrics",
+                addr: addr.to_string(),
+                err,
+            })?;
+        let m = metrics.clone();
+        let sc = status_cache.clone();
+        let ps = peers.shared().clone();
+        tokio::spawn(crate::metrics::serve(
+            l,
+            Arc::new(move || {
+                let (members, epoch) = *sc.lock().unwrap_or_else(|e| e.into_inner());
+                m.render(&[
+                    ("mxfs_members", members as u64),
+                    ("mxfs_epoch", epoch),
+                    (
+                        "mxfs_peer_auth_failures",
+                        ps.stats.auth_failures.load(Ordering::Relaxed),
+                    ),
+                    (
+                        "mxfs_peer_bad_frames",
+                        ps.stats.bad_frames.load(Ordering::Relaxed),
+                    ),
+                    (
+                        "mxfs_peer_dropped",
+                        ps.stats.dropped.load(Ordering::Relaxed),
+                    ),
+                ])
+            }),
+        ));
+    }
+    tokio::spawn(ctl_accept(ctl_listener, ctl_tx, int_tx.clone()));
+
+    let cluster = cluster_of(&cfg);
+    let core = Core::new(mxfs_core::Config {
+        node: cfg.node_id,
+        cluster,
+        members: NodeSet::EMPTY,
+        epoch: 0,
+    });
+    let membership = Box::new(HeartbeatMembership::new(
+        cfg.node_id,
+        cluster,
+        incarnation,
+        cfg.heartbeat_interval_ms,
+        cfg.heartbeat_timeout_ms,
+        0,
+    ));
+    tracing::info!(
+        node = cfg.node_id,
+        listen = %cfg.listen(),
+        ctl = %cfg.ctl_socket.display(),
+        kernel = %kernel.describe(),
+        "mxfsd started"
+    );
+    let mut st = State {
+        start,
+        core,
+        membership,
+        peers,
+        kernel,
+        metrics,
+        int_tx,
+        timers: HashMap::new(),
+        timer_gen: 0,
+        fencing: BTreeSet::new(),
+        next_local: LOCAL_REQ_BASE,
+        local_pending: BTreeMap::new(),
+        local_held: BTreeMap::new(),
+        asked: BTreeMap::new(),
+        events: VecDeque::new(),
+        event_seq: 0,
+        per_resource: BTreeMap::new(),
+        self_fenced: false,
+        recoveries_logged: BTreeSet::new(),
+        status_cache,
+        cfg,
+    };
+
+    let mut tick = tokio::time::interval(Duration::from_millis(st.cfg.heartbeat_interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|err| DaemonError::Bind {
+            what: "signal",
+            addr: "SIGTERM".into(),
+            err,
+        })?;
+    let _keep_kernel_tx = kev_tx;
+    loop {
+        tokio::select! {
+            Some(PeerInput::Msg { from, msg }) = peer_rx.recv() => st.on_peer(from, msg),
+            Some(ev) = kev_rx.recv() => {
+                if let Event::KernelRequest { req_id, .. } = &ev {
+                    st.asked.insert(*req_id, Instant::now());
+                }
+                st.feed(ev)
+            }
+            Some(call) = ctl_rx.recv() => st.ctl(call),
+            Some(i) = int_rx.recv() => match i {
+                Internal::Timer { id, gen } => {
+                    if st.timers.get(&id) == Some(&gen) {
+                        st.timers.remove(&id);
+                        st.feed(Event::Timer { id });
+                    }
+                }
+                Internal::Fenced { node } => {
+                    st.fencing.remove(&node);
+                    st.log_event("fence", None, None, format!("node {node} fenced"));
+                    st.feed(Event::FenceConfirmed { node });
+                }
+                Internal::CtlGone { conn } => st.ctl_gone(conn),
+            },
+            _ = tick.tick() => st.tick(),
+            _ = sigterm.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    tracing::info!("shutting down: releasing locks held by this node");
+    st.release_all_local();
+    st.peers.broadcast(&WireMsg::Leave);
+    tokio::time::sleep(Duration::from_millis(SHUTDOWN_FLUSH_MS)).await;
+    let _ = std::fs::remove_file(&st.cfg.ctl_socket);
+    tracing::info!("mxfsd stopped");
+    Ok(())
+}
