@@ -13,9 +13,9 @@ pub const CTL_LINE_BYTES_MAX: usize = 64 * 1024;
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CtlRequest {
     /// Members, quorum, epoch, recovery history.
-    Status,
+    Status {},
     /// Every resource with its queues.
-    Locks,
+    Locks {},
     /// The most contended resources.
     Top {
         /// How many lines.

@@ -214,9 +214,11 @@ impl State {
             Action::Fence { node } => self.start_fence(node),
             Action::SelfFence { epoch } => {
                 self.self_fenced = true;
+                self.membership.self_fence();
                 tracing::error!(
                     epoch,
-                    "this node is in a minority partition: it grants nothing and must be fenced"
+                    "this node is in a minority partition or was excluded: it grants nothing and \
+                     stays out of the cluster until mxfsd is restarted"
                 );
                 self.log_event(
                     "self_fence",
@@ -420,8 +422,8 @@ impl State {
     fn ctl(&mut self, call: CtlCall) {
         let CtlCall { req, conn, reply } = call;
         let r = match req {
-            CtlRequest::Status => CtlReply::Status(self.status()),
-            CtlRequest::Locks => self.locks(),
+            CtlRequest::Status {} => CtlReply::Status(self.status()),
+            CtlRequest::Locks {} => self.locks(),
             CtlRequest::Top { limit } => self.top(limit),
             CtlRequest::Events { since } => {
                 let events: Vec<EventView> = self

@@ -85,6 +85,9 @@ pub struct Heartbeat {
     pub members: u64,
     /// Nodes the sender currently hears, itself included (bit set).
     pub view: u64,
+    /// The sender fenced itself (minority, or excluded): it holds stale state and must be
+    /// restarted before it may rejoin.
+    pub fenced: bool,
 }
 
 /// Why a frame was refused.
@@ -254,6 +257,7 @@ mod tests {
             epoch: 7,
             members: 3,
             view: 5,
+            fenced: false,
         });
         let f = Frame {
             kind: FrameKind::Msg,

@@ -57,6 +57,9 @@ pub trait Membership: Send {
     fn installed(&self) -> Install;
     /// Per-peer state for status output.
     fn peers(&self, now_ms: u64) -> Vec<PeerView>;
+    /// The core told this node to fence itself: it stops taking part (announcing it, so the
+    /// others keep it out) until the process is restarted with fresh state.
+    fn self_fence(&mut self);
 }
 
 #[derive(Clone, Debug, Default)]
@@ -66,6 +69,8 @@ struct Peer {
     epoch: Epoch,
     /// Restarted while a member: kept out of the view until an epoch without it.
     purge: bool,
+    /// It announced that it fenced itself.
+    fenced: bool,
 }
 
 /// Built-in heartbeat membership.
@@ -81,6 +86,7 @@ pub struct HeartbeatMembership {
     max_epoch_seen: Epoch,
     last_view: NodeSet,
     view_since_ms: u64,
+    fenced: bool,
 }
 
 impl HeartbeatMembership {
@@ -118,11 +124,13 @@ impl HeartbeatMembership {
             max_epoch_seen: 0,
             last_view: NodeSet::EMPTY.with(me),
             view_since_ms: now_ms,
+            fenced: false,
         }
     }
 
     fn alive(&self, p: &Peer, now_ms: u64) -> bool {
         !p.purge
+            && !p.fenced
             && p.last_heard_ms
                 .is_some_and(|t| now_ms.saturating_sub(t) < self.timeout_ms)
     }
@@ -187,13 +195,19 @@ impl Membership for HeartbeatMembership {
         }
         p.incarnation = Some(hb.incarnation);
         p.last_heard_ms = Some(now_ms);
+        p.fenced = hb.fenced;
         p.epoch = hb.epoch;
         self.max_epoch_seen = self.max_epoch_seen.max(hb.epoch);
         let members = NodeSet(hb.members);
         let restarted = p.purge;
-        if hb.epoch > self.installed.epoch
+        // An install that leaves this node out is adopted only by a current member (it learns
+        // it was excluded and stops); a node outside the membership waits to be included.
+        let concerns_me = members.contains(self.me) || self.installed.members.contains(self.me);
+        if !self.fenced
+            && hb.epoch > self.installed.epoch
             && members.contains(from)
             && members.is_subset(self.cluster)
+            && concerns_me
             && !restarted
         {
             return Some(self.adopt(Install {
@@ -216,7 +230,12 @@ impl Membership for HeartbeatMembership {
             self.last_view = view;
             self.view_since_ms = now_ms;
         }
-        if view == self.installed.members || !self.is_coordinator(view, now_ms) {
+        if self.fenced || view == self.installed.members || !self.is_coordinator(view, now_ms) {
+            return None;
+        }
+        // A node that never had a membership does not start one in a minority: it would only
+        // fence itself. It waits for a majority to appear.
+        if self.installed.epoch == 0 && 2 * view.len() <= self.cluster.len() {
             return None;
         }
         let stable = now_ms.saturating_sub(self.view_since_ms) >= self.interval_ms;
@@ -239,7 +258,12 @@ impl Membership for HeartbeatMembership {
             epoch: self.installed.epoch,
             members: self.installed.members.0,
             view: self.view(now_ms).0,
+            fenced: self.fenced,
         }
+    }
+
+    fn self_fence(&mut self) {
+        self.fenced = true;
     }
 
     fn installed(&self) -> Install {
@@ -335,6 +359,38 @@ mod tests {
         assert_eq!(e.members, all);
         assert!(ms.iter().all(|m| m.installed() == e));
         assert!(e.epoch >= 3);
+    }
+
+    #[test]
+    fn lone_fresh_node_waits_and_self_fenced_node_stays_out() {
+        let mut ms = three();
+        let mut now = 0;
+        for _ in 0..10 {
+            now += I;
+            assert_eq!(
+                ms[0].tick(now),
+                None,
+                "a lone fresh node must not install a minority"
+            );
+        }
+        for _ in 0..6 {
+            now += I;
+            round(&mut ms, now, None);
+        }
+        assert_eq!(ms[0].installed().members.len(), 3);
+        ms[0].self_fence();
+        for _ in 0..10 {
+            now += I;
+            round(&mut ms, now, None);
+        }
+        let v: Vec<_> = ms.iter().map(|m| (m.installed(), m.view(now))).collect();
+        assert_eq!(
+            ms[1].installed().members,
+            NodeSet::EMPTY.with(2).with(3),
+            "{v:?}"
+        );
+        assert_eq!(ms[2].installed(), ms[1].installed());
+        assert!(ms[0].heartbeat(now).fenced);
     }
 
     #[test]

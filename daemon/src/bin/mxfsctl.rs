@@ -124,8 +124,8 @@ fn main() -> ExitCode {
 
 async fn run(args: &Args, sock: &std::path::Path) -> Result<ExitCode, String> {
     let req = match &args.cmd {
-        Cmd::Status => CtlRequest::Status,
-        Cmd::Locks => CtlRequest::Locks,
+        Cmd::Status => CtlRequest::Status {},
+        Cmd::Locks => CtlRequest::Locks {},
         Cmd::Top {
             once,
             iterations,
