@@ -2,7 +2,7 @@
 //! trust the code they check.
 #![allow(dead_code)]
 
-use mxfs_proto::{AttrId, ResourceAttr, NLA_F_NESTED};
+use mxfs_proto::*;
 
 /// Raw attribute bytes, built by hand.
 #[derive(Clone, Default)]
@@ -165,4 +165,101 @@ pub fn hexdump(bytes: &[u8]) -> String {
     }
     walk(&mut out, bytes, 20, bytes.len(), 0);
     out
+}
+
+/// One example per command, in command order, with the optional attributes present where a
+/// command has them so every attribute appears in some snapshot.
+pub fn examples() -> [(&'static str, Message<'static>); 12] {
+    [
+        (
+            "01_lock_req",
+            Message::LockReq(LockReq {
+                req_id: 0x0102_0304_0506_0708,
+                resource: ResourceId::extent(0xabcd, 131, 5 * EXTENT_CHUNK_BYTES + 17),
+                mode: LockMode::Pw,
+                flags: LockFlags::NOQUEUE.union(LockFlags::TIMEOUT_MS),
+                timeout_ms: Some(GRANT_TIMEOUT_MS),
+            }),
+        ),
+        (
+            "02_lock_grant",
+            Message::LockGrant(LockGrant {
+                req_id: 7,
+                resource: ResourceId::inode(0xabcd, 131),
+                mode: LockMode::Pr,
+                data_version: Some(42),
+            }),
+        ),
+        (
+            "03_lock_deny",
+            Message::LockDeny(LockDeny {
+                req_id: 8,
+                resource: ResourceId::ag(0xabcd, 3),
+                status: -11, // -EAGAIN
+            }),
+        ),
+        (
+            "04_lock_release",
+            Message::LockRelease(LockRelease {
+                req_id: 7,
+                resource: ResourceId::inode(0xabcd, 131),
+                mode: Some(LockMode::Ex),
+            }),
+        ),
+        (
+            "05_cache_inval",
+            Message::CacheInval(CacheInval {
+                volume: 0xabcd,
+                ino: 131,
+                offset: 4096,
+                length: 0,
+            }),
+        ),
+        (
+            "06_node_status",
+            Message::NodeStatus(NodeStatus {
+                node_id: 2,
+                state: NodeState::Suspect,
+                epoch: Some(9),
+            }),
+        ),
+        (
+            "07_volume_mount",
+            Message::VolumeMount(VolumeMount {
+                volume: 0xabcd,
+                dev_path: Some("/dev/vdb"),
+                mount_path: Some("/mnt/mxfs"),
+                generation: Some(3),
+            }),
+        ),
+        (
+            "08_volume_umount",
+            Message::VolumeUmount(VolumeUmount { volume: 0xabcd }),
+        ),
+        ("09_status_req", Message::StatusReq(StatusReq)),
+        (
+            "10_status_resp",
+            Message::StatusResp(StatusResp {
+                node_id: 1,
+                state: Some(NodeState::Up),
+                volume: Some(0xabcd),
+                epoch: Some(9),
+                generation: Some(3),
+            }),
+        ),
+        (
+            "11_recovery_start",
+            Message::RecoveryStart(RecoveryStart {
+                volume: 0xabcd,
+                epoch: 10,
+            }),
+        ),
+        (
+            "12_recovery_done",
+            Message::RecoveryDone(RecoveryDone {
+                volume: 0xabcd,
+                epoch: 10,
+            }),
+        ),
+    ]
 }
