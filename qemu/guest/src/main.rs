@@ -1,0 +1,650 @@
+//! `mxfs-guest`: the test driver that runs inside the QEMU guests.
+//!
+//! It talks to `mxfs.ko` over real Generic Netlink: the `mxfs_dbg` family (module loaded with
+//! `debug=1`) drives the lock hooks, and the `mxfs` family is used to check who may send what,
+//! or to play a scripted daemon for single-node tests. Every outcome can be checked against an
+//! `--expect`ed errno name; the exit code is 0 exactly when it matched, and one line starting
+//! with `PASS` or `FAIL` says what happened.
+
+mod genl;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::{Parser, Subcommand};
+use genl::{errno_by_name, errno_name, GenlError, Socket};
+use mxfs_proto::{
+    encode_attrs, parse_attrs, CacheInval, Command, LockDeny, LockFlags, LockGrant, LockMode,
+    LockRelease, LockReq, Message, ResourceId, StatusReq, VolumeMount, ATTRS_LEN_MAX, FAMILY_NAME,
+};
+
+/// Debug family name and commands (kmod/glue.c).
+const DBG_FAMILY: &str = "mxfs_dbg";
+const DBG_LOCK: u8 = 1;
+const DBG_UNLOCK: u8 = 2;
+const DBG_VOLUME_ADD: u8 = 3;
+/// Longest any single netlink exchange may take: above GRANT_TIMEOUT_MS (30 s).
+const RECV_TIMEOUT_SECS: u64 = 45;
+
+#[derive(Parser)]
+#[command(
+    name = "mxfs-guest",
+    about = "MXFS guest test driver (talks to mxfs.ko)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Takes a cluster lock through the lock hook (mxfs_dbg DBG_LOCK), holds it, releases it.
+    Lock {
+        /// inode:VOL:INO, extent:VOL:INO:OFFSET or ag:VOL:AGNO (numbers decimal or 0x hex).
+        resource: String,
+        /// NL, CR, CW, PR, PW or EX.
+        mode: String,
+        /// Try-lock: deny at once if not grantable.
+        #[arg(long)]
+        noqueue: bool,
+        /// How long to hold the lock before releasing it.
+        #[arg(long, default_value_t = 0)]
+        hold_ms: u64,
+        /// Repeat lock/hold/release this many times.
+        #[arg(long, default_value_t = 1)]
+        iterations: u32,
+        /// Expected outcome: OK or an errno name (ENOTCONN, ETIMEDOUT, EAGAIN, EPERM, ...).
+        #[arg(long)]
+        expect: Option<String>,
+        /// Append JSON-lines history events to this file.
+        #[arg(long)]
+        history: Option<String>,
+        /// Node id written into history lines.
+        #[arg(long, default_value_t = 0)]
+        node: u32,
+        /// A shared raw disk (O_DIRECT) used as the exclusion witness, see `witness`.
+        #[arg(long)]
+        witness: Option<String>,
+    },
+    /// Sends STATUS_REQ on the mxfs family, optionally after dropping to an unprivileged uid.
+    Status {
+        #[arg(long)]
+        as_uid: Option<u32>,
+        #[arg(long)]
+        expect: Option<String>,
+    },
+    /// Sends a LOCK_GRANT as if it were the daemon (to check that others are refused).
+    SendGrant {
+        resource: String,
+        #[arg(long, default_value_t = 1)]
+        req_id: u64,
+        #[arg(long)]
+        expect: Option<String>,
+    },
+    /// Plays the daemon: registers, answers `count` LOCK_REQs as told, logs LOCK_RELEASEs.
+    FakeDaemon {
+        /// grant, deny, ignore, or late (grant after --late-ms).
+        #[arg(long, default_value = "grant")]
+        answer: String,
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        #[arg(long, default_value_t = 0)]
+        late_ms: u64,
+        /// Before each grant, send CACHE_INVAL(VOL, INO, 0, 0).
+        #[arg(long)]
+        inval: Option<String>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        deadline_secs: u64,
+    },
+    /// Registers a mounted file system in mxfs's cache table (DBG_VOLUME_ADD); prints its id.
+    VolumeAdd { mount: String },
+    /// Prints how many pages of FILE are resident in the page cache (mmap + mincore).
+    Resident { file: String },
+}
+
+fn parse_num(s: &str) -> Result<u64, String> {
+    let r = match s.strip_prefix("0x") {
+        Some(h) => u64::from_str_radix(h, 16),
+        None => s.parse(),
+    };
+    r.map_err(|e| format!("bad number {s:?}: {e}"))
+}
+
+fn parse_resource(s: &str) -> Result<ResourceId, String> {
+    let p: Vec<&str> = s.split(':').collect();
+    match p.as_slice() {
+        ["inode", v, i] => Ok(ResourceId::inode(parse_num(v)?, parse_num(i)?)),
+        ["extent", v, i, o] => Ok(ResourceId::extent(
+            parse_num(v)?,
+            parse_num(i)?,
+            parse_num(o)?,
+        )),
+        ["ag", v, a] => Ok(ResourceId::ag(parse_num(v)?, parse_num(a)?)),
+        _ => Err(format!(
+            "bad resource {s:?}: want inode:VOL:INO, extent:VOL:INO:OFF or ag:VOL:AG"
+        )),
+    }
+}
+
+fn parse_mode(s: &str) -> Result<LockMode, String> {
+    LockMode::ALL
+        .into_iter()
+        .find(|m| m.name().eq_ignore_ascii_case(s))
+        .ok_or_else(|| format!("bad lock mode {s:?}: want NL, CR, CW, PR, PW or EX"))
+}
+
+fn encode(msg: &Message<'_>) -> Result<Vec<u8>, String> {
+    let mut buf = [0u8; ATTRS_LEN_MAX];
+    let n =
+        encode_attrs(msg, &mut buf).map_err(|e| format!("encode {:?}: {e:?}", msg.command()))?;
+    Ok(buf[..n].to_vec())
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn res_str(r: &ResourceId) -> String {
+    format!("{:?}:{:#x}:{}:{}", r.kind, r.volume, r.a, r.b)
+}
+
+/// JSON-lines history of one process.
+struct History {
+    file: Option<std::fs::File>,
+    node: u32,
+}
+
+impl History {
+    fn event(&mut self, req_id: u64, r: &ResourceId, event: &str, extra: serde_json::Value) {
+        let Some(f) = self.file.as_mut() else { return };
+        let line = serde_json::json!({
+            "node": self.node, "time_ns": now_ns().to_string(), "req_id": req_id,
+            "resource": res_str(r), "event": event, "extra": extra,
+        });
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// The exclusion witness: one 512-byte sector per resource slot on a shared raw disk, read and
+/// written with O_DIRECT so every node sees the disk, not its cache. A holder records what it
+/// found on acquire (must be empty) and on release (must still be its own token), then clears.
+/// The host checker reads those observations from the histories.
+struct Witness {
+    fd: libc::c_int,
+    buf: *mut u8,
+}
+
+const SECTOR: usize = 4096;
+
+impl Witness {
+    fn open(path: &str) -> Result<Witness, String> {
+        let c = std::ffi::CString::new(path).map_err(|_| "witness path has NUL".to_string())?;
+        // SAFETY: plain open(2) with a NUL-terminated path.
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_DIRECT | libc::O_SYNC) };
+        if fd < 0 {
+            return Err(format!(
+                "open witness {path}: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        let mut p: *mut libc::c_void = std::ptr::null_mut();
+        // SAFETY: allocates an aligned buffer for O_DIRECT.
+        if unsafe { libc::posix_memalign(&mut p, SECTOR, SECTOR) } != 0 {
+            return Err("posix_memalign failed".into());
+        }
+        Ok(Witness { fd, buf: p.cast() })
+    }
+
+    fn offset(r: &ResourceId) -> i64 {
+        ((r.a
+            .wrapping_mul(31)
+            .wrapping_add(r.b / 4096)
+            .wrapping_add(r.kind as u64))
+            % 1024) as i64
+            * SECTOR as i64
+    }
+
+    fn read(&self, r: &ResourceId) -> Result<u64, String> {
+        // SAFETY: `buf` is SECTOR bytes, aligned; `fd` is open.
+        let n = unsafe { libc::pread(self.fd, self.buf.cast(), SECTOR, Self::offset(r)) };
+        if n != SECTOR as isize {
+            return Err(format!("witness read: {}", std::io::Error::last_os_error()));
+        }
+        let mut b = [0u8; 8];
+        // SAFETY: `buf` holds at least 8 initialised bytes after the read.
+        unsafe { std::ptr::copy_nonoverlapping(self.buf, b.as_mut_ptr(), 8) };
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn write(&self, r: &ResourceId, token: u64) -> Result<(), String> {
+        // SAFETY: `buf` is SECTOR bytes.
+        unsafe {
+            std::ptr::write_bytes(self.buf, 0, SECTOR);
+            std::ptr::copy_nonoverlapping(token.to_le_bytes().as_ptr(), self.buf, 8);
+        }
+        // SAFETY: as in `read`.
+        let n = unsafe { libc::pwrite(self.fd, self.buf.cast(), SECTOR, Self::offset(r)) };
+        if n != SECTOR as isize {
+            return Err(format!(
+                "witness write: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Outcome of a command: 0 (OK) or a negative errno.
+fn outcome(r: &Result<(), GenlError>) -> Result<i32, String> {
+    match r {
+        Ok(()) => Ok(0),
+        Err(GenlError::Errno(e)) => Ok(*e),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+fn check(what: &str, got: i32, expect: &Option<String>, detail: &str) -> Result<ExitCode, String> {
+    let want = match expect {
+        None => 0,
+        Some(n) => errno_by_name(n).ok_or_else(|| format!("unknown errno name {n:?}"))?,
+    };
+    let verdict = if got == want { "PASS" } else { "FAIL" };
+    println!(
+        "{verdict} {what}: got {} want {} {detail}",
+        errno_name(got),
+        errno_name(want)
+    );
+    Ok(if got == want {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn open() -> Result<Socket, String> {
+    Socket::open(Duration::from_secs(RECV_TIMEOUT_SECS)).map_err(|e| e.to_string())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cmd_lock(
+    resource: &str,
+    mode: &str,
+    noqueue: bool,
+    hold_ms: u64,
+    iterations: u32,
+    expect: &Option<String>,
+    history: &Option<String>,
+    node: u32,
+    witness: &Option<String>,
+) -> Result<ExitCode, String> {
+    let r = parse_resource(resource)?;
+    let m = parse_mode(mode)?;
+    let mut s = open()?;
+    let (fam, _) = s
+        .resolve(DBG_FAMILY)
+        .map_err(|e| format!("resolve {DBG_FAMILY}: {e}"))?;
+    let file = match history {
+        Some(p) => Some(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| format!("{p}: {e}"))?,
+        ),
+        None => None,
+    };
+    let mut h = History { file, node };
+    let w = witness.as_deref().map(Witness::open).transpose()?;
+    let flags = if noqueue {
+        LockFlags::NOQUEUE
+    } else {
+        LockFlags::empty()
+    };
+    let req = encode(&Message::LockReq(LockReq {
+        req_id: 0,
+        resource: r,
+        mode: m,
+        flags,
+        timeout_ms: None,
+    }))?;
+    let mut last = 0;
+    let mut detail = String::new();
+    for _ in 0..iterations {
+        let t0 = Instant::now();
+        h.event(0, &r, "request", serde_json::json!({"mode": m.name()}));
+        let res = s.request(fam, DBG_LOCK, &req);
+        let replies = match res {
+            Ok(rep) => rep,
+            Err(e) => {
+                last = outcome(&Err(e))?;
+                h.event(
+                    0,
+                    &r,
+                    "error",
+                    serde_json::json!({"errno": errno_name(last)}),
+                );
+                detail = format!("after {} ms", t0.elapsed().as_millis());
+                break;
+            }
+        };
+        let (_, payload) = replies.first().ok_or("DBG_LOCK: no reply")?;
+        let Ok(Message::LockGrant(g)) = parse_attrs(Command::LockGrant, payload) else {
+            return Err("DBG_LOCK reply is not a LOCK_GRANT payload".into());
+        };
+        let token = ((node as u64) << 48) | (g.req_id & 0xffff_ffff_ffff);
+        let seen = w.as_ref().map(|w| w.read(&r)).transpose()?;
+        h.event(
+            g.req_id,
+            &r,
+            "granted",
+            serde_json::json!({"mode": m.name(), "witness_seen": seen, "token": token}),
+        );
+        if let Some(w) = &w {
+            if m.is_write() {
+                w.write(&r, token)?;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(hold_ms));
+        let seen_end = w.as_ref().map(|w| w.read(&r)).transpose()?;
+        if let Some(w) = &w {
+            if m.is_write() {
+                w.write(&r, 0)?;
+            }
+        }
+        h.event(
+            g.req_id,
+            &r,
+            "release",
+            serde_json::json!({"mode": m.name(), "witness_seen": seen_end, "token": token}),
+        );
+        let rel = encode(&Message::LockRelease(LockRelease {
+            req_id: g.req_id,
+            resource: r,
+            mode: Some(m),
+        }))?;
+        last = outcome(&s.request(fam, DBG_UNLOCK, &rel).map(|_| ()))?;
+        detail = format!(
+            "req_id {} granted after {} ms",
+            g.req_id,
+            t0.elapsed().as_millis()
+        );
+        if last != 0 {
+            break;
+        }
+    }
+    check(&format!("lock {resource} {mode}"), last, expect, &detail)
+}
+
+fn drop_privileges(uid: u32) -> Result<(), String> {
+    // SAFETY: plain setgid/setuid calls; failure is reported.
+    let ok = unsafe { libc::setgid(uid) == 0 && libc::setuid(uid) == 0 };
+    if !ok {
+        return Err(format!(
+            "setuid({uid}): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+fn cmd_status(as_uid: Option<u32>, expect: &Option<String>) -> Result<ExitCode, String> {
+    let mut s = open()?;
+    let (fam, _) = s
+        .resolve(FAMILY_NAME)
+        .map_err(|e| format!("resolve {FAMILY_NAME}: {e}"))?;
+    if let Some(u) = as_uid {
+        drop_privileges(u)?;
+    }
+    let attrs = encode(&Message::StatusReq(StatusReq))?;
+    let r = s.request(fam, Command::StatusReq as u8, &attrs);
+    let detail = match &r {
+        Ok(rep) => rep
+            .iter()
+            .filter_map(|(c, p)| Command::from_u8(*c).and_then(|c| parse_attrs(c, p).ok()))
+            .map(|m| format!("{m:?}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        Err(_) => String::new(),
+    };
+    let uid = as_uid.map(|u| format!(" as uid {u}")).unwrap_or_default();
+    check(
+        &format!("STATUS_REQ{uid}"),
+        outcome(&r.map(|_| ()))?,
+        expect,
+        &detail,
+    )
+}
+
+fn cmd_send_grant(
+    resource: &str,
+    req_id: u64,
+    expect: &Option<String>,
+) -> Result<ExitCode, String> {
+    let r = parse_resource(resource)?;
+    let mut s = open()?;
+    let (fam, _) = s.resolve(FAMILY_NAME).map_err(|e| e.to_string())?;
+    let attrs = encode(&Message::LockGrant(LockGrant {
+        req_id,
+        resource: r,
+        mode: LockMode::Ex,
+        data_version: None,
+    }))?;
+    let got = outcome(&s.request(fam, Command::LockGrant as u8, &attrs).map(|_| ()))?;
+    check("LOCK_GRANT from a non-daemon", got, expect, "")
+}
+
+fn cmd_fake_daemon(
+    answer: &str,
+    count: u32,
+    late_ms: u64,
+    inval: &Option<String>,
+    deadline_secs: u64,
+) -> Result<ExitCode, String> {
+    let mut s = Socket::open(Duration::from_secs(1)).map_err(|e| e.to_string())?;
+    let (fam, _) = s.resolve(FAMILY_NAME).map_err(|e| e.to_string())?;
+    let attrs = encode(&Message::StatusReq(StatusReq))?;
+    s.request(fam, Command::StatusReq as u8, &attrs)
+        .map_err(|e| format!("register: {e}"))?;
+    println!("fake-daemon: registered, answering {count} request(s) with {answer}");
+    let _ = std::io::stdout().flush();
+    let inval = inval
+        .as_deref()
+        .map(|v| -> Result<(u64, u64), String> {
+            let (a, b) = v.split_once(':').ok_or("--inval wants VOL:INO")?;
+            Ok((parse_num(a)?, parse_num(b)?))
+        })
+        .transpose()?;
+    let deadline = Instant::now() + Duration::from_secs(deadline_secs);
+    let mut answered = 0;
+    let mut releases = 0;
+    while Instant::now() < deadline {
+        let msgs = match s.next_messages() {
+            Ok(m) => m,
+            Err(GenlError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if answered >= count && (answer != "late" || releases >= count) {
+                    break;
+                }
+                continue;
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        for (ty, payload) in msgs {
+            if ty != fam || payload.len() < 4 {
+                continue;
+            }
+            let Some(cmd) = Command::from_u8(payload[0]) else {
+                continue;
+            };
+            let msg = parse_attrs(cmd, &payload[4..]).map_err(|e| format!("{cmd:?}: {e}"))?;
+            println!("fake-daemon: got {msg:?}");
+            let _ = std::io::stdout().flush();
+            match msg {
+                Message::LockReq(req) if answered < count => {
+                    answered += 1;
+                    if let Some((vol, ino)) = inval {
+                        let m = Message::CacheInval(CacheInval {
+                            volume: vol,
+                            ino,
+                            offset: 0,
+                            length: 0,
+                        });
+                        let r = s.request(fam, Command::CacheInval as u8, &encode(&m)?);
+                        println!(
+                            "fake-daemon: CACHE_INVAL -> {}",
+                            outcome(&r.map(|_| ())).map(errno_name)?
+                        );
+                    }
+                    let reply = match answer {
+                        "grant" | "late" => Message::LockGrant(LockGrant {
+                            req_id: req.req_id,
+                            resource: req.resource,
+                            mode: req.mode,
+                            data_version: None,
+                        }),
+                        "deny" => Message::LockDeny(LockDeny {
+                            req_id: req.req_id,
+                            resource: req.resource,
+                            status: -libc::EAGAIN,
+                        }),
+                        _ => continue,
+                    };
+                    if answer == "late" {
+                        std::thread::sleep(Duration::from_millis(late_ms));
+                    }
+                    let r = s.request(fam, reply.command() as u8, &encode(&reply)?);
+                    println!(
+                        "fake-daemon: {} for {} -> {}",
+                        reply.command().name(),
+                        req.req_id,
+                        outcome(&r.map(|_| ())).map(errno_name)?
+                    );
+                }
+                Message::LockRelease(rel) => {
+                    releases += 1;
+                    println!(
+                        "fake-daemon: LOCK_RELEASE req_id {} mode {:?}",
+                        rel.req_id, rel.mode
+                    );
+                }
+                _ => {}
+            }
+            let _ = std::io::stdout().flush();
+        }
+        if answered >= count && (answer != "late" || releases >= count) && answer != "ignore" {
+            break;
+        }
+    }
+    println!("fake-daemon: done, answered {answered}, releases seen {releases}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_volume_add(mount: &str) -> Result<ExitCode, String> {
+    let mut s = open()?;
+    let (fam, _) = s.resolve(DBG_FAMILY).map_err(|e| e.to_string())?;
+    let attrs = encode(&Message::VolumeMount(VolumeMount {
+        volume: 0,
+        dev_path: None,
+        mount_path: Some(mount),
+        generation: None,
+    }))?;
+    let rep = s
+        .request(fam, DBG_VOLUME_ADD, &attrs)
+        .map_err(|e| format!("DBG_VOLUME_ADD: {e}"))?;
+    let (_, p) = rep.first().ok_or("DBG_VOLUME_ADD: no reply")?;
+    let Ok(Message::VolumeMount(v)) = parse_attrs(Command::VolumeMount, p) else {
+        return Err("DBG_VOLUME_ADD reply is not a VOLUME_MOUNT payload".into());
+    };
+    println!("{:#x}", v.volume);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_resident(file: &str) -> Result<ExitCode, String> {
+    let f = std::fs::File::open(file).map_err(|e| format!("{file}: {e}"))?;
+    let len = f.metadata().map_err(|e| e.to_string())?.len() as usize;
+    if len == 0 {
+        println!("0/0");
+        return Ok(ExitCode::SUCCESS);
+    }
+    use std::os::fd::AsRawFd;
+    // SAFETY: maps `len` bytes of an open file read-only; unmapped below.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(format!("mmap {file}: {}", std::io::Error::last_os_error()));
+    }
+    let pages = len.div_ceil(4096);
+    let mut vec = vec![0u8; pages];
+    // SAFETY: `p` maps `len` bytes; `vec` has one byte per page.
+    let rc = unsafe { libc::mincore(p, len, vec.as_mut_ptr()) };
+    // SAFETY: unmaps what we mapped.
+    unsafe { libc::munmap(p, len) };
+    if rc != 0 {
+        return Err(format!("mincore: {}", std::io::Error::last_os_error()));
+    }
+    let resident = vec.iter().filter(|b| **b & 1 != 0).count();
+    println!("{resident}/{pages}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match &cli.cmd {
+        Cmd::Lock {
+            resource,
+            mode,
+            noqueue,
+            hold_ms,
+            iterations,
+            expect,
+            history,
+            node,
+            witness,
+        } => cmd_lock(
+            resource,
+            mode,
+            *noqueue,
+            *hold_ms,
+            *iterations,
+            expect,
+            history,
+            *node,
+            witness,
+        ),
+        Cmd::Status { as_uid, expect } => cmd_status(*as_uid, expect),
+        Cmd::SendGrant {
+            resource,
+            req_id,
+            expect,
+        } => cmd_send_grant(resource, *req_id, expect),
+        Cmd::FakeDaemon {
+            answer,
+            count,
+            late_ms,
+            inval,
+            deadline_secs,
+        } => cmd_fake_daemon(answer, *count, *late_ms, inval, *deadline_secs),
+        Cmd::VolumeAdd { mount } => cmd_volume_add(mount),
+        Cmd::Resident { file } => cmd_resident(file),
+    };
+    match r {
+        Ok(c) => c,
+        Err(e) => {
+            println!("FAIL error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
