@@ -297,6 +297,8 @@ async fn serve_inbound(
 
 async fn dial_loop(id: NodeId, addr: SocketAddr, sh: Arc<Shared>, mut q: mpsc::Receiver<Wire>) {
     let mut logged_down = false;
+    // A message whose send failed; it goes first on the next connection.
+    let mut carry: Option<Wire> = None;
     loop {
         let sock = match TcpStream::connect(addr).await {
             Ok(s) => s,
@@ -305,6 +307,7 @@ async fn dial_loop(id: NodeId, addr: SocketAddr, sh: Arc<Shared>, mut q: mpsc::R
                     tracing::info!(peer = id, %addr, "peer unreachable: {e}");
                     logged_down = true;
                 }
+                carry = None;
                 drain(&mut q, &sh);
                 tokio::time::sleep(Duration::from_millis(REDIAL_DELAY_MS)).await;
                 continue;
@@ -317,6 +320,7 @@ async fn dial_loop(id: NodeId, addr: SocketAddr, sh: Arc<Shared>, mut q: mpsc::R
             Err(e) => {
                 sh.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(peer = id, %addr, "outbound handshake failed: {e}");
+                carry = None;
                 drain(&mut q, &sh);
                 tokio::time::sleep(Duration::from_millis(REDIAL_DELAY_MS)).await;
                 continue;
@@ -324,7 +328,23 @@ async fn dial_loop(id: NodeId, addr: SocketAddr, sh: Arc<Shared>, mut q: mpsc::R
         };
         tracing::info!(peer = id, "outbound peer authenticated");
         logged_down = false;
-        while let Some(m) = q.recv().await {
+        loop {
+            let m = match carry.take() {
+                Some(m) => m,
+                None => tokio::select! {
+                    m = q.recv() => match m {
+                        Some(m) => m,
+                        None => return,
+                    },
+                    // Nothing is ever sent back on an outbound connection: any read result
+                    // means the peer closed it (it died or restarted). Redial at once rather
+                    // than lose the next messages into a dead socket.
+                    _ = c.next() => {
+                        tracing::info!(peer = id, "outbound connection closed by peer; redialling");
+                        break;
+                    }
+                },
+            };
             let body = match frame::encode_msg(&m) {
                 Ok(b) => b,
                 Err(e) => {
@@ -341,13 +361,10 @@ async fn dial_loop(id: NodeId, addr: SocketAddr, sh: Arc<Shared>, mut q: mpsc::R
             };
             if let Err(e) = c.send(Bytes::from(bytes)).await {
                 tracing::warn!(peer = id, "peer send failed, redialling: {e}");
-                sh.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                carry = Some(m);
                 break;
             }
             sh.stats.sent.fetch_add(1, Ordering::Relaxed);
-        }
-        if q.is_closed() {
-            return;
         }
     }
 }

@@ -1,0 +1,305 @@
+//! Three real `mxfsd` processes on loopback: exclusion, BAST handoff, CACHE_INVAL ordering,
+//! kill -9 with fencing and recovery, partition, restart, wrong key, garbage input.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::time::Duration;
+
+fn granted(v: &Value) -> bool {
+    v["reply"] == "granted"
+}
+
+#[test]
+fn exclusion_and_bast_handoff() {
+    let c = Cluster::start(3);
+    let r = "inode:1:100";
+    assert!(granted(&c.node(1).ctl(&["lock", r, "EX"])), "node 1 EX");
+    // Node 2 blocks behind node 1; node 3's trylock is denied with EAGAIN.
+    let mut waiter = c.node(2).lock_bg(r, "EX", &[]);
+    still_blocked(&mut waiter, 400);
+    let d = c.node(3).ctl(&["lock", r, "PR", "--noqueue"]);
+    assert_eq!(d["reply"], "denied", "{d}");
+    assert_eq!(d["errno"], -11, "{d}");
+    // The master shows node 1 granted EX and node 2 waiting.
+    let master = (1..=3)
+        .map(|i| c.node(i).ctl(&["locks"]))
+        .find(|l| {
+            l["master"]
+                .as_array()
+                .is_some_and(|m| m.iter().any(|x| x["resource"] == r))
+        })
+        .expect("some node masters the resource");
+    let res = master["master"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["resource"] == r)
+        .unwrap();
+    assert_eq!(res["granted"][0]["who"], "node1", "{res}");
+    assert_eq!(res["granted"][0]["mode"], "EX", "{res}");
+    assert_eq!(res["waiting"][0]["who"], "node2", "{res}");
+    // Node 1 still holds it (ctl locks stay held), and gets a BAST for node 2's request.
+    still_blocked(&mut waiter, 200);
+    let local = c.node(1).ctl(&["locks"]);
+    let l = local["local"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["resource"] == r)
+        .unwrap()
+        .clone();
+    assert_eq!(l["held"], "EX", "{l}");
+    assert_eq!(l["bast_pending"], true, "{l}");
+    // Unlock hands the lock over.
+    let u = c.node(1).ctl(&["unlock", r]);
+    assert_eq!(u["reply"], "unlocked", "{u}");
+    let g = finish(waiter, WAIT_MS);
+    assert!(granted(&g), "{g}");
+    assert!(g["waited_ms"].as_u64().unwrap() >= 400, "{g}");
+    // And now node 1 is the one that waits.
+    let d = c.node(1).ctl(&["lock", r, "PR", "--timeout-ms", "300"]);
+    assert_eq!(d["reply"], "denied", "{d}");
+    assert_eq!(d["errno"], -110, "{d}");
+    let top = c.node(2).ctl(&["top", "--once"]);
+    assert!(
+        top["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["resource"] == r),
+        "{top}"
+    );
+}
+
+/// A grant after a remote write is preceded by CACHE_INVAL for that inode in the kernel-bound
+/// stream; a re-grant with no write in between is not.
+#[test]
+fn cache_inval_comes_before_grant() {
+    let c = Cluster::start(3);
+    let r = "inode:1:200";
+    assert!(granted(&c.node(1).ctl(&["lock", r, "EX"])));
+    c.node(1).ctl(&["unlock", r]);
+    let g = c.node(2).ctl(&["lock", r, "PR"]);
+    assert!(granted(&g), "{g}");
+    let ev = c.node(2).events();
+    let gi = ev
+        .iter()
+        .position(|e| e["kind"] == "grant" && e["req_id"] == g["req_id"])
+        .expect("grant logged");
+    assert!(gi > 0, "{ev:?}");
+    assert_eq!(ev[gi - 1]["kind"], "cache_inval", "events: {ev:?}");
+    assert_eq!(ev[gi - 1]["resource"], "inode:1:200", "events: {ev:?}");
+    // Release and take again with no writer in between: the cache stays valid.
+    c.node(2).ctl(&["unlock", r]);
+    let g2 = c.node(2).ctl(&["lock", r, "PR"]);
+    assert!(granted(&g2), "{g2}");
+    let ev = c.node(2).events();
+    let gi = ev
+        .iter()
+        .position(|e| e["kind"] == "grant" && e["req_id"] == g2["req_id"])
+        .unwrap();
+    assert_ne!(
+        ev[gi - 1]["kind"],
+        "cache_inval",
+        "needless invalidation: {ev:?}"
+    );
+}
+
+#[test]
+fn kill9_holder_is_fenced_and_waiter_granted() {
+    let mut c = Cluster::start(3);
+    let r = "inode:1:300";
+    assert!(granted(&c.node(2).ctl(&["lock", r, "EX"])));
+    let mut waiter = c.node(1).lock_bg(r, "EX", &[]);
+    still_blocked(&mut waiter, 300);
+    c.node_mut(2).kill9();
+    let g = finish(waiter, WAIT_MS);
+    if !granted(&g) {
+        c.dump_logs();
+    }
+    assert!(granted(&g), "{g}");
+    assert!(
+        c.fenced().lines().any(|l| l.starts_with("2 n2")),
+        "fence log: {:?}",
+        c.fenced()
+    );
+    c.wait_members(&[1, 3], &[1, 3]);
+    let s = c.node(1).status();
+    let rec = s["recoveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["lost"] == serde_json::json!([2]));
+    let rec = rec.unwrap_or_else(|| panic!("no recovery of node 2 in {s}"));
+    assert!(rec["duration_ms"].is_u64(), "{rec}");
+}
+
+#[test]
+fn partition_minority_stops_majority_recovers_and_restart_rejoins() {
+    let mut c = Cluster::start(3);
+    let r = "ag:1:0";
+    assert!(granted(&c.node(1).ctl(&["lock", r, "EX"])));
+    let mut waiter = c.node(2).lock_bg(r, "EX", &[]);
+    still_blocked(&mut waiter, 300);
+    assert_eq!(c.node(1).ctl(&["isolate", "on"])["reply"], "ok");
+    // The majority fences node 1 and grants its lock to the waiter.
+    let g = finish(waiter, WAIT_MS);
+    assert!(granted(&g), "{g}");
+    assert!(
+        c.fenced().lines().any(|l| l.starts_with("1 n1")),
+        "fence log: {:?}",
+        c.fenced()
+    );
+    c.wait_members(&[2, 3], &[2, 3]);
+    // The minority grants nothing.
+    let s = wait_for("node 1 to lose quorum", WAIT_MS, || {
+        let s = c.node(1).status();
+        (s["quorum"] == false && s["self_fenced"] == true).then_some(s)
+    });
+    assert_eq!(s["phase"], "Stopped", "{s}");
+    let d = c
+        .node(1)
+        .ctl(&["lock", "ag:1:9", "PR", "--timeout-ms", "2000"]);
+    assert_eq!(d["reply"], "denied", "{d}");
+    assert_eq!(d["errno"], -37, "{d}");
+    // Healing the link does not let the stale node back in...
+    c.node(1).ctl(&["isolate", "off"]);
+    std::thread::sleep(Duration::from_millis(3 * HEARTBEAT_TIMEOUT_MS));
+    assert_eq!(c.node(2).members(), Some(vec![2, 3]));
+    // ...restarting it does.
+    c.node_mut(1).kill9();
+    c.node_mut(1).start();
+    c.wait_members(&[1, 2, 3], &[1, 2, 3]);
+    let d = c.node(1).ctl(&["lock", r, "PR", "--noqueue"]);
+    assert_eq!(d["errno"], -11, "node 2 still holds EX: {d}");
+    c.node(2).ctl(&["unlock", r]);
+    assert!(granted(&c.node(1).ctl(&["lock", r, "PR"])));
+}
+
+#[test]
+fn sigterm_releases_and_restart_rejoins() {
+    let mut c = Cluster::start(3);
+    let r = "extent:1:5:0";
+    assert!(granted(&c.node(3).ctl(&["lock", r, "EX"])));
+    let st = c.node_mut(3).terminate();
+    assert!(st.success(), "mxfsd exit status {st}");
+    c.wait_members(&[1, 2], &[1, 2]);
+    assert!(granted(&c.node(1).ctl(&[
+        "lock",
+        r,
+        "EX",
+        "--timeout-ms",
+        "10000"
+    ])));
+    c.node_mut(3).start();
+    c.wait_members(&[1, 2, 3], &[1, 2, 3]);
+    let d = c.node(3).ctl(&["lock", r, "PR", "--noqueue"]);
+    assert_eq!(d["errno"], -11, "{d}");
+    c.node(1).ctl(&["unlock", r]);
+    assert!(granted(&c.node(3).ctl(&[
+        "lock",
+        r,
+        "PR",
+        "--timeout-ms",
+        "10000"
+    ])));
+}
+
+#[test]
+fn peer_with_wrong_key_is_refused() {
+    let mut c = Cluster::configure(3, |id| if id == 3 { "evil" } else { "good" });
+    for n in &mut c.nodes {
+        n.start();
+    }
+    c.wait_members(&[1, 2], &[1, 2]);
+    std::thread::sleep(Duration::from_millis(2 * HEARTBEAT_TIMEOUT_MS));
+    assert_eq!(c.node(1).members(), Some(vec![1, 2]));
+    let s3 = c.node(3).status();
+    assert_eq!(s3["quorum"], false, "{s3}");
+    let log = c.node(1).log_text();
+    assert!(
+        log.contains("failed the cluster-key challenge"),
+        "node 1 log:\n{log}"
+    );
+}
+
+#[test]
+fn garbage_on_peer_port_and_ctl_socket_is_refused() {
+    let c = Cluster::start(3);
+    let n1 = c.node(1);
+    // Peer port: raw garbage, a huge length prefix, a well-framed garbage frame.
+    let inputs: [&[u8]; 3] = [
+        b"GET / HTTP/1.0\r\n\r\n",
+        &[0xff, 0xff, 0xff, 0xff, 1, 2, 3],
+        &[
+            0, 0, 0, 50, b'M', b'X', b'F', b'P', 9, 9, 0, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3,
+        ],
+    ];
+    for inp in inputs {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", n1.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.write_all(inp);
+        let mut buf = Vec::new();
+        let _ = s.read_to_end(&mut buf); // the daemon closes the connection
+    }
+    // Ctl socket: bad JSON, an unknown command, a bad resource, binary junk, an overlong line.
+    let mut s = std::os::unix::net::UnixStream::connect(&n1.sock).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    for line in [
+        "not json",
+        r#"{"cmd":"explode"}"#,
+        r#"{"cmd":"lock","resource":"inode:1","mode":"EX"}"#,
+        r#"{"cmd":"lock","resource":"inode:1:2","mode":"XX"}"#,
+        r#"{"cmd":"unlock","resource":"ag:1:1"}"#,
+    ] {
+        writeln!(s, "{line}").unwrap();
+        let mut reply = String::new();
+        std::io::BufRead::read_line(&mut r, &mut reply).unwrap();
+        let v: Value = serde_json::from_str(&reply).unwrap();
+        assert_eq!(v["reply"], "error", "{line} -> {v}");
+    }
+    let mut s2 = std::os::unix::net::UnixStream::connect(&n1.sock).unwrap();
+    let _ = s2.write_all(&[0xc3, 0x28, 0xff, b'\n']);
+    let _ = s2.write_all(&vec![b'x'; 100 * 1024]);
+    drop(s2);
+    // Still serving, still a member, still granting.
+    assert_eq!(n1.members(), Some(vec![1, 2, 3]));
+    assert!(granted(&n1.ctl(&["lock", "inode:9:9", "EX"])));
+    let log = n1.log_text();
+    assert!(
+        log.contains("peer refused") || log.contains("inbound peer connection closed"),
+        "{log}"
+    );
+}
+
+#[test]
+fn bad_config_names_the_field_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.toml");
+    std::fs::write(
+        &p,
+        "node_id = 1\npeers = [{ id = 1, address = \"127.0.0.1:1\" }]\n\
+         cluster_key_file = \"/k\"\nfence_command = [\"/bin/true\"]\nctl_socket = \"/s\"\n\
+         heartbeat_interval_ms = 1\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(MXFSD)
+        .arg("--config")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("heartbeat_interval_ms"), "{err}");
+    std::fs::write(&p, "node_id = 1\nbogus_field = 2\n").unwrap();
+    let out = std::process::Command::new(MXFSD)
+        .arg("--config")
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bogus_field"));
+}

@@ -1,0 +1,297 @@
+//! Test harness: real `mxfsd` processes on 127.0.0.1 with random free ports, temp dirs, a fence
+//! script that records what it fenced, bounded waits everywhere, and children killed on drop.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const MXFSD: &str = env!("CARGO_BIN_EXE_mxfsd");
+pub const MXFSCTL: &str = env!("CARGO_BIN_EXE_mxfsctl");
+/// Upper bound on any single wait in these tests.
+pub const WAIT_MS: u64 = 15_000;
+pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
+pub const HEARTBEAT_TIMEOUT_MS: u64 = 700;
+
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().unwrap().port()
+}
+
+/// Polls `f` until it returns `Some` or `ms` pass.
+pub fn wait_for<T>(what: &str, ms: u64, mut f: impl FnMut() -> Option<T>) -> T {
+    let end = Instant::now() + Duration::from_millis(ms);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {ms} ms waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub struct Node {
+    pub id: u32,
+    pub config: PathBuf,
+    pub sock: PathBuf,
+    pub port: u16,
+    pub log: PathBuf,
+    pub child: Option<Child>,
+}
+
+impl Node {
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "node {} already running", self.id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(MXFSD)
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn mxfsd");
+        self.child = Some(child);
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit; returns the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("node running");
+        let ok = Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill -TERM failed");
+        wait_for("mxfsd to exit after SIGTERM", WAIT_MS, || {
+            c.try_wait().unwrap()
+        })
+    }
+
+    pub fn ctl_output(&self, args: &[&str]) -> Output {
+        Command::new(MXFSCTL)
+            .arg("--socket")
+            .arg(&self.sock)
+            .arg("--json")
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run mxfsctl")
+    }
+
+    /// Runs mxfsctl and parses its JSON reply.
+    pub fn ctl(&self, args: &[&str]) -> Value {
+        let out = self.ctl_output(args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+            panic!(
+                "mxfsctl {args:?} on node {}: bad JSON ({e}): stdout {text:?} stderr {:?}",
+                self.id,
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
+    /// Starts `mxfsctl lock` in the background (it blocks until granted or denied).
+    pub fn lock_bg(&self, resource: &str, mode: &str, extra: &[&str]) -> Child {
+        Command::new(MXFSCTL)
+            .arg("--socket")
+            .arg(&self.sock)
+            .arg("--json")
+            .args(["lock", resource, mode])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn mxfsctl lock")
+    }
+
+    pub fn status(&self) -> Value {
+        self.ctl(&["status"])
+    }
+
+    pub fn members(&self) -> Option<Vec<u64>> {
+        let out = self.ctl_output(&["status"]);
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+        if v["phase"] != "Normal" {
+            return None;
+        }
+        Some(
+            v["members"]
+                .as_array()?
+                .iter()
+                .filter_map(|m| m.as_u64())
+                .collect(),
+        )
+    }
+
+    pub fn events(&self) -> Vec<Value> {
+        self.ctl(&["events"])["events"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<Node>,
+    pub fence_log: PathBuf,
+}
+
+pub fn write_key(path: &Path, seed: &str) {
+    std::fs::write(path, format!("mxfs-test-cluster-key-{seed}-0123456789\n")).unwrap();
+}
+
+impl Cluster {
+    /// Writes configs for `n` nodes (ids 1..=n). `key_of(id)` names each node's key seed.
+    pub fn configure(n: u32, key_of: impl Fn(u32) -> &'static str) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let fence_log = dir.path().join("fenced.log");
+        let fence = dir.path().join("fence.sh");
+        std::fs::write(
+            &fence,
+            format!(
+                "#!/bin/sh\necho \"$MXFS_FENCE_NODE_ID $2\" >> {}\n",
+                fence_log.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fence, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let peers: String = (1..=n)
+            .map(|i| {
+                format!(
+                    "  {{ id = {i}, address = \"127.0.0.1:{}\", name = \"n{i}\" }},\n",
+                    ports[i as usize - 1]
+                )
+            })
+            .collect();
+        let mut nodes = Vec::new();
+        for i in 1..=n {
+            let key = dir.path().join(format!("key-{}", key_of(i)));
+            write_key(&key, key_of(i));
+            let sock = dir.path().join(format!("n{i}.sock"));
+            let config = dir.path().join(format!("n{i}.toml"));
+            std::fs::write(
+                &config,
+                format!(
+                    "node_id = {i}\npeers = [\n{peers}]\ncluster_key_file = \"{}\"\n\
+                     heartbeat_interval_ms = {HEARTBEAT_INTERVAL_MS}\n\
+                     heartbeat_timeout_ms = {HEARTBEAT_TIMEOUT_MS}\n\
+                     fence_command = [\"{}\"]\nfence_timeout_ms = 5000\nkernel = \"none\"\n\
+                     ctl_socket = \"{}\"\ntest_hooks = true\n",
+                    key.display(),
+                    fence.display(),
+                    sock.display()
+                ),
+            )
+            .unwrap();
+            nodes.push(Node {
+                id: i,
+                config,
+                sock,
+                port: ports[i as usize - 1],
+                log: dir.path().join(format!("n{i}.log")),
+                child: None,
+            });
+        }
+        Cluster {
+            dir,
+            nodes,
+            fence_log,
+        }
+    }
+
+    /// Starts `n` daemons with one key and waits until all agree on all `n` members.
+    pub fn start(n: u32) -> Cluster {
+        let mut c = Cluster::configure(n, |_| "good");
+        for node in &mut c.nodes {
+            node.start();
+        }
+        let all: Vec<u64> = (1..=n as u64).collect();
+        c.wait_members(&(1..=n).collect::<Vec<_>>(), &all);
+        c
+    }
+
+    pub fn node(&self, id: u32) -> &Node {
+        &self.nodes[id as usize - 1]
+    }
+
+    pub fn node_mut(&mut self, id: u32) -> &mut Node {
+        &mut self.nodes[id as usize - 1]
+    }
+
+    /// Waits until every node in `on` is Normal with exactly `members`.
+    pub fn wait_members(&self, on: &[u32], members: &[u64]) {
+        for id in on {
+            let n = self.node(*id);
+            let end = Instant::now() + Duration::from_millis(WAIT_MS);
+            while n.members().as_deref() != Some(members) {
+                if Instant::now() > end {
+                    self.dump_logs();
+                    panic!("timed out waiting for node {id} to have members {members:?}");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    pub fn fenced(&self) -> String {
+        std::fs::read_to_string(&self.fence_log).unwrap_or_default()
+    }
+
+    /// Dumps every node's log (for failure diagnosis).
+    pub fn dump_logs(&self) {
+        for n in &self.nodes {
+            eprintln!("===== node {} log =====\n{}", n.id, n.log_text());
+        }
+    }
+}
+
+/// Waits (bounded) for a background `mxfsctl lock` to finish and returns its JSON reply.
+pub fn finish(mut child: Child, ms: u64) -> Value {
+    let st = wait_for("background mxfsctl lock to finish", ms, || {
+        child.try_wait().unwrap()
+    });
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim())
+        .unwrap_or_else(|e| panic!("bad JSON from mxfsctl lock ({st}, {e}): {text:?}"))
+}
+
+/// Asserts a background `mxfsctl lock` is still blocked.
+pub fn still_blocked(child: &mut Child, ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "lock was expected to stay blocked"
+    );
+}
