@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Bounded run of every cargo-fuzz target: fuzz/smoke.sh RUNS SECS
 #
-# Each target listed by `cargo +nightly fuzz list` runs for RUNS inputs or SECS seconds,
+# First runs the harness's unit tests (stable `cargo test` in fuzz/). Then each target listed by `cargo +nightly fuzz list` runs for RUNS inputs or SECS seconds,
 # whichever comes first, on a scratch copy of its committed corpus (fuzz/corpus/<target>/), so
 # the committed corpus is never polluted. Prints one table line per target with the executions
 # libFuzzer reports, and exits non-zero if any target crashed, leaked, ran out of memory or hung
@@ -21,6 +21,9 @@ cd "$(dirname "$0")"
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 build_log="$scratch/build.log"
+
+# The harness's own checks (fuzz/src) on stable first, so an oracle that never fires is caught.
+cargo test --quiet --locked >"$build_log" 2>&1 || { cat "$build_log" >&2; exit 1; }
 
 if ! cargo +nightly fuzz build -s "$sanitizer" >/dev/null 2>"$build_log"; then
     if [ "$sanitizer" != none ]; then
