@@ -201,7 +201,12 @@ impl Core {
                         "node-layer message from a node that is not the master",
                     ));
                 }
-                if self.phase != Phase::Normal {
+                // A master that finished rebuilding may BAST a node that is still waiting for
+                // the last `RebuildDone`s; keep it (the pump acts once the node resumes).
+                // Grants and acks cannot come before this node's own lock traffic resumes.
+                if self.phase == Phase::Fencing
+                    || (self.phase == Phase::Rebuilding && !matches!(body, PeerBody::Bast { .. }))
+                {
                     return Err(Reject::Unexpected("node-layer message during recovery"));
                 }
                 self.node_msg(body, out)

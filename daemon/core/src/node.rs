@@ -369,6 +369,14 @@ impl Core {
     /// Grants what can be granted locally, then starts the one master exchange the resource
     /// needs next (a lock, an up-conversion, or giving the lock up for a BAST).
     pub(crate) fn pump(&mut self, resource: &ResourceId, out: &mut Vec<Action>) {
+        self.pump_with(resource, false, out);
+    }
+
+    /// [`Core::pump`]; `fresh_grant` lets the waiters a just-arrived grant was asked for be
+    /// served even if a BAST is already pending (it may overtake the grant on the network).
+    /// Without that, two nodes waiting for one lock can pass it back and forth forever, each
+    /// giving it up on arrival (found by the model: see `tests/regressions.rs`).
+    fn pump_with(&mut self, resource: &ResourceId, fresh_grant: bool, out: &mut Vec<Action>) {
         let normal = self.phase == Phase::Normal;
         let Some(l) = self.local.get_mut(resource) else {
             return;
@@ -377,7 +385,9 @@ impl Core {
         while let Some(w) = l.waiters.front() {
             let others_ok = l.others_compatible(w.req_id, w.mode);
             let covered = l.held.is_some_and(|h| covers(h, w.mode));
-            if normal && others_ok && covered && !l.bast {
+            // A BAST stops new local holders (so the remote waiter is not starved), not
+            // conversions of existing ones, nor the waiters a fresh grant was asked for.
+            if normal && others_ok && covered && (!l.bast || fresh_grant || w.convert) {
                 let w = l.waiters.pop_front().expect("front exists");
                 if w.convert {
                     let h = l
@@ -427,7 +437,10 @@ impl Core {
         }
         // 2. The head waiter needs the master.
         if let Some(w) = l.waiters.front() {
-            if l.others_compatible(w.req_id, w.mode) && !l.bast {
+            // A holder's up-conversion goes to the master even with a BAST pending: the
+            // holder cannot give the lock up while it waits, and the master serves converts
+            // before waiters (found by the model: see `tests/regressions.rs`).
+            if l.others_compatible(w.req_id, w.mode) && (!l.bast || w.convert) {
                 let (req_id, mode, noqueue) = (w.req_id, w.mode, w.noqueue);
                 let seq = self.next_seq;
                 self.next_seq += 1;
@@ -502,7 +515,7 @@ impl Core {
                     l.version = Some(version);
                     out.extend(cache_inval(&resource).map(Action::Kernel));
                 }
-                self.pump(&resource, out);
+                self.pump_with(&resource, true, out);
                 Ok(())
             }
             PeerBody::Deny {

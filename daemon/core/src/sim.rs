@@ -123,6 +123,19 @@ impl Cluster {
         true
     }
 
+    /// Delivers the oldest message in flight that matches `pred` (out of order, as a network
+    /// without per-link ordering may). False if none matches.
+    pub fn deliver_first(&mut self, pred: impl Fn(NodeId, NodeId, &PeerBody) -> bool) -> bool {
+        let Some(i) = self.net.iter().position(|(f, t, m)| pred(*f, *t, &m.body)) else {
+            return false;
+        };
+        let (from, to, msg) = self.net.remove(i).expect("found");
+        if self.cores[to as usize].is_some() {
+            let _ = self.event(to, Event::Peer { from, msg });
+        }
+        true
+    }
+
     /// Delivers messages and confirms fences until nothing is left. Panics past `limit` steps.
     pub fn settle(&mut self) {
         let mut limit = 1_000_000usize + 64 * self.net.len();

@@ -1,0 +1,111 @@
+//! Counterexamples found by the model (`model/`), kept as readable traces.
+
+use mxfs_core::sim::Cluster;
+use mxfs_core::*;
+
+fn res_mastered_by(master: NodeId, members: NodeSet) -> ResourceId {
+    (0..10_000)
+        .map(|ino| ResourceId::inode(1, ino))
+        .find(|r| master_of(members, r) == Some(master))
+        .expect("some inode hashes to every node")
+}
+
+/// Model counterexample (livelock, depth > 50 000): n0 and n2 both wait for EX on a resource
+/// mastered by n1. The master grants n2 and, as n0 is now blocked, sends n2 a BAST; the BAST
+/// overtakes the grant. n2 used to give the lock up on arrival without serving its kernel,
+/// then n0 did the same, forever. A fresh grant must serve the waiters it was asked for.
+#[test]
+fn bast_overtaking_its_grant_does_not_livelock() {
+    let mut c = Cluster::new(3);
+    c.tracing = true;
+    let r = res_mastered_by(1, NodeSet::first(3));
+    c.request(2, 1, r, LockMode::Ex).unwrap();
+    c.request(0, 1, r, LockMode::Ex).unwrap();
+    // n1 receives n2's Lock, then n0's Lock: grants n2, and BASTs n2 for n0.
+    assert!(c.deliver_first(|f, _, b| f == 2 && matches!(b, PeerBody::Lock { .. })));
+    assert!(c.deliver_first(|f, _, b| f == 0 && matches!(b, PeerBody::Lock { .. })));
+    // The BAST overtakes the grant.
+    assert!(c.deliver_first(|_, t, b| t == 2 && matches!(b, PeerBody::Bast { .. })));
+    assert!(c.deliver_first(|_, t, b| t == 2 && matches!(b, PeerBody::Grant { .. })));
+    assert!(
+        c.granted(2, 1),
+        "the grant serves the kernel that asked for it\n{}",
+        c.trace
+    );
+    c.settle();
+    assert!(!c.granted(0, 1), "n2's kernel still holds EX");
+    c.release(2, 1, r).unwrap();
+    c.settle();
+    assert!(c.granted(0, 1), "then n0 gets it\n{}", c.trace);
+}
+
+/// Model counterexample (unanswered request at quiescence): n0's kernel holds PR, n1 waits
+/// for EX so n0 has a BAST pending, then n0's kernel converts its PR to EX. The node layer
+/// held the conversion back because of the BAST while the BAST waited for the holder: both
+/// kernels waited forever. The DLM serves converts before waiters, so the conversion must go
+/// to the master and be granted.
+#[test]
+fn convert_with_bast_pending_is_not_stuck() {
+    let mut c = Cluster::new(3);
+    c.tracing = true;
+    let r = res_mastered_by(1, NodeSet::first(3));
+    c.request(0, 1, r, LockMode::Pr).unwrap();
+    c.settle();
+    c.request(1, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    assert!(c.core(0).dump_local()[0].bast_pending);
+    let conv = Event::KernelRequest {
+        req_id: 1,
+        resource: r,
+        mode: LockMode::Ex,
+        flags: LockFlags::CONVERT,
+        timeout_ms: 0,
+    };
+    c.event(0, conv).unwrap();
+    c.settle();
+    assert_eq!(
+        c.core(0).dump_local()[0].holders,
+        vec![(1, LockMode::Ex)],
+        "{}",
+        c.trace
+    );
+    c.release(0, 1, r).unwrap();
+    c.settle();
+    assert!(c.granted(1, 1), "{}", c.trace);
+}
+
+/// Model counterexample (unanswered request at quiescence): a master that finished rebuilding
+/// BASTs a node still waiting for the last `RebuildDone`. The node dropped the BAST as
+/// "node-layer message during recovery", kept its lock cached after its kernel released it,
+/// and the waiter on the master waited forever.
+#[test]
+fn bast_during_rebuild_is_kept() {
+    let mut c = Cluster::new(3);
+    c.tracing = true;
+    let r = res_mastered_by(1, NodeSet::first(3).without(2));
+    c.request(0, 1, r, LockMode::Pr).unwrap();
+    c.settle();
+    c.request(1, 1, r, LockMode::Ex).unwrap();
+    c.crash(2, 2);
+    // Fences first, then let n1 finish its rebuild before n0 hears n1's RebuildDone.
+    while let Some((by, target)) = c.fences.pop() {
+        c.event(by, Event::FenceConfirmed { node: target }).unwrap();
+    }
+    let rebuild_to_n0 =
+        |f: NodeId, t: NodeId, b: &PeerBody| f == 1 && t == 0 && matches!(b, PeerBody::RebuildDone);
+    while c.deliver_first(|f, t, b| !rebuild_to_n0(f, t, b)) {}
+    assert!(
+        c.core(0).recovering() && !c.core(1).recovering(),
+        "{}",
+        c.trace
+    );
+    assert!(
+        c.core(0).dump_local()[0].bast_pending,
+        "the BAST was kept\n{}",
+        c.trace
+    );
+    c.settle();
+    c.release(0, 1, r).unwrap();
+    c.settle();
+    assert!(c.granted(1, 1), "{}", c.trace);
+}

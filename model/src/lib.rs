@@ -1,0 +1,680 @@
+//! `mxfs-model`: a stateright model of the MXFS lock protocol (DESIGN.md §4).
+//!
+//! Wiring only: every node is a real [`mxfs_core::Core`]; the model supplies kernels (clients
+//! that request, convert and release), an unordered network, a partition/crash with the
+//! membership and fence events it causes, and a fence agent. The rules live in the core; the
+//! properties judge what the *kernels* saw, not what the cores claim.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+use mxfs_core::{
+    Action, Config, Core, Event, KernelMsg, LockFlags, LockMode, NodeId, NodeSet, PeerMsg, Phase,
+    Reject, ReqId, ResourceId,
+};
+use stateright::{Model, Property};
+
+/// Epoch of the membership that follows the crash.
+const CRASH_EPOCH: u64 = 2;
+
+/// What a client may ask for in one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Ask {
+    /// Queued request in `mode`.
+    Wait(LockMode),
+    /// Try-lock (`NOQUEUE`) in `mode`.
+    Try(LockMode),
+}
+
+/// The model's parameters.
+#[derive(Clone, Debug)]
+pub struct MxfsModel {
+    /// Number of nodes (all configured, all members at boot, epoch 1).
+    pub nodes: u32,
+    /// Resources the clients use.
+    pub resources: Vec<ResourceId>,
+    /// Requests and conversions all clients together may issue.
+    pub ops: u8,
+    /// Requests clients may choose from.
+    pub asks: Vec<Ask>,
+    /// Whether a holder may convert (PR <-> EX).
+    pub converts: bool,
+    /// Crashes (partitions that end in a fence) allowed.
+    pub max_crashes: u8,
+}
+
+/// A message in flight.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Envelope {
+    /// Sender.
+    pub from: NodeId,
+    /// Receiver.
+    pub to: NodeId,
+    /// Message.
+    pub msg: PeerMsg,
+}
+
+/// One node's kernel, as the model sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Kernel {
+    /// Next request id.
+    pub next_req: ReqId,
+    /// Requests waiting for a reply: `(req, resource index, mode, is_convert)`.
+    pub pending: Vec<(ReqId, u8, LockMode, bool)>,
+    /// Locks the kernel holds: `(req, resource index, mode)`.
+    pub held: Vec<(ReqId, u8, LockMode)>,
+    /// `RECOVERY_START` seen without a later `RECOVERY_DONE`.
+    pub recovering: bool,
+    /// Version of each resource's data in this node's page cache.
+    pub cache: Vec<u8>,
+    /// The node learnt it is in a minority partition.
+    pub minority: bool,
+}
+
+/// Safety violations observed on transitions (a property fails when one is set).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Violations {
+    /// A grant reached a kernel while it was recovering.
+    pub grant_while_recovering: bool,
+    /// A grant for a mode that excludes writers reached a node with a stale page cache.
+    pub stale_grant: bool,
+    /// A reply named a request that was not waiting.
+    pub extra_reply: bool,
+    /// A node that knew it was in a minority granted.
+    pub minority_grant: bool,
+    /// A core rejected a message or event the model considers legitimate, or broke an
+    /// invariant (text in `core_error`).
+    pub core_error: Option<String>,
+}
+
+/// Things seen at least once, for `sometimes` properties.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Seen {
+    /// A kernel got a grant.
+    pub grant: bool,
+    /// A kernel got a deny.
+    pub deny: bool,
+    /// A BAST was delivered.
+    pub bast: bool,
+    /// A conversion (kernel convert granted, or a node lock up/down-converted).
+    pub conversion: bool,
+    /// A recovery finished somewhere.
+    pub recovery: bool,
+}
+
+/// The model state.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct State {
+    /// Cores; `None` once the node is fenced (dead).
+    pub cores: Vec<Option<Core>>,
+    /// Kernels, one per node.
+    pub kernels: Vec<Kernel>,
+    /// Messages in flight (a sorted multiset: the network is unordered).
+    pub net: Vec<Envelope>,
+    /// The node cut off by the crash, if any.
+    pub cut: Option<NodeId>,
+    /// Crashes so far.
+    pub crashes: u8,
+    /// Fence requests not yet carried out: `(by, target)`, sorted.
+    pub fences: Vec<(NodeId, NodeId)>,
+    /// Ground truth data version of each resource (bumped by each write release, and by the
+    /// journal replay of a node fenced while holding a write lock).
+    pub truth: Vec<u8>,
+    /// Operations left.
+    pub ops_left: u8,
+    /// Safety violations.
+    pub bad: Violations,
+    /// `sometimes` witnesses.
+    pub seen: Seen,
+}
+
+/// A model step.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// Node's kernel requests resource `res` (index).
+    Request(NodeId, u8, Ask),
+    /// Node's kernel converts held request `req` to `mode`.
+    Convert(NodeId, ReqId, LockMode),
+    /// Node's kernel releases `req`.
+    Release(NodeId, ReqId),
+    /// Deliver message `net[i]`.
+    Deliver(Envelope),
+    /// Cut `node` off: survivors get the new membership now, the cut node later.
+    Crash(NodeId),
+    /// The cut node notices it is alone.
+    Notice(NodeId),
+    /// The fence agent of `by` fences `target` (killing it) and confirms.
+    Fence(NodeId, NodeId),
+}
+
+impl MxfsModel {
+    /// The `just model` scenario: 3 nodes, 2 resources, 1 crash. See README.md.
+    pub fn exhaustive() -> MxfsModel {
+        MxfsModel {
+            nodes: 3,
+            resources: pick_resources(3, 2),
+            ops: 3,
+            asks: vec![
+                Ask::Wait(LockMode::Pr),
+                Ask::Wait(LockMode::Ex),
+                Ask::Try(LockMode::Ex),
+            ],
+            converts: true,
+            max_crashes: 1,
+        }
+    }
+
+    /// The bounded scenario of `just verify`: as [`MxfsModel::exhaustive`] with fewer ops.
+    pub fn bounded() -> MxfsModel {
+        MxfsModel {
+            ops: 2,
+            ..MxfsModel::exhaustive()
+        }
+    }
+
+    /// The simulation scenario: 5 nodes, 3 resources, 2 crashes, more ops.
+    pub fn simulation() -> MxfsModel {
+        MxfsModel {
+            nodes: 5,
+            resources: pick_resources(5, 3),
+            ops: 12,
+            asks: vec![
+                Ask::Wait(LockMode::Cr),
+                Ask::Wait(LockMode::Pr),
+                Ask::Wait(LockMode::Cw),
+                Ask::Wait(LockMode::Pw),
+                Ask::Wait(LockMode::Ex),
+                Ask::Try(LockMode::Ex),
+                Ask::Try(LockMode::Pr),
+            ],
+            converts: true,
+            max_crashes: 2,
+        }
+    }
+
+    fn res(&self, i: u8) -> ResourceId {
+        self.resources[i as usize]
+    }
+
+    fn res_index(&self, r: &ResourceId) -> u8 {
+        self.resources
+            .iter()
+            .position(|x| x == r)
+            .expect("model resource") as u8
+    }
+
+    /// Feeds `ev` to `node` and applies the actions to the model state.
+    fn feed(&self, s: &mut State, node: NodeId, ev: Event) {
+        let Some(core) = s.cores[node as usize].as_mut() else {
+            return;
+        };
+        let mut out = Vec::new();
+        if let Err(e) = core.handle(0, ev, &mut out) {
+            // A peer message may legitimately be from an old epoch, or a BAST may find the
+            // lock already given up; anything else is a protocol slip.
+            let legit = matches!(
+                e,
+                Reject::StaleEpoch { .. } | Reject::NotMember(_) | Reject::Stale(_)
+            );
+            if !legit {
+                s.bad
+                    .core_error
+                    .get_or_insert(format!("n{node} rejected an event: {e}"));
+            }
+        }
+        if let Err(e) = core.check_invariants() {
+            s.bad.core_error.get_or_insert(format!("n{node}: {e}"));
+        }
+        for a in out {
+            self.apply(s, node, a);
+        }
+    }
+
+    fn apply(&self, s: &mut State, node: NodeId, a: Action) {
+        let n = node as usize;
+        match a {
+            Action::Send { to, msg } => {
+                if let mxfs_core::PeerBody::Release { to: Some(_), .. } = msg.body {
+                    s.seen.conversion = true;
+                }
+                if s.cut.is_some_and(|c| c == node || c == to) || s.cores[to as usize].is_none() {
+                    return; // the partition eats it
+                }
+                let e = Envelope {
+                    from: node,
+                    to,
+                    msg,
+                };
+                let at = s.net.binary_search(&e).unwrap_or_else(|i| i);
+                s.net.insert(at, e);
+            }
+            Action::Kernel(k) => self.kernel(s, n, k),
+            Action::SetTimer { .. } | Action::CancelTimer { .. } => {}
+            Action::Fence { node: target } => {
+                let at = s
+                    .fences
+                    .binary_search(&(node, target))
+                    .unwrap_or_else(|i| i);
+                s.fences.insert(at, (node, target));
+            }
+            Action::SelfFence { .. } => {}
+        }
+    }
+
+    fn kernel(&self, s: &mut State, n: usize, k: KernelMsg) {
+        match k {
+            KernelMsg::CacheInval { ino, .. } => {
+                let i = self
+                    .resources
+                    .iter()
+                    .position(|r| r.a == ino)
+                    .expect("model inode");
+                s.kernels[n].cache[i] = s.truth[i];
+            }
+            KernelMsg::Grant {
+                req_id,
+                resource,
+                mode,
+            } => {
+                let i = self.res_index(&resource);
+                s.seen.grant = true;
+                let kn = &mut s.kernels[n];
+                if kn.recovering {
+                    s.bad.grant_while_recovering = true;
+                }
+                if kn.minority {
+                    s.bad.minority_grant = true;
+                }
+                // Modes that exclude writers must see the newest data.
+                if !mode.compatible(LockMode::Pw) && kn.cache[i as usize] != s.truth[i as usize] {
+                    s.bad.stale_grant = true;
+                }
+                match kn.pending.iter().position(|p| p.0 == req_id) {
+                    Some(at) => {
+                        let (_, _, _, convert) = kn.pending.remove(at);
+                        if convert {
+                            s.seen.conversion = true;
+                            kn.held.retain(|h| h.0 != req_id);
+                        }
+                        kn.held.push((req_id, i, mode));
+                        kn.held.sort();
+                    }
+                    None => s.bad.extra_reply = true,
+                }
+            }
+            KernelMsg::Deny { req_id, .. } => {
+                s.seen.deny = true;
+                let kn = &mut s.kernels[n];
+                match kn.pending.iter().position(|p| p.0 == req_id) {
+                    Some(at) => {
+                        kn.pending.remove(at);
+                    }
+                    None => s.bad.extra_reply = true,
+                }
+            }
+            KernelMsg::RecoveryStart { .. } => s.kernels[n].recovering = true,
+            KernelMsg::RecoveryDone { .. } => {
+                s.kernels[n].recovering = false;
+                s.seen.recovery = true;
+            }
+            KernelMsg::NodeStatus { .. } => {}
+        }
+    }
+
+    /// Kills `target`: its kernel's locks vanish; a write lock's journal is replayed.
+    fn kill(&self, s: &mut State, target: NodeId) {
+        let t = target as usize;
+        if s.cores[t].is_none() {
+            return;
+        }
+        s.cores[t] = None;
+        for (_, i, mode) in std::mem::take(&mut s.kernels[t].held) {
+            if mode.is_write() {
+                s.truth[i as usize] = s.truth[i as usize].wrapping_add(1);
+            }
+        }
+        s.kernels[t].pending.clear();
+        s.net.retain(|e| e.from != target && e.to != target);
+        s.fences.retain(|(by, _)| *by != target);
+    }
+
+    /// Whether nothing can happen any more.
+    pub fn quiescent(&self, s: &State) -> bool {
+        let mut acts = Vec::new();
+        self.actions(s, &mut acts);
+        acts.is_empty()
+    }
+}
+
+/// Resources for an `n`-node model such that the joint symmetry (swap node 0 and node n-1,
+/// swap resource 0 and resource 1) maps masters onto masters for every member subset: the
+/// rendezvous ranking of resource 1 is the reverse-swapped ranking of resource 0.
+pub fn pick_resources(n: u32, count: usize) -> Vec<ResourceId> {
+    assert!(count >= 2, "the symmetry needs two resources");
+    let all = NodeSet::first(n);
+    let rank = |r: &ResourceId| {
+        let mut v: Vec<NodeId> = all.iter().collect();
+        v.sort_by_key(|x| std::cmp::Reverse(mxfs_core::rendezvous_weight(*x, r)));
+        v
+    };
+    let swap = |x: NodeId| {
+        if x == 0 {
+            n - 1
+        } else if x == n - 1 {
+            0
+        } else {
+            x
+        }
+    };
+    let first = ResourceId::inode(1, 1);
+    let want: Vec<NodeId> = rank(&first).into_iter().map(swap).collect();
+    let second = (2..1_000_000)
+        .map(|ino| ResourceId::inode(1, ino))
+        .find(|r| rank(r) == want)
+        .expect("some inode has the mirrored ranking");
+    let mut out = vec![first, second];
+    out.extend(
+        (second.a + 1..)
+            .map(|ino| ResourceId::inode(1, ino))
+            .take(count - 2),
+    );
+    out
+}
+
+impl Model for MxfsModel {
+    type State = State;
+    type Action = Step;
+
+    fn init_states(&self) -> Vec<State> {
+        let n = self.nodes as usize;
+        let r = self.resources.len();
+        vec![State {
+            cores: (0..self.nodes)
+                .map(|i| Some(Core::new(Config::booted(i, self.nodes))))
+                .collect(),
+            kernels: vec![
+                Kernel {
+                    next_req: 1,
+                    cache: vec![0; r],
+                    ..Default::default()
+                };
+                n
+            ],
+            net: Vec::new(),
+            cut: None,
+            crashes: 0,
+            fences: Vec::new(),
+            truth: vec![0; r],
+            ops_left: self.ops,
+            bad: Violations::default(),
+            seen: Seen::default(),
+        }]
+    }
+
+    fn actions(&self, s: &State, acts: &mut Vec<Step>) {
+        for node in 0..self.nodes {
+            let n = node as usize;
+            if s.cores[n].is_none() {
+                continue;
+            }
+            let k = &s.kernels[n];
+            if s.ops_left > 0 && k.pending.is_empty() {
+                for i in 0..self.resources.len() as u8 {
+                    // One lock per resource per kernel: a second one would be the kernel
+                    // deadlocking on itself, which the hooks never do.
+                    if k.held.iter().any(|h| h.1 == i) {
+                        continue;
+                    }
+                    for ask in &self.asks {
+                        acts.push(Step::Request(node, i, *ask));
+                    }
+                }
+                if self.converts {
+                    for (req, _, mode) in &k.held {
+                        let to = if *mode == LockMode::Ex {
+                            LockMode::Pr
+                        } else {
+                            LockMode::Ex
+                        };
+                        acts.push(Step::Convert(node, *req, to));
+                    }
+                }
+            }
+            for (req, _, _) in &k.held {
+                if !k.pending.iter().any(|p| p.0 == *req) {
+                    acts.push(Step::Release(node, *req));
+                }
+            }
+            if s.crashes < self.max_crashes && s.cut.is_none() {
+                acts.push(Step::Crash(node));
+            }
+            if s.cut == Some(node) && !k.minority {
+                acts.push(Step::Notice(node));
+            }
+        }
+        for e in &s.net {
+            acts.push(Step::Deliver(e.clone()));
+        }
+        acts.dedup();
+        for (by, target) in &s.fences {
+            acts.push(Step::Fence(*by, *target));
+        }
+    }
+
+    fn next_state(&self, last: &State, step: Step) -> Option<State> {
+        let mut s = last.clone();
+        match step {
+            Step::Request(node, i, ask) => {
+                let k = &mut s.kernels[node as usize];
+                let req_id = k.next_req;
+                k.next_req += 1;
+                let (mode, flags) = match ask {
+                    Ask::Wait(m) => (m, LockFlags::empty()),
+                    Ask::Try(m) => (m, LockFlags::NOQUEUE),
+                };
+                k.pending.push((req_id, i, mode, false));
+                s.ops_left -= 1;
+                let ev = Event::KernelRequest {
+                    req_id,
+                    resource: self.res(i),
+                    mode,
+                    flags,
+                    timeout_ms: 0,
+                };
+                self.feed(&mut s, node, ev);
+            }
+            Step::Convert(node, req_id, mode) => {
+                let k = &mut s.kernels[node as usize];
+                let i = k.held.iter().find(|h| h.0 == req_id)?.1;
+                k.pending.push((req_id, i, mode, true));
+                s.ops_left -= 1;
+                let ev = Event::KernelRequest {
+                    req_id,
+                    resource: self.res(i),
+                    mode,
+                    flags: LockFlags::CONVERT,
+                    timeout_ms: 0,
+                };
+                self.feed(&mut s, node, ev);
+            }
+            Step::Release(node, req_id) => {
+                let k = &mut s.kernels[node as usize];
+                let at = k.held.iter().position(|h| h.0 == req_id)?;
+                let (_, i, mode) = k.held.remove(at);
+                if mode.is_write() {
+                    // The kernel wrote back under the lock: new data, and its own cache has it.
+                    s.truth[i as usize] = s.truth[i as usize].wrapping_add(1);
+                    s.kernels[node as usize].cache[i as usize] = s.truth[i as usize];
+                }
+                self.feed(
+                    &mut s,
+                    node,
+                    Event::KernelRelease {
+                        req_id,
+                        resource: self.res(i),
+                    },
+                );
+            }
+            Step::Deliver(e) => {
+                let at = s.net.binary_search(&e).ok()?;
+                s.net.remove(at);
+                if let mxfs_core::PeerBody::Bast { .. } = e.msg.body {
+                    s.seen.bast = true;
+                }
+                self.feed(
+                    &mut s,
+                    e.to,
+                    Event::Peer {
+                        from: e.from,
+                        msg: e.msg,
+                    },
+                );
+            }
+            Step::Crash(node) => {
+                s.crashes += 1;
+                s.cut = Some(node);
+                s.net.retain(|e| e.from != node && e.to != node);
+                let members = s.live().without(node);
+                for m in members.iter() {
+                    self.feed(
+                        &mut s,
+                        m,
+                        Event::Membership {
+                            epoch: CRASH_EPOCH,
+                            members,
+                        },
+                    );
+                }
+            }
+            Step::Notice(node) => {
+                s.kernels[node as usize].minority = true;
+                let members = NodeSet::EMPTY.with(node);
+                self.feed(
+                    &mut s,
+                    node,
+                    Event::Membership {
+                        epoch: CRASH_EPOCH,
+                        members,
+                    },
+                );
+            }
+            Step::Fence(by, target) => {
+                let at = s.fences.binary_search(&(by, target)).ok()?;
+                s.fences.remove(at);
+                self.kill(&mut s, target);
+                self.feed(&mut s, by, Event::FenceConfirmed { node: target });
+            }
+        }
+        Some(s)
+    }
+
+    fn properties(&self) -> Vec<Property<Self>> {
+        vec![
+            Property::always(
+                "no two incompatible grants on one resource",
+                |_, s: &State| s.kernel_grants_compatible(),
+            ),
+            Property::always("nothing granted while recovering", |_, s: &State| {
+                !s.bad.grant_while_recovering
+            }),
+            Property::always(
+                "CACHE_INVAL reaches a stale node before the grant",
+                |_, s: &State| !s.bad.stale_grant,
+            ),
+            Property::always("a request gets at most one reply", |_, s: &State| {
+                !s.bad.extra_reply
+            }),
+            Property::always(
+                "a lost node holds nothing once recovery is done",
+                |_, s: &State| s.lost_node_purged(),
+            ),
+            Property::always("only the majority side grants", |_, s: &State| {
+                !s.bad.minority_grant
+            }),
+            Property::always(
+                "cores accept every legitimate event and keep their invariants",
+                |_, s: &State| s.bad.core_error.is_none(),
+            ),
+            Property::always(
+                "every request is answered by quiescence",
+                |m: &MxfsModel, s: &State| !m.quiescent(s) || s.all_answered(),
+            ),
+            Property::sometimes("a grant", |_, s: &State| s.seen.grant),
+            Property::sometimes("a deny", |_, s: &State| s.seen.deny),
+            Property::sometimes("a BAST", |_, s: &State| s.seen.bast),
+            Property::sometimes("a conversion", |_, s: &State| s.seen.conversion),
+            Property::sometimes("a recovery", |_, s: &State| s.seen.recovery),
+        ]
+    }
+}
+
+impl State {
+    /// Nodes whose core is running.
+    pub fn live(&self) -> NodeSet {
+        let mut set = NodeSet::EMPTY;
+        for (i, c) in self.cores.iter().enumerate() {
+            if c.is_some() {
+                set = set.with(i as NodeId);
+            }
+        }
+        set
+    }
+
+    /// Kernel-visible grants (of live nodes, including a cut node until it is fenced) are
+    /// pairwise compatible per resource.
+    pub fn kernel_grants_compatible(&self) -> bool {
+        let mut all: Vec<(u8, LockMode)> = Vec::new();
+        for (n, k) in self.kernels.iter().enumerate() {
+            if self.cores[n].is_none() {
+                continue;
+            }
+            all.extend(k.held.iter().map(|(_, i, m)| (*i, *m)));
+        }
+        all.iter().enumerate().all(|(a, (ia, ma))| {
+            all[a + 1..]
+                .iter()
+                .all(|(ib, mb)| ia != ib || ma.compatible(*mb))
+        })
+    }
+
+    /// Every core that finished a recovery has no master entry for a non-member.
+    pub fn lost_node_purged(&self) -> bool {
+        self.cores
+            .iter()
+            .flatten()
+            .filter(|c| c.phase() == Phase::Normal && c.epoch() > 1)
+            .all(|c| {
+                let members = c.members();
+                c.dump_master().iter().all(|d| {
+                    d.granted
+                        .iter()
+                        .chain(&d.converting)
+                        .chain(&d.waiting)
+                        .all(|q| members.contains(q.node))
+                })
+            })
+    }
+
+    /// No live kernel waits for a reply.
+    pub fn all_answered(&self) -> bool {
+        self.kernels
+            .iter()
+            .enumerate()
+            .all(|(n, k)| self.cores[n].is_none() || k.pending.is_empty())
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Deliver(e) => write!(
+                f,
+                "deliver n{} -> n{}: {}",
+                e.from,
+                e.to,
+                mxfs_core::sim::describe_body(&e.msg.body)
+            ),
+            other => write!(f, "{other:?}"),
+        }
+    }
+}
