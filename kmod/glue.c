@@ -1,0 +1,327 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * C glue of mxfs.ko. The Rust crate (mxfs_main.rs and friends) holds the logic; this file holds
+ * only what the 6.12 `kernel` crate cannot express. Each function says why it is here.
+ */
+#include <linux/fs.h>
+#include <linux/module.h>
+#include <linux/namei.h>
+#include <linux/netlink.h>
+#include <linux/notifier.h>
+#include <linux/pagemap.h>
+#include <net/genetlink.h>
+#include "glue.h"
+
+/* Family name, version and group names; Rust checks them against proto at init. */
+#define MXFS_GENL_NAME "mxfs"
+#define MXFS_GENL_VERSION 1
+#define MXFS_DBG_GENL_NAME "mxfs_dbg"
+
+/*
+ * Attribute policies. They are filled from proto's ATTR_POLICY / RESOURCE_ATTR_POLICY by Rust
+ * (mxfs_glue_policy_set) before the family is registered, so the kernel's strict validation and
+ * proto's parser enforce one table. Why C: struct nla_policy has unions and bitfields that the
+ * kernel crate does not wrap.
+ */
+static struct nla_policy mxfs_res_policy[MXFS_GLUE_RES_ATTR_MAX + 1];
+static struct nla_policy mxfs_policy[MXFS_GLUE_ATTR_MAX + 1];
+
+int mxfs_glue_policy_set(int nested, u16 id, u32 kind, u16 len)
+{
+	struct nla_policy *p;
+
+	if (nested) {
+		if (id > MXFS_GLUE_RES_ATTR_MAX)
+			return -ERANGE;
+		p = &mxfs_res_policy[id];
+	} else {
+		if (id > MXFS_GLUE_ATTR_MAX)
+			return -ERANGE;
+		p = &mxfs_policy[id];
+	}
+	memset(p, 0, sizeof(*p));
+	switch (kind) {
+	case MXFS_GLUE_KIND_UNSPEC:
+		p->type = NLA_UNSPEC;
+		break;
+	case MXFS_GLUE_KIND_U8:
+		p->type = NLA_U8;
+		break;
+	case MXFS_GLUE_KIND_U32:
+		p->type = NLA_U32;
+		break;
+	case MXFS_GLUE_KIND_U64:
+		p->type = NLA_U64;
+		break;
+	case MXFS_GLUE_KIND_S32:
+		p->type = NLA_S32;
+		break;
+	case MXFS_GLUE_KIND_NUL_STRING:
+		p->type = NLA_NUL_STRING;
+		p->len = len;
+		break;
+	case MXFS_GLUE_KIND_NESTED:
+		if (nested)
+			return -EINVAL;
+		p->type = NLA_NESTED;
+		p->nested_policy = mxfs_res_policy;
+		p->len = MXFS_GLUE_RES_ATTR_MAX;
+		break;
+	default:
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * One doit for every command the daemon may send. The generic netlink core has already checked
+ * CAP_NET_ADMIN (GENL_ADMIN_PERM) and validated the attributes strictly against mxfs_policy.
+ * Rust re-parses the raw attribute bytes with proto's parser. Why C: genl_info and the
+ * genlmsg_* accessors are static inlines without Rust bindings.
+ */
+static int mxfs_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	return mxfs_rs_doit(info->genlhdr->cmd, info->snd_portid, genlmsg_data(info->genlhdr),
+			    genlmsg_len(info->genlhdr), info);
+}
+
+static int mxfs_dbg_doit(struct sk_buff *skb, struct genl_info *info)
+{
+	return mxfs_rs_dbg_doit(info->genlhdr->cmd, info->snd_portid,
+				genlmsg_data(info->genlhdr), genlmsg_len(info->genlhdr), info);
+}
+
+/*
+ * Only the commands user space may send have an entry. LOCK_REQ (1), LOCK_RELEASE (4),
+ * VOLUME_UMOUNT (8) and STATUS_RESP (10) are sent by the kernel alone: their doit is NULL, which
+ * genetlink expresses by leaving them out (a request for them gets -EOPNOTSUPP).
+ */
+#define MXFS_OP(c) { .cmd = (c), .doit = mxfs_doit, .flags = GENL_ADMIN_PERM }
+static const struct genl_small_ops mxfs_ops[] = {
+	MXFS_OP(2),  /* LOCK_GRANT */
+	MXFS_OP(3),  /* LOCK_DENY */
+	MXFS_OP(5),  /* CACHE_INVAL */
+	MXFS_OP(6),  /* NODE_STATUS */
+	MXFS_OP(7),  /* VOLUME_MOUNT (the daemon's ack) */
+	MXFS_OP(9),  /* STATUS_REQ */
+	MXFS_OP(11), /* RECOVERY_START */
+	MXFS_OP(12), /* RECOVERY_DONE */
+};
+
+static const struct genl_multicast_group mxfs_mcgrps[] = {
+	[MXFS_GLUE_GROUP_LOCKS] = { .name = "locks", .flags = GENL_MCAST_CAP_NET_ADMIN },
+	[MXFS_GLUE_GROUP_STATUS] = { .name = "status", .flags = GENL_MCAST_CAP_NET_ADMIN },
+};
+
+/*
+ * parallel_ops: a lock request sleeps (up to GRANT_TIMEOUT_MS) inside a debug-family doit; the
+ * grant that wakes it arrives through this family, so the two must not share genl_mutex.
+ */
+static struct genl_family mxfs_family = {
+	.name = MXFS_GENL_NAME,
+	.version = MXFS_GENL_VERSION,
+	.maxattr = MXFS_GLUE_ATTR_MAX,
+	.policy = mxfs_policy,
+	.netnsok = false,
+	.parallel_ops = true,
+	.module = THIS_MODULE,
+	.small_ops = mxfs_ops,
+	.n_small_ops = ARRAY_SIZE(mxfs_ops),
+	.resv_start_op = 0,
+	.mcgrps = mxfs_mcgrps,
+	.n_mcgrps = ARRAY_SIZE(mxfs_mcgrps),
+};
+
+/*
+ * Test-only family "mxfs_dbg", registered only when the module is loaded with debug=1. It lets
+ * the end-to-end tests drive the hooks from user space until the XFS patch series calls them:
+ * 1 DBG_LOCK (payload of a LOCK_REQ; replies REQ_ID), 2 DBG_UNLOCK (payload of a LOCK_RELEASE),
+ * 3 DBG_VOLUME_ADD (payload of a VOLUME_MOUNT with MOUNT_PATH).
+ */
+#define MXFS_DBG_OP(c) { .cmd = (c), .doit = mxfs_dbg_doit, .flags = GENL_ADMIN_PERM }
+static const struct genl_small_ops mxfs_dbg_ops[] = {
+	MXFS_DBG_OP(1),
+	MXFS_DBG_OP(2),
+	MXFS_DBG_OP(3),
+};
+
+static struct genl_family mxfs_dbg_family = {
+	.name = MXFS_DBG_GENL_NAME,
+	.version = MXFS_GENL_VERSION,
+	.maxattr = MXFS_GLUE_ATTR_MAX,
+	.policy = mxfs_policy,
+	.netnsok = false,
+	.parallel_ops = true,
+	.module = THIS_MODULE,
+	.small_ops = mxfs_dbg_ops,
+	.n_small_ops = ARRAY_SIZE(mxfs_dbg_ops),
+	.resv_start_op = 0,
+};
+
+/*
+ * Tells Rust when a generic netlink socket is released, so the daemon's registration ends when
+ * the daemon exits or dies. Why C: netlink notifiers have no Rust binding.
+ */
+static int mxfs_netlink_event(struct notifier_block *nb, unsigned long event, void *ptr)
+{
+	struct netlink_notify *n = ptr;
+
+	if (event == NETLINK_URELEASE && n->protocol == NETLINK_GENERIC && n->portid)
+		mxfs_rs_sock_release(n->portid);
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block mxfs_netlink_nb = { .notifier_call = mxfs_netlink_event };
+
+/*
+ * Registers the "mxfs" family and the socket-release notifier. Why C: genl_register_family,
+ * the family struct and netlink notifiers have no Rust binding.
+ */
+int mxfs_glue_genl_register(void)
+{
+	int err;
+
+	err = genl_register_family(&mxfs_family);
+	if (err)
+		return err;
+	err = netlink_register_notifier(&mxfs_netlink_nb);
+	if (err)
+		genl_unregister_family(&mxfs_family);
+	return err;
+}
+
+void mxfs_glue_genl_unregister(void)
+{
+	netlink_unregister_notifier(&mxfs_netlink_nb);
+	genl_unregister_family(&mxfs_family);
+}
+
+/* The test-only family, registered by the hooks subsystem when debug=1. */
+int mxfs_glue_dbg_register(void)
+{
+	return genl_register_family(&mxfs_dbg_family);
+}
+
+void mxfs_glue_dbg_unregister(void)
+{
+	genl_unregister_family(&mxfs_dbg_family);
+}
+
+/*
+ * Module parameter debug=1 registers the "mxfs_dbg" family. Why C: the 6.12 Rust module! macro
+ * has no module parameters.
+ */
+static bool mxfs_debug;
+module_param_named(debug, mxfs_debug, bool, 0444);
+MODULE_PARM_DESC(debug, "register the test-only mxfs_dbg genetlink family (drives the hooks)");
+
+int mxfs_glue_debug(void)
+{
+	return mxfs_debug;
+}
+
+/* Builds one message of `family` around attribute bytes Rust encoded with proto. */
+static struct sk_buff *mxfs_build(const struct genl_family *family, u32 portid, u32 seq, u8 cmd,
+				  const void *attrs, u32 len, void **hdr)
+{
+	struct sk_buff *skb = genlmsg_new(len, GFP_KERNEL);
+
+	if (!skb)
+		return NULL;
+	*hdr = genlmsg_put(skb, portid, seq, family, 0, cmd);
+	if (!*hdr) {
+		nlmsg_free(skb);
+		return NULL;
+	}
+	if (len)
+		skb_put_data(skb, attrs, len);
+	genlmsg_end(skb, *hdr);
+	return skb;
+}
+
+/* Sends a kernel-originated message to one port. Why C: genlmsg_* are static inlines. */
+int mxfs_glue_unicast(u32 portid, u8 cmd, const void *attrs, u32 len)
+{
+	void *hdr;
+	struct sk_buff *skb = mxfs_build(&mxfs_family, 0, 0, cmd, attrs, len, &hdr);
+
+	if (!skb)
+		return -ENOMEM;
+	return genlmsg_unicast(&init_net, skb, portid);
+}
+
+/* Multicasts a kernel-originated message to a group. Why C: genlmsg_multicast is inline. */
+int mxfs_glue_multicast(u32 group, u8 cmd, const void *attrs, u32 len)
+{
+	void *hdr;
+	struct sk_buff *skb;
+
+	if (group >= ARRAY_SIZE(mxfs_mcgrps))
+		return -EINVAL;
+	skb = mxfs_build(&mxfs_family, 0, 0, cmd, attrs, len, &hdr);
+	if (!skb)
+		return -ENOMEM;
+	return genlmsg_multicast(&mxfs_family, skb, 0, group, GFP_KERNEL);
+}
+
+/* Replies to the sender of `info` (STATUS_RESP, DBG_LOCK). Why C: genlmsg_reply is inline. */
+int mxfs_glue_reply(struct genl_info *info, u8 cmd, const void *attrs, u32 len)
+{
+	void *hdr;
+	const struct genl_family *family = info->family;
+	struct sk_buff *skb = mxfs_build(family, info->snd_portid, info->snd_seq, cmd, attrs, len,
+					 &hdr);
+
+	if (!skb)
+		return -ENOMEM;
+	return genlmsg_reply(skb, info);
+}
+
+/* Why C: <linux/pagemap.h> is not in the 6.12 kernel::bindings. */
+int mxfs_glue_invalidate_range(struct address_space *mapping, unsigned long start,
+			       unsigned long end)
+{
+	return invalidate_inode_pages2_range(mapping, start, end);
+}
+
+/* Writes back and waits for [start, end] (bytes). Why C: <linux/pagemap.h> again. */
+int mxfs_glue_write_range(struct address_space *mapping, s64 start, s64 end)
+{
+	return filemap_write_and_wait_range(mapping, start, end);
+}
+
+/*
+ * Debug interface only: resolves a mount path to its super block and takes an active reference,
+ * so the cache table can name a volume before the XFS patch series registers mounts itself.
+ * Why C: kern_path/struct path have no Rust abstraction and s_active is an atomic_t.
+ */
+struct super_block *mxfs_glue_path_sb(const char *path, int *err)
+{
+	struct path p;
+	struct super_block *sb;
+
+	*err = kern_path(path, LOOKUP_FOLLOW, &p);
+	if (*err)
+		return NULL;
+	sb = p.dentry->d_sb;
+	if (p.dentry != sb->s_root || !atomic_inc_not_zero(&sb->s_active)) {
+		path_put(&p);
+		*err = -EINVAL;
+		return NULL;
+	}
+	path_put(&p);
+	return sb;
+}
+
+/* Copies the 16-byte file system UUID, from which the volume id is derived. */
+void mxfs_glue_sb_uuid(const struct super_block *sb, u8 *uuid16)
+{
+	memcpy(uuid16, &sb->s_uuid, 16);
+}
+
+/* Drops the reference mxfs_glue_path_sb took. Why C: deactivate_super needs a sleeping context
+ * and pairs with the atomic_inc above; keeping both in one file keeps the pairing visible. */
+void mxfs_glue_sb_put(struct super_block *sb)
+{
+	deactivate_super(sb);
+}
