@@ -9,6 +9,7 @@ pub mod ctl;
 pub mod daemon;
 pub mod fence;
 pub mod frame;
+pub mod fuzzing;
 pub mod kernel;
 pub mod membership;
 pub mod metrics;
