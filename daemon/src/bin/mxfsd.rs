@@ -36,8 +36,9 @@ fn main() -> ExitCode {
         println!("mxfsd: {}: config OK", args.config.display());
         return ExitCode::SUCCESS;
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One thread: the lock core is single-threaded by design, and keeping the socket tasks on
+    // the same thread avoids a cross-thread wake-up on every hop of a remote grant.
+    let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {
