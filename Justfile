@@ -37,3 +37,15 @@ fuzz-smoke: fuzz-tools
 # Loom tests of the kernel module's pending table (kmod/pending.rs on loom::sync), release mode.
 loom:
     LOOM_MAX_PREEMPTIONS=3 cargo test -p mxfs-kmod-loom --release --locked
+
+# mxfsd integration tests: three real daemons on 127.0.0.1 (exclusion, handoff, kill -9, partition).
+daemon-it:
+    cargo test -p mxfs-daemon --locked --test cluster
+
+# Remote grant latency between three mxfsd on loopback, next to the TCP round trip (prints figures).
+bench-daemon:
+    cargo bench -p mxfs-daemon --locked --bench bench_daemon
+
+# Three mxfsd on 127.0.0.1 (kernel = "none") for trying mxfsctl; `just cluster-local stop` stops them.
+cluster-local CMD="start":
+    daemon/scripts/cluster-local.sh {{CMD}}
