@@ -151,7 +151,8 @@ pub struct TopLine {
     pub granted: usize,
     /// Waiting or converting now.
     pub waiting: usize,
-    /// Requests for it that had to wait since start (this node).
+    /// Requests for it that waited (grant slower than `WAIT_THRESHOLD_MS`, or timed out) since
+    /// start (this node).
     pub waits_total: u64,
     /// Grants of it since start (this node).
     pub grants_total: u64,

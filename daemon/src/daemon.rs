@@ -31,6 +31,9 @@ pub const EVENT_LOG_MAX: usize = 8192;
 pub const TOP_TRACKED_MAX: usize = 65_536;
 /// Capacity of each input channel of the event loop.
 pub const INPUT_QUEUE_MAX: usize = 65_536;
+/// A grant slower than this counts as a wait in metrics and `top` (the request queued behind
+/// a conflicting holder or a recovery; an uncontended remote grant takes well under 1 ms).
+pub const WAIT_THRESHOLD_MS: f64 = 5.0;
 /// Concurrent ctl connections.
 pub const CTL_CONNS_MAX: usize = 128;
 /// How long shutdown waits for release messages to leave.
@@ -97,6 +100,8 @@ struct State {
     events: VecDeque<EventView>,
     event_seq: u64,
     per_resource: BTreeMap<ResourceId, (u64, u64)>,
+    /// When each granted request was granted (`now_ms`), for holder ages.
+    held_since: BTreeMap<ReqId, u64>,
     self_fenced: bool,
     recoveries_logged: BTreeSet<u64>,
     status_cache: Arc<Mutex<(usize, u64)>>,
@@ -123,16 +128,18 @@ impl State {
     fn feed(&mut self, ev: Event) {
         let now = self.now_ms();
         let asked = match &ev {
-            Event::KernelRequest {
-                req_id, resource, ..
-            } => Some((*req_id, *resource)),
+            Event::KernelRequest { req_id, .. } => Some(*req_id),
+            Event::KernelRelease { req_id, .. } | Event::KernelCancel { req_id } => {
+                self.held_since.remove(req_id);
+                None
+            }
             _ => None,
         };
         let mut out = Vec::new();
         if let Err(r) = self.core.handle(now, ev, &mut out) {
             self.metrics.core_rejects.fetch_add(1, Ordering::Relaxed);
             tracing::debug!("core rejected event: {r}");
-            if let Some((req_id, _)) = asked {
+            if let Some(req_id) = asked {
                 self.asked.remove(&req_id);
                 if let Some(p) = self.local_pending.remove(&req_id) {
                     let _ = p.reply.send(CtlReply::Error {
@@ -141,16 +148,6 @@ impl State {
                 }
             }
             return;
-        }
-        if let Some((req_id, resource)) = asked {
-            let answered = out.iter().any(|a| {
-                matches!(a, Action::Kernel(KernelMsg::Grant { req_id: r, .. })
-                    | Action::Kernel(KernelMsg::Deny { req_id: r, .. }) if *r == req_id)
-            });
-            if !answered {
-                self.metrics.waits.fetch_add(1, Ordering::Relaxed);
-                self.count_resource(resource, true);
-            }
         }
         for a in out {
             self.act(a);
@@ -239,11 +236,18 @@ impl State {
             } => {
                 self.metrics.grants.fetch_add(1, Ordering::Relaxed);
                 if let Some(t) = self.asked.remove(req_id) {
-                    self.metrics
-                        .grant_latency
-                        .observe_ms(t.elapsed().as_secs_f64() * 1000.0);
+                    let ms = t.elapsed().as_secs_f64() * 1000.0;
+                    self.metrics.grant_latency.observe_ms(ms);
+                    if ms > WAIT_THRESHOLD_MS {
+                        self.metrics.waits.fetch_add(1, Ordering::Relaxed);
+                        self.count_resource(*resource, true);
+                    }
                 }
                 self.count_resource(*resource, false);
+                let now = self.now_ms();
+                if self.held_since.len() < mxfs_core::REQUESTS_MAX {
+                    self.held_since.insert(*req_id, now);
+                }
                 let rs = ctl::format_resource(resource);
                 self.log_event("grant", Some(*req_id), Some(rs), mode.name().into());
                 if let Some(p) = self.local_pending.remove(req_id) {
@@ -277,6 +281,10 @@ impl State {
             } => {
                 self.metrics.denies.fetch_add(1, Ordering::Relaxed);
                 self.asked.remove(req_id);
+                if *errno == mxfs_core::ETIMEDOUT {
+                    self.metrics.waits.fetch_add(1, Ordering::Relaxed);
+                    self.count_resource(*resource, true);
+                }
                 let rs = ctl::format_resource(resource);
                 self.log_event("deny", Some(*req_id), Some(rs), format!("errno {errno}"));
                 if let Some(p) = self.local_pending.remove(req_id) {
@@ -620,7 +628,10 @@ impl State {
                         who: self.req_name(*id),
                         mode: m.name().into(),
                         held: None,
-                        age_ms: 0,
+                        age_ms: self
+                            .held_since
+                            .get(id)
+                            .map_or(0, |t| now.saturating_sub(*t)),
                     })
                     .collect(),
                 waiting: d
@@ -917,6 +928,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         events: VecDeque::new(),
         event_seq: 0,
         per_resource: BTreeMap::new(),
+        held_since: BTreeMap::new(),
         self_fenced: false,
         recoveries_logged: BTreeSet::new(),
         status_cache,

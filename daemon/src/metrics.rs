@@ -54,7 +54,7 @@ pub struct Metrics {
     pub grants: AtomicU64,
     /// Denies delivered.
     pub denies: AtomicU64,
-    /// Requests that were not granted or denied within the event that made them (they waited).
+    /// Grants slower than `WAIT_THRESHOLD_MS` plus timed-out requests (contention).
     pub waits: AtomicU64,
     /// CACHE_INVALs delivered.
     pub cache_invals: AtomicU64,
@@ -77,7 +77,11 @@ impl Metrics {
         let counters = [
             ("mxfs_grants_total", "Lock grants delivered", &self.grants),
             ("mxfs_denies_total", "Lock denies delivered", &self.denies),
-            ("mxfs_waits_total", "Requests that had to wait", &self.waits),
+            (
+                "mxfs_waits_total",
+                "Grants slower than 5 ms plus timed-out requests",
+                &self.waits,
+            ),
             (
                 "mxfs_cache_invals_total",
                 "CACHE_INVAL messages delivered",

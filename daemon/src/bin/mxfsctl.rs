@@ -188,6 +188,14 @@ async fn run(args: &Args, sock: &std::path::Path) -> Result<ExitCode, String> {
     })
 }
 
+/// Request ids of mxfsctl's locks are `LOCAL_REQ_BASE + n`; shown as `ctl#n`.
+fn req(id: u64) -> String {
+    match id.checked_sub(mxfs_daemon::daemon::LOCAL_REQ_BASE) {
+        Some(n) => format!("ctl#{n}"),
+        None => format!("kernel#{id}"),
+    }
+}
+
 fn holders(label: &str, v: &[ctl::HolderView]) {
     for h in v {
         let held = h
@@ -310,7 +318,10 @@ fn print_reply(r: &CtlReply) {
         } => {
             eprintln!("denied (request {req_id}): errno {errno} {reason}")
         }
-        CtlReply::Unlocked { released } => println!("released {released:?}"),
+        CtlReply::Unlocked { released } => {
+            let r: Vec<String> = released.iter().map(|r| req(*r)).collect();
+            println!("released {}", r.join(", "))
+        }
         CtlReply::Events { events, next } => {
             for e in events {
                 let id = e.req_id.map(|i| format!(" req {i}")).unwrap_or_default();
