@@ -11,7 +11,10 @@ bin="$root/target/debug"
 stop() {
     for i in 1 2 3; do
         if [ -f "$dir/n$i.pid" ]; then
-            kill "$(cat "$dir/n$i.pid")" 2>/dev/null || true
+            pid=$(cat "$dir/n$i.pid")
+            kill "$pid" 2>/dev/null || true
+            # Wait (at most 5 s) for a clean exit before anything reuses its ports and socket.
+            for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
             rm -f "$dir/n$i.pid"
         fi
     done

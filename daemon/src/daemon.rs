@@ -714,6 +714,11 @@ impl State {
     }
 }
 
+fn socket_ino(p: &std::path::Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(p).ok().map(|m| m.ino())
+}
+
 /// Binds the ctl socket, replacing a stale one (a socket nobody listens on).
 fn bind_ctl(path: &PathBuf) -> Result<tokio::net::UnixListener, DaemonError> {
     if path.exists() {
@@ -842,6 +847,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         KernelKind::Netlink => Box::new(NetlinkPort::start(kev_tx.clone()).await?),
     };
     let ctl_listener = bind_ctl(&cfg.ctl_socket)?;
+    let ctl_ino = socket_ino(&cfg.ctl_socket);
     let peers_map = cfg.peers.iter().map(|p| (p.id, p.address)).collect();
     let peers = PeerNet::start(cfg.node_id, key, cfg.listen(), peers_map, peer_tx)
         .await
@@ -977,7 +983,10 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     st.release_all_local();
     st.peers.broadcast(&WireMsg::Leave);
     tokio::time::sleep(Duration::from_millis(SHUTDOWN_FLUSH_MS)).await;
-    let _ = std::fs::remove_file(&st.cfg.ctl_socket);
+    // Remove the socket only if it is still ours (a new mxfsd may already have replaced it).
+    if socket_ino(&st.cfg.ctl_socket) == ctl_ino {
+        let _ = std::fs::remove_file(&st.cfg.ctl_socket);
+    }
     tracing::info!("mxfsd stopped");
     Ok(())
 }

@@ -309,14 +309,17 @@ fn print_reply(r: &CtlReply) {
             mode,
             waited_ms,
         } => {
-            println!("granted {resource} {mode} (request {req_id}, waited {waited_ms} ms)")
+            println!(
+                "granted {resource} {mode} (request {}, waited {waited_ms} ms)",
+                req(*req_id)
+            )
         }
         CtlReply::Denied {
             req_id,
             errno,
             reason,
         } => {
-            eprintln!("denied (request {req_id}): errno {errno} {reason}")
+            eprintln!("denied (request {}): errno {errno} {reason}", req(*req_id))
         }
         CtlReply::Unlocked { released } => {
             let r: Vec<String> = released.iter().map(|r| req(*r)).collect();
