@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Bounded run of every cargo-fuzz target: fuzz/smoke.sh RUNS SECS
 #
-# First runs the harness's unit tests (stable `cargo test` in fuzz/). Then each target listed by `cargo +nightly fuzz list` runs for RUNS inputs or SECS seconds,
-# whichever comes first, on a scratch copy of its committed corpus (fuzz/corpus/<target>/), so
-# the committed corpus is never polluted. Prints one table line per target with the executions
-# libFuzzer reports, and exits non-zero if any target crashed, leaked, ran out of memory or hung
-# (one input taking more than MXFS_FUZZ_INPUT_TIMEOUT_S seconds). Crashing inputs are left in
-# fuzz/artifacts/<target>/.
+# First runs the harness's unit tests (stable `cargo test` in fuzz/). Then each target listed
+# by `cargo +nightly fuzz list` runs for RUNS inputs or SECS seconds, whichever comes first, on a
+# scratch copy of its committed corpus (fuzz/corpus/<target>/), so the committed corpus is never
+# polluted. Prints one table line per target with the executions and seconds libFuzzer reports
+# (wall_s also counts loading), and exits non-zero if any target crashed, leaked, ran out of
+# memory or hung (one input taking more than MXFS_FUZZ_INPUT_TIMEOUT_S seconds). Crashing inputs
+# are left in fuzz/artifacts/<target>/.
 #
 # Sanitizer: AddressSanitizer (cargo fuzz's default) unless MXFS_FUZZ_SANITIZER says otherwise;
 # if the ASan build fails on this toolchain, the script says so and falls back to `-s none`.
@@ -43,7 +44,7 @@ if [ "${#targets[@]}" -eq 0 ]; then
     exit 1
 fi
 
-printf '%-28s %12s %8s  %s\n' target executions seconds result
+printf '%-28s %12s %8s %8s  %s\n' target executions fuzz_s wall_s result
 failed=0
 for t in "${targets[@]}"; do
     corpus="$scratch/corpus-$t"
@@ -65,6 +66,8 @@ for t in "${targets[@]}"; do
         execs=$(grep -oE '^#[0-9]+' "$log" | tail -n 1 | tr -d '#' || true)
     fi
     execs=${execs:-0}
+    fuzz_s=$(sed -n 's/^Done [0-9][0-9]* runs in \([0-9][0-9]*\) second.*/\1/p' "$log" | tail -n 1)
+    fuzz_s=${fuzz_s:--}
 
     if [ "$rc" -ne 0 ]; then
         result="FAILED (exit $rc)"
@@ -74,7 +77,7 @@ for t in "${targets[@]}"; do
     else
         result=ok
     fi
-    printf '%-28s %12s %8s  %s\n' "$t" "$execs" "$elapsed_s" "$result"
+    printf '%-28s %12s %8s %8s  %s\n' "$t" "$execs" "$fuzz_s" "$elapsed_s" "$result"
     if [ "$rc" -ne 0 ]; then
         echo "---- $t: last lines of libFuzzer output ----" >&2
         grep -E 'panicked|ERROR|SUMMARY|Test unit written|Base64' "$log" >&2 || true
