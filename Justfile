@@ -40,6 +40,26 @@ fuzz-smoke: fuzz-tools
 loom:
     LOOM_MAX_PREEMPTIONS=3 cargo test -p mxfs-kmod-loom --release --locked
 
+# Rust-enabled guest kernel (Debian linux-source-6.12), cached in ~/.cache/mxfs by key.
+kernel:
+    qemu/kernel.sh
+
+# mxfs.ko against the cached kernel tree -> qemu/run/out/mxfs.ko.
+kmod: kernel
+    qemu/kmod.sh
+
+# Guest initramfs (busybox, mxfs.ko, mxfs-guest, mxfsd/mxfsctl) -> qemu/run/out/initramfs.cpio.gz.
+initramfs: kmod
+    qemu/initramfs.sh
+
+# One guest: load mxfs.ko, check the version line, ENOTCONN/EPERM/ETIMEDOUT paths, CACHE_INVAL, unload.
+qemu-smoke: initramfs
+    qemu/smoke.sh
+
+# N guests on a shared disk and a private network, mxfsd on each, end-to-end scenarios.
+qemu-cluster N="3" *FLAGS: initramfs
+    qemu/cluster.sh {{N}} {{FLAGS}}
+
 # mxfsd integration tests: three real daemons on 127.0.0.1 (exclusion, handoff, kill -9, partition).
 daemon-it:
     cargo test -p mxfs-daemon --locked --test cluster

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 //! Cache: the volume → super block table and `CACHE_INVAL` (DESIGN.md §2).
 //!
+//! The inode is found with `ilookup`, or, for XFS, which keeps its inodes out of the VFS hash,
+//! by walking the super block's inode list (`glue.c`).
+//!
 //! The table has [`CACHE_BUCKETS`] buckets of [`VOLUMES_PER_BUCKET`] entries, behind one mutex:
 //! invalidation sleeps (page locks, writeback), so the lookup and the use of the super block
 //! happen under the same sleeping lock, and an entry cannot be removed while it is in use.
@@ -44,7 +47,9 @@ unsafe impl Send for CacheTable {}
 
 impl CacheTable {
     const fn new() -> CacheTable {
-        CacheTable { buckets: [[None; VOLUMES_PER_BUCKET]; CACHE_BUCKETS] }
+        CacheTable {
+            buckets: [[None; VOLUMES_PER_BUCKET]; CACHE_BUCKETS],
+        }
     }
 
     fn bucket(volume: u64) -> usize {
@@ -52,7 +57,11 @@ impl CacheTable {
     }
 
     fn get(&self, volume: u64) -> Option<Entry> {
-        self.buckets[Self::bucket(volume)].iter().flatten().find(|e| e.volume == volume).copied()
+        self.buckets[Self::bucket(volume)]
+            .iter()
+            .flatten()
+            .find(|e| e.volume == volume)
+            .copied()
     }
 }
 
@@ -118,7 +127,7 @@ pub(crate) fn register_path(st: &Mxfs, path: &str) -> Result<u64> {
     match (dup, free) {
         (false, Some(slot)) => {
             *slot = Some(Entry { volume, sb });
-            pr_info!("mxfs: volume {:#x} registered ({})\n", volume, path);
+            pr_info!("volume {:#x} registered ({})\n", volume, path);
             Ok(volume)
         }
         (dup, _) => {
@@ -137,7 +146,12 @@ pub(crate) fn register_path(st: &Mxfs, path: &str) -> Result<u64> {
 /// Some registered volume, for `STATUS_RESP`.
 pub(crate) fn first_volume(st: &Mxfs) -> Option<u64> {
     let t = st.cache.lock();
-    t.buckets.iter().flatten().flatten().map(|e| e.volume).next()
+    t.buckets
+        .iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.volume)
+        .next()
 }
 
 /// Runs `f` on the mapping of inode `ino` of `volume` if that inode is cached on this node.
@@ -154,15 +168,15 @@ fn with_mapping(
     };
     let ino = c_ulong::try_from(ino).map_err(|_| code::EINVAL)?;
     // SAFETY: `e.sb` is live (active reference held by the table, whose mutex we hold).
-    let inode = unsafe { bindings::ilookup(e.sb, ino) };
+    let inode: *mut bindings::inode = unsafe { glue::mxfs_glue_cached_inode(e.sb.cast(), ino) }.cast();
     if inode.is_null() {
         return Ok(());
     }
-    // SAFETY: `inode` is a referenced inode returned by ilookup; its mapping pointer is valid
+    // SAFETY: `inode` is a referenced inode from mxfs_glue_cached_inode; its mapping is valid
     // while we hold that reference.
     let mapping = unsafe { (*inode).i_mapping };
     let rc = f(mapping);
-    // SAFETY: drops the reference ilookup took.
+    // SAFETY: drops the reference mxfs_glue_cached_inode took.
     unsafe { bindings::iput(inode) };
     to_result(rc)
 }
@@ -183,7 +197,7 @@ pub(crate) fn invalidate(st: &Mxfs, volume: u64, ino: u64, offset: u64, length: 
         unsafe { glue::mxfs_glue_invalidate_range(m.cast(), start, end) }
     });
     pr_info!(
-        "mxfs: CACHE_INVAL volume {:#x} ino {} offset {} length {}: {:?}\n",
+        "CACHE_INVAL volume {:#x} ino {} offset {} length {}: {:?}\n",
         volume,
         ino,
         offset,

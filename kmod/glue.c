@@ -325,3 +325,36 @@ void mxfs_glue_sb_put(struct super_block *sb)
 {
 	deactivate_super(sb);
 }
+
+/*
+ * Finds inode `ino` of `sb` if it is in memory, with a reference (iput it), else NULL; never
+ * reads it from disk. ilookup() alone is not enough: XFS keeps its inodes out of the VFS inode
+ * hash (inode_fake_hash), so ilookup never finds them. The fallback walks sb->s_inodes like
+ * drop_caches does: O(cached inodes), acceptable for CACHE_INVAL until the XFS patch series
+ * offers an in-core lookup (xfs_iget with XFS_IGET_INCORE). Why C: __iget, i_state and the
+ * s_inodes list have no Rust binding.
+ */
+struct inode *mxfs_glue_cached_inode(struct super_block *sb, unsigned long ino)
+{
+	struct inode *inode, *found = NULL;
+
+	inode = ilookup(sb, ino);
+	if (inode)
+		return inode;
+	spin_lock(&sb->s_inode_list_lock);
+	list_for_each_entry(inode, &sb->s_inodes, i_sb_list) {
+		if (inode->i_ino != ino)
+			continue;
+		spin_lock(&inode->i_lock);
+		if (inode->i_state & (I_NEW | I_FREEING | I_WILL_FREE)) {
+			spin_unlock(&inode->i_lock);
+			continue;
+		}
+		__iget(inode);
+		spin_unlock(&inode->i_lock);
+		found = inode;
+		break;
+	}
+	spin_unlock(&sb->s_inode_list_lock);
+	return found;
+}

@@ -13,6 +13,7 @@
 struct address_space;
 struct genl_info;
 struct super_block;
+struct inode;
 
 /* Sizes of the policy arrays; the Rust side asserts they match proto's ATTR_MAX / RESOURCE_ATTR_MAX. */
 #define MXFS_GLUE_ATTR_MAX 17
@@ -47,6 +48,7 @@ int mxfs_glue_write_range(struct address_space *mapping, s64 start, s64 end);
 struct super_block *mxfs_glue_path_sb(const char *path, int *err);
 void mxfs_glue_sb_uuid(const struct super_block *sb, u8 *uuid16);
 void mxfs_glue_sb_put(struct super_block *sb);
+struct inode *mxfs_glue_cached_inode(struct super_block *sb, unsigned long ino);
 
 /* Implemented in Rust (mxfs_main.rs / netlink.rs). */
 int mxfs_rs_doit(u8 cmd, u32 portid, const void *attrs, u32 len, struct genl_info *info);

@@ -7,7 +7,6 @@ use core::ffi::c_void;
 
 use kernel::ffi::{c_char, c_int, c_ulong};
 
-
 /// `MXFS_GLUE_ATTR_MAX` in glue.h: size of the C policy array minus one.
 pub(crate) const GLUE_ATTR_MAX: u16 = 17;
 /// `MXFS_GLUE_RES_ATTR_MAX` in glue.h.
@@ -25,20 +24,20 @@ extern "C" {
     pub(crate) fn mxfs_glue_unicast(portid: u32, cmd: u8, attrs: *const c_void, len: u32) -> c_int;
     pub(crate) fn mxfs_glue_multicast(group: u32, cmd: u8, attrs: *const c_void, len: u32)
         -> c_int;
-    pub(crate) fn mxfs_glue_reply(info: *mut c_void, cmd: u8, attrs: *const c_void, len: u32)
-        -> c_int;
+    pub(crate) fn mxfs_glue_reply(
+        info: *mut c_void,
+        cmd: u8,
+        attrs: *const c_void,
+        len: u32,
+    ) -> c_int;
     pub(crate) fn mxfs_glue_invalidate_range(
         mapping: *mut c_void,
         start: c_ulong,
         end: c_ulong,
     ) -> c_int;
-    pub(crate) fn mxfs_glue_write_range(
-        mapping: *mut c_void,
-        start: i64,
-        end: i64,
-    ) -> c_int;
-    pub(crate) fn mxfs_glue_path_sb(path: *const c_char, err: *mut c_int)
-        -> *mut c_void;
+    pub(crate) fn mxfs_glue_write_range(mapping: *mut c_void, start: i64, end: i64) -> c_int;
+    pub(crate) fn mxfs_glue_path_sb(path: *const c_char, err: *mut c_int) -> *mut c_void;
     pub(crate) fn mxfs_glue_sb_uuid(sb: *const c_void, uuid16: *mut u8);
     pub(crate) fn mxfs_glue_sb_put(sb: *mut c_void);
+    pub(crate) fn mxfs_glue_cached_inode(sb: *mut c_void, ino: c_ulong) -> *mut c_void;
 }

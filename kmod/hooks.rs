@@ -78,7 +78,10 @@ impl PendingSync for KPending {
         if *budget == 0 {
             return Wake::TimedOut;
         }
-        match self.buckets[idx].cv.wait_interruptible_timeout(guard, *budget) {
+        match self.buckets[idx]
+            .cv
+            .wait_interruptible_timeout(guard, *budget)
+        {
             CondVarTimeoutResult::Timeout => {
                 *budget = 0;
                 Wake::TimedOut
@@ -146,7 +149,9 @@ impl Freezes {
     }
 
     fn find(&self, volume: u64) -> Option<&VolumeFreeze> {
-        self.slots.iter().find(|s| s.volume.load(Ordering::Acquire) == volume)
+        self.slots
+            .iter()
+            .find(|s| s.volume.load(Ordering::Acquire) == volume)
     }
 
     fn find_or_claim(&self, volume: u64) -> Result<&VolumeFreeze> {
@@ -191,7 +196,11 @@ pub(crate) fn recovery_start(st: &Mxfs, volume: u64, epoch: u64) -> Result {
     let f = st.freezes.find_or_claim(volume)?;
     *f.lock.lock() = true;
     f.recovering.store(true, Ordering::Release);
-    pr_info!("mxfs: RECOVERY_START volume {:#x} epoch {}\n", volume, epoch);
+    pr_info!(
+        "RECOVERY_START volume {:#x} epoch {}\n",
+        volume,
+        epoch
+    );
     Ok(())
 }
 
@@ -201,7 +210,7 @@ pub(crate) fn recovery_done(st: &Mxfs, volume: u64, epoch: u64) -> Result {
     f.recovering.store(false, Ordering::Release);
     *f.lock.lock() = false;
     f.wq.notify_all();
-    pr_info!("mxfs: RECOVERY_DONE volume {:#x} epoch {}\n", volume, epoch);
+    pr_info!("RECOVERY_DONE volume {:#x} epoch {}\n", volume, epoch);
     Ok(())
 }
 
@@ -250,13 +259,23 @@ pub(crate) fn lock(
     }
     let req_id = st.next_req_id.fetch_add(1, Ordering::Relaxed);
     let ticket = st.pending.insert(req_id, resource).map_err(pending_error)?;
-    let req = Message::LockReq(LockReq { req_id, resource, mode, flags, timeout_ms });
+    let req = Message::LockReq(LockReq {
+        req_id,
+        resource,
+        mode,
+        flags,
+        timeout_ms,
+    });
     if let Err(e) = netlink::send_to_daemon(st, &req) {
         st.pending.cancel(ticket);
         return Err(e);
     }
     st.pending.wait_reply(ticket).map_err(pending_error)?;
-    Ok(LockHandle { req_id, resource, mode })
+    Ok(LockHandle {
+        req_id,
+        resource,
+        mode,
+    })
 }
 
 /// Releases a lock: writes back what a PW/EX lock covered, then sends `LOCK_RELEASE`.
@@ -270,7 +289,11 @@ pub(crate) fn unlock(st: &Mxfs, h: LockHandle) {
             ResourceType::Ag => Ok(()),
         };
         if let Err(e) = wb {
-            pr_warn!("mxfs: write-back before release of {} failed: {:?}\n", h.req_id, e);
+            pr_warn!(
+                "write-back before release of {} failed: {:?}\n",
+                h.req_id,
+                e
+            );
         }
     }
     let rel = Message::LockRelease(LockRelease {
@@ -279,14 +302,24 @@ pub(crate) fn unlock(st: &Mxfs, h: LockHandle) {
         mode: Some(h.mode),
     });
     if let Err(e) = netlink::send_to_daemon(st, &rel) {
-        pr_warn!("mxfs: LOCK_RELEASE of request {} not sent: {:?}\n", h.req_id, e);
+        pr_warn!(
+            "LOCK_RELEASE of request {} not sent: {:?}\n",
+            h.req_id,
+            e
+        );
     }
 }
 
 /// `inode_lock`: the cluster lock of inode `ino` of `volume`.
 #[allow(dead_code)] // Called by the XFS patch series (kmod/patches), which is not written yet.
 pub(crate) fn inode_lock(st: &Mxfs, volume: u64, ino: u64, mode: LockMode) -> Result<LockHandle> {
-    lock(st, ResourceId::inode(volume, ino), mode, LockFlags::empty(), None)
+    lock(
+        st,
+        ResourceId::inode(volume, ino),
+        mode,
+        LockFlags::empty(),
+        None,
+    )
 }
 
 /// `extent_lock`: the cluster lock of the chunk of `ino` holding byte `offset`.
@@ -298,7 +331,13 @@ pub(crate) fn extent_lock(
     offset: u64,
     mode: LockMode,
 ) -> Result<LockHandle> {
-    lock(st, ResourceId::extent(volume, ino, offset), mode, LockFlags::empty(), None)
+    lock(
+        st,
+        ResourceId::extent(volume, ino, offset),
+        mode,
+        LockFlags::empty(),
+        None,
+    )
 }
 
 /// `ag_lock`: the cluster lock of allocation group `agno`, taken with `NOQUEUE` where XFS
@@ -311,7 +350,11 @@ pub(crate) fn ag_lock(
     mode: LockMode,
     trylock: bool,
 ) -> Result<LockHandle> {
-    let flags = if trylock { LockFlags::NOQUEUE } else { LockFlags::empty() };
+    let flags = if trylock {
+        LockFlags::NOQUEUE
+    } else {
+        LockFlags::empty()
+    };
     lock(st, ResourceId::ag(volume, agno), mode, flags, None)
 }
 
@@ -357,7 +400,7 @@ pub(crate) fn exit(st: &Mxfs) {
     thaw_all(st);
     let left = st.pending.drain();
     if left != 0 {
-        pr_err!("mxfs: {} request(s) still pending at exit\n", left);
+        pr_err!("{} request(s) still pending at exit\n", left);
     }
     if st.debug_registered.swap(false, Ordering::AcqRel) {
         // SAFETY: registered by `init`; unregistration waits for running doits.
@@ -418,7 +461,14 @@ fn dbg_doit(st: &Mxfs, cmd: u8, bytes: &[u8], info: *mut c_void) -> Result {
                 return Err(code::EINVAL);
             };
             let mode = m.mode.ok_or(code::EINVAL)?;
-            unlock(st, LockHandle { req_id: m.req_id, resource: m.resource, mode });
+            unlock(
+                st,
+                LockHandle {
+                    req_id: m.req_id,
+                    resource: m.resource,
+                    mode,
+                },
+            );
             Ok(())
         }
         DBG_VOLUME_ADD => {

@@ -100,24 +100,24 @@ impl kernel::Module for MxfsModule {
         STATE.store(ptr, Ordering::Release);
         if let Err(e) = netlink::init() {
             STATE.store(core::ptr::null_mut(), Ordering::Release);
-            pr_err!("mxfs: netlink init failed: {:?}\n", e);
+            pr_err!("netlink init failed: {:?}\n", e);
             return Err(e);
         }
         if let Err(e) = hooks::init(&state) {
             netlink::exit();
             STATE.store(core::ptr::null_mut(), Ordering::Release);
-            pr_err!("mxfs: hooks init failed: {:?}\n", e);
+            pr_err!("hooks init failed: {:?}\n", e);
             return Err(e);
         }
         if let Err(e) = cache::init(&state) {
             hooks::exit(&state);
             netlink::exit();
             STATE.store(core::ptr::null_mut(), Ordering::Release);
-            pr_err!("mxfs: cache init failed: {:?}\n", e);
+            pr_err!("cache init failed: {:?}\n", e);
             return Err(e);
         }
         pr_info!(
-            "mxfs: version {} loaded (pending {}x{} slots, debug={})\n",
+            "version {} loaded (pending {}x{} slots, debug={})\n",
             VERSION,
             pending::BUCKETS,
             pending::WAITERS_PER_BUCKET,
@@ -133,6 +133,6 @@ impl Drop for MxfsModule {
         hooks::exit(&self.state);
         netlink::exit();
         STATE.store(core::ptr::null_mut(), Ordering::Release);
-        pr_info!("mxfs: version {} unloaded\n", VERSION);
+        pr_info!("version {} unloaded\n", VERSION);
     }
 }

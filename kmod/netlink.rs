@@ -76,7 +76,7 @@ fn glue_kind(kind: AttrKind) -> u32 {
 pub(crate) fn init() -> Result {
     if ATTR_MAX != glue::GLUE_ATTR_MAX || RESOURCE_ATTR_MAX != glue::GLUE_RES_ATTR_MAX {
         pr_err!(
-            "mxfs: glue.h policy size ({}, {}) differs from proto ({}, {})\n",
+            "glue.h policy size ({}, {}) differs from proto ({}, {})\n",
             glue::GLUE_ATTR_MAX,
             glue::GLUE_RES_ATTR_MAX,
             ATTR_MAX,
@@ -109,7 +109,7 @@ fn encode<'b>(msg: &Message<'_>, buf: &'b mut [u8; ATTRS_LEN_MAX]) -> Result<&'b
     match proto::encode_attrs(msg, buf) {
         Ok(n) => Ok(&buf[..n]),
         Err(e) => {
-            pr_err!("mxfs: cannot encode {}: {:?}\n", msg.command().name(), e);
+            pr_err!("cannot encode {}: {:?}\n", msg.command().name(), e);
             Err(code::EINVAL)
         }
     }
@@ -124,7 +124,12 @@ pub(crate) fn send_to_daemon(st: &Mxfs, msg: &Message<'_>) -> Result {
     // SAFETY: `attrs` is valid for `attrs.len()` bytes for the duration of the call; the C side
     // copies it into a new skb.
     let rc = unsafe {
-        glue::mxfs_glue_unicast(portid, msg.command() as u8, attrs.as_ptr().cast(), attrs.len() as u32)
+        glue::mxfs_glue_unicast(
+            portid,
+            msg.command() as u8,
+            attrs.as_ptr().cast(),
+            attrs.len() as u32,
+        )
     };
     if rc == -(bindings::ECONNREFUSED as c_int) {
         daemon_gone(st, portid);
@@ -139,7 +144,12 @@ pub(crate) fn multicast(group: u32, msg: &Message<'_>) -> Result {
     let attrs = encode(msg, &mut buf)?;
     // SAFETY: as in `send_to_daemon`.
     let rc = unsafe {
-        glue::mxfs_glue_multicast(group, msg.command() as u8, attrs.as_ptr().cast(), attrs.len() as u32)
+        glue::mxfs_glue_multicast(
+            group,
+            msg.command() as u8,
+            attrs.as_ptr().cast(),
+            attrs.len() as u32,
+        )
     };
     // -ESRCH: nobody listens, which is fine.
     if rc == -(bindings::ESRCH as c_int) {
@@ -154,7 +164,9 @@ pub(crate) fn reply(info: *mut c_void, cmd: u8, msg: &Message<'_>) -> Result {
     let attrs = encode(msg, &mut buf)?;
     // SAFETY: `info` is the genl_info of the doit that is running (the caller's contract), and
     // `attrs` is valid for its length during the call.
-    to_result(unsafe { glue::mxfs_glue_reply(info, cmd, attrs.as_ptr().cast(), attrs.len() as u32) })
+    to_result(unsafe {
+        glue::mxfs_glue_reply(info, cmd, attrs.as_ptr().cast(), attrs.len() as u32)
+    })
 }
 
 /// The daemon at `portid` went away: forget it and fail the requests waiting for it.
@@ -166,7 +178,11 @@ fn daemon_gone(st: &Mxfs, portid: u32) {
         .is_ok()
     {
         let failed = st.pending.fail_all(-(bindings::ENOTCONN as i32));
-        pr_info!("mxfs: daemon (portid {}) gone; {} waiting request(s) failed\n", portid, failed);
+        pr_info!(
+            "daemon (portid {}) gone; {} waiting request(s) failed\n",
+            portid,
+            failed
+        );
     }
 }
 
@@ -179,7 +195,7 @@ fn register_daemon(st: &Mxfs, portid: u32) -> bool {
         Ordering::Acquire,
     ) {
         Ok(_) => {
-            pr_info!("mxfs: daemon registered (portid {})\n", portid);
+            pr_info!("daemon registered (portid {})\n", portid);
             true
         }
         Err(current) => current == portid,
@@ -219,7 +235,7 @@ pub(crate) unsafe fn payload<'a>(attrs: *const c_void, len: u32) -> &'a [u8] {
 /// Parses the payload of command `cmd` with proto's strict parser.
 pub(crate) fn parse<'a>(cmd: Command, bytes: &'a [u8]) -> Result<Message<'a>> {
     proto::parse_attrs(cmd, bytes).map_err(|e| {
-        pr_warn!("mxfs: malformed {}: {}\n", cmd.name(), e);
+        pr_warn!("malformed {}: {}\n", cmd.name(), e);
         code::EINVAL
     })
 }
@@ -257,23 +273,31 @@ fn doit(st: &Mxfs, command: Command, portid: u32, bytes: &[u8], info: *mut c_voi
             if !register_daemon(st, portid) {
                 return Err(code::EPERM);
             }
-            pr_info!("mxfs: daemon acknowledged volume {:#x}\n", m.volume);
+            pr_info!("daemon acknowledged volume {:#x}\n", m.volume);
             Ok(())
         }
         _ if st.net.daemon() != Some(portid) => {
-            pr_warn!("mxfs: {} from portid {} refused: not the daemon\n", command.name(), portid);
+            pr_warn!(
+                "{} from portid {} refused: not the daemon\n",
+                command.name(),
+                portid
+            );
             Err(code::EPERM)
         }
         Message::LockGrant(m) => deliver(st, m.req_id, m.resource, Reply::Grant),
         Message::LockDeny(m) => deliver(st, m.req_id, m.resource, Reply::Deny(m.status)),
         Message::CacheInval(m) => cache::invalidate(st, m.volume, m.ino, m.offset, m.length),
         Message::NodeStatus(m) => {
-            let slot = st.net.node_states.get(m.node_id as usize).ok_or(code::EINVAL)?;
+            let slot = st
+                .net
+                .node_states
+                .get(m.node_id as usize)
+                .ok_or(code::EINVAL)?;
             slot.store(m.state as u8, Ordering::Release);
             if let Some(epoch) = m.epoch {
                 st.net.epoch.store(epoch, Ordering::Release);
             }
-            pr_info!("mxfs: node {} is {:?}\n", m.node_id, m.state);
+            pr_info!("node {} is {:?}\n", m.node_id, m.state);
             Ok(())
         }
         Message::RecoveryStart(m) => {
@@ -294,16 +318,23 @@ fn deliver(st: &Mxfs, req_id: u64, resource: proto::ResourceId, r: Reply) -> Res
     match st.pending.complete(req_id, resource, r) {
         Delivery::Delivered => Ok(()),
         Delivery::Late => {
-            pr_info!("mxfs: late reply for request {}; releasing it\n", req_id);
-            let rel = Message::LockRelease(LockRelease { req_id, resource, mode: None });
+            pr_info!("late reply for request {}; releasing it\n", req_id);
+            let rel = Message::LockRelease(LockRelease {
+                req_id,
+                resource,
+                mode: None,
+            });
             send_to_daemon(st, &rel)
         }
         Delivery::Duplicate => {
-            pr_warn!("mxfs: duplicate reply for request {} dropped\n", req_id);
+            pr_warn!("duplicate reply for request {} dropped\n", req_id);
             Err(kerr(bindings::EALREADY))
         }
         Delivery::Mismatch => {
-            pr_warn!("mxfs: reply for request {} names another resource\n", req_id);
+            pr_warn!(
+                "reply for request {} names another resource\n",
+                req_id
+            );
             Err(code::EINVAL)
         }
     }

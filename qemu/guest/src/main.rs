@@ -103,6 +103,32 @@ enum Cmd {
     VolumeAdd { mount: String },
     /// Prints how many pages of FILE are resident in the page cache (mmap + mincore).
     Resident { file: String },
+    /// Cluster barrier on the witness disk: records that this node reached `phase`, then waits
+    /// until every node in `nodes` has.
+    Barrier {
+        #[arg(long)]
+        witness: String,
+        #[arg(long)]
+        node: u32,
+        /// Comma-separated node ids that must reach the phase.
+        #[arg(long)]
+        nodes: String,
+        #[arg(long)]
+        phase: u64,
+        #[arg(long, default_value_t = 180)]
+        timeout_secs: u64,
+    },
+    /// Fence agent for mxfsd: waits until the host has marked NODE fenced on the witness disk
+    /// (it does so after killing that guest). Exit 0 means fenced.
+    FenceWait {
+        #[arg(long)]
+        witness: String,
+        #[arg(long, default_value_t = 8)]
+        timeout_secs: u64,
+        /// Node id (mxfsd appends it, then the node name).
+        node: u32,
+        name: Option<String>,
+    },
 }
 
 fn parse_num(s: &str) -> Result<u64, String> {
@@ -181,6 +207,14 @@ struct Witness {
 }
 
 const SECTOR: usize = 4096;
+/// Resource slots of the witness disk (sectors 0..WITNESS_SLOTS).
+const WITNESS_SLOTS: u64 = 1024;
+/// First barrier sector (one per node id).
+const BARRIER_SECTOR: u64 = WITNESS_SLOTS;
+/// First fence-mark sector (one per node id), written by the host.
+const FENCE_SECTOR: u64 = WITNESS_SLOTS + 128;
+/// The host's "fenced" mark.
+const FENCED_MARK: u64 = 0xFE9C_ED00_0000_0001;
 
 impl Witness {
     fn open(path: &str) -> Result<Witness, String> {
@@ -201,18 +235,18 @@ impl Witness {
         Ok(Witness { fd, buf: p.cast() })
     }
 
-    fn offset(r: &ResourceId) -> i64 {
-        ((r.a
-            .wrapping_mul(31)
-            .wrapping_add(r.b / 4096)
-            .wrapping_add(r.kind as u64))
-            % 1024) as i64
-            * SECTOR as i64
-    }
-
-    fn read(&self, r: &ResourceId) -> Result<u64, String> {
+    /// Sector of a control word: barrier phases at `BARRIER_SECTOR + node`, fence marks at
+    /// `FENCE_SECTOR + node` (written by the host).
+    fn read_word(&self, sector: u64) -> Result<u64, String> {
         // SAFETY: `buf` is SECTOR bytes, aligned; `fd` is open.
-        let n = unsafe { libc::pread(self.fd, self.buf.cast(), SECTOR, Self::offset(r)) };
+        let n = unsafe {
+            libc::pread(
+                self.fd,
+                self.buf.cast(),
+                SECTOR,
+                (sector * SECTOR as u64) as i64,
+            )
+        };
         if n != SECTOR as isize {
             return Err(format!("witness read: {}", std::io::Error::last_os_error()));
         }
@@ -222,14 +256,21 @@ impl Witness {
         Ok(u64::from_le_bytes(b))
     }
 
-    fn write(&self, r: &ResourceId, token: u64) -> Result<(), String> {
+    fn write_word(&self, sector: u64, v: u64) -> Result<(), String> {
         // SAFETY: `buf` is SECTOR bytes.
         unsafe {
             std::ptr::write_bytes(self.buf, 0, SECTOR);
-            std::ptr::copy_nonoverlapping(token.to_le_bytes().as_ptr(), self.buf, 8);
+            std::ptr::copy_nonoverlapping(v.to_le_bytes().as_ptr(), self.buf, 8);
         }
-        // SAFETY: as in `read`.
-        let n = unsafe { libc::pwrite(self.fd, self.buf.cast(), SECTOR, Self::offset(r)) };
+        // SAFETY: as in `read_word`.
+        let n = unsafe {
+            libc::pwrite(
+                self.fd,
+                self.buf.cast(),
+                SECTOR,
+                (sector * SECTOR as u64) as i64,
+            )
+        };
         if n != SECTOR as isize {
             return Err(format!(
                 "witness write: {}",
@@ -237,6 +278,22 @@ impl Witness {
             ));
         }
         Ok(())
+    }
+
+    /// The sector of a resource's slot.
+    fn slot(r: &ResourceId) -> u64 {
+        r.a.wrapping_mul(31)
+            .wrapping_add(r.b / 4096)
+            .wrapping_add(r.kind as u64)
+            % WITNESS_SLOTS
+    }
+
+    fn read(&self, r: &ResourceId) -> Result<u64, String> {
+        self.read_word(Self::slot(r))
+    }
+
+    fn write(&self, r: &ResourceId, token: u64) -> Result<(), String> {
+        self.write_word(Self::slot(r), token)
     }
 }
 
@@ -460,6 +517,12 @@ fn cmd_fake_daemon(
             Ok((parse_num(a)?, parse_num(b)?))
         })
         .transpose()?;
+    // A granted lock (on time or late) comes back as LOCK_RELEASE; wait for those too. A
+    // daemon that ignores requests runs until its deadline (or is killed).
+    let wants_release = matches!(answer, "grant" | "late");
+    let finished = |answered: u32, releases: u32| {
+        answer != "ignore" && answered >= count && (!wants_release || releases >= count)
+    };
     let deadline = Instant::now() + Duration::from_secs(deadline_secs);
     let mut answered = 0;
     let mut releases = 0;
@@ -467,7 +530,7 @@ fn cmd_fake_daemon(
         let msgs = match s.next_messages() {
             Ok(m) => m,
             Err(GenlError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if answered >= count && (answer != "late" || releases >= count) {
+                if finished(answered, releases) {
                     break;
                 }
                 continue;
@@ -536,7 +599,7 @@ fn cmd_fake_daemon(
             }
             let _ = std::io::stdout().flush();
         }
-        if answered >= count && (answer != "late" || releases >= count) && answer != "ignore" {
+        if finished(answered, releases) {
             break;
         }
     }
@@ -600,6 +663,53 @@ fn cmd_resident(file: &str) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn cmd_barrier(
+    witness: &str,
+    node: u32,
+    nodes: &str,
+    phase: u64,
+    timeout_secs: u64,
+) -> Result<ExitCode, String> {
+    let w = Witness::open(witness)?;
+    let ids: Vec<u64> = nodes.split(',').map(parse_num).collect::<Result<_, _>>()?;
+    let own = BARRIER_SECTOR + node as u64;
+    if w.read_word(own)? < phase {
+        w.write_word(own, phase)?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+    loop {
+        let mut behind = Vec::new();
+        for id in &ids {
+            if w.read_word(BARRIER_SECTOR + id)? < phase {
+                behind.push(*id);
+            }
+        }
+        if behind.is_empty() {
+            println!("PASS barrier {phase}: nodes {nodes} reached it");
+            return Ok(ExitCode::SUCCESS);
+        }
+        if Instant::now() > deadline {
+            println!("FAIL barrier {phase}: nodes {behind:?} did not arrive in {timeout_secs} s");
+            return Ok(ExitCode::FAILURE);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn cmd_fence_wait(witness: &str, node: u32, timeout_secs: u64) -> Result<ExitCode, String> {
+    let w = Witness::open(witness)?;
+    let deadline = Instant::now() + Duration::from_secs(timeout_secs);
+    while Instant::now() < deadline {
+        if w.read_word(FENCE_SECTOR + node as u64)? == FENCED_MARK {
+            println!("fence: node {node} is fenced (host mark on the witness disk)");
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("fence: node {node} not confirmed fenced within {timeout_secs} s");
+    Ok(ExitCode::FAILURE)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match &cli.cmd {
@@ -639,6 +749,19 @@ fn main() -> ExitCode {
         } => cmd_fake_daemon(answer, *count, *late_ms, inval, *deadline_secs),
         Cmd::VolumeAdd { mount } => cmd_volume_add(mount),
         Cmd::Resident { file } => cmd_resident(file),
+        Cmd::Barrier {
+            witness,
+            node,
+            nodes,
+            phase,
+            timeout_secs,
+        } => cmd_barrier(witness, *node, nodes, *phase, *timeout_secs),
+        Cmd::FenceWait {
+            witness,
+            timeout_secs,
+            node,
+            name: _,
+        } => cmd_fence_wait(witness, *node, *timeout_secs),
     };
     match r {
         Ok(c) => c,
