@@ -32,6 +32,7 @@ start)
     (cd "$root" && cargo build -q -p mxfs-daemon --bins)
     stop
     mkdir -p "$dir"
+    rm -f "$dir/fenced.log"
     [ -f "$dir/cluster.key" ] || head -c 32 /dev/urandom | base64 >"$dir/cluster.key"
     chmod 600 "$dir/cluster.key"
     cat >"$dir/fence.sh" <<FENCE

@@ -327,7 +327,7 @@ fn print_reply(r: &CtlReply) {
         }
         CtlReply::Events { events, next } => {
             for e in events {
-                let id = e.req_id.map(|i| format!(" req {i}")).unwrap_or_default();
+                let id = e.req_id.map(|i| format!(" {}", req(i))).unwrap_or_default();
                 let r = e.resource.as_deref().unwrap_or("");
                 println!(
                     "{:>6} {:>8} ms {:<14} {r}{id} {}",
