@@ -12,7 +12,7 @@ pub const MXFSCTL: &str = env!("CARGO_BIN_EXE_mxfsctl");
 /// Upper bound on any single wait in these tests.
 pub const WAIT_MS: u64 = 15_000;
 pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
-pub const HEARTBEAT_TIMEOUT_MS: u64 = 700;
+pub const HEARTBEAT_TIMEOUT_MS: u64 = 1500;
 
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
