@@ -13,7 +13,7 @@ default:
     @just --list
 
 # Every check: formatting, lints, tests, loom, model, fuzz smoke.
-verify: fmt-check clippy test loom fuzz-smoke
+verify: fmt-check clippy test loom model-bounded fuzz-smoke
 
 # Rust components that the checks need (rustfmt, clippy) on the stable toolchain.
 tools:
@@ -71,3 +71,23 @@ bench-daemon:
 # Three mxfsd on 127.0.0.1 (kernel = "none") for trying mxfsctl; `just cluster-local stop` stops them.
 cluster-local CMD="start":
     daemon/scripts/cluster-local.sh {{CMD}}
+
+# Exhaustive model check (stateright DFS, symmetry): 3 nodes, 2 resources, 1 crash, 3 ops.
+model:
+    cargo run -q --release --locked -p mxfs-model -- check
+
+# Random simulation of the model with 5 nodes, 3 resources, 2 crashes (SECS seconds).
+model-sim SECS="30" SEED="1":
+    cargo run -q --release --locked -p mxfs-model -- simulate {{SECS}} {{SEED}}
+
+# Fast exhaustive model run for `just verify` (2 ops, adds try-locks); fails on any violation.
+model-bounded:
+    cargo run -q --release --locked -p mxfs-model -- bounded
+
+# Mutation testing of the lock core (cargo-mutants, its tests plus the bounded model).
+mutants:
+    daemon/core/mutants.sh
+
+# Lock core benchmark: uncontended acquire+release rate, recovery time for 10 000 locks.
+bench-core:
+    cargo run -q --release --locked -p mxfs-core --bin mxfs-core-bench

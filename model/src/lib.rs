@@ -10,7 +10,7 @@ use std::fmt;
 
 use mxfs_core::{
     Action, Config, Core, Event, KernelMsg, LockFlags, LockMode, NodeId, NodeSet, PeerMsg, Phase,
-    Reject, ReqId, ResourceId,
+    Reject, Relabel, ReqId, ResourceId,
 };
 use stateright::{Model, Property};
 
@@ -148,26 +148,28 @@ pub enum Step {
 }
 
 impl MxfsModel {
-    /// The `just model` scenario: 3 nodes, 2 resources, 1 crash. See README.md.
+    /// The `just model` scenario: 3 nodes, 2 resources, 1 crash, 3 kernel operations (queued
+    /// PR or EX requests, or PR <-> EX conversions), releases free. See README.md.
     pub fn exhaustive() -> MxfsModel {
         MxfsModel {
             nodes: 3,
             resources: pick_resources(3, 2),
             ops: 3,
-            asks: vec![
-                Ask::Wait(LockMode::Pr),
-                Ask::Wait(LockMode::Ex),
-                Ask::Try(LockMode::Ex),
-            ],
+            asks: vec![Ask::Wait(LockMode::Pr), Ask::Wait(LockMode::Ex)],
             converts: true,
             max_crashes: 1,
         }
     }
 
-    /// The bounded scenario of `just verify`: as [`MxfsModel::exhaustive`] with fewer ops.
+    /// The bounded scenario of `just verify`: 2 operations, adding try-locks (`NOQUEUE` EX).
     pub fn bounded() -> MxfsModel {
         MxfsModel {
             ops: 2,
+            asks: vec![
+                Ask::Wait(LockMode::Pr),
+                Ask::Wait(LockMode::Ex),
+                Ask::Try(LockMode::Ex),
+            ],
             ..MxfsModel::exhaustive()
         }
     }
@@ -677,4 +679,141 @@ impl fmt::Display for Step {
             other => write!(f, "{other:?}"),
         }
     }
+}
+
+/// The symmetry of the model: swap node 0 with node n-1 and resource 0 with resource 1 (the
+/// resources are picked by [`pick_resources`] so that this maps masters onto masters). Clients
+/// may ask for any resource in any mode and any node may crash, so the model is symmetric
+/// under it. Sequence numbers may differ between two symmetric runs, but only equality of
+/// sequence numbers matters to the core, so the two states behave alike.
+pub fn mirror(s: &State) -> State {
+    let n = s.cores.len() as NodeId;
+    let swap_node = move |x: NodeId| {
+        if x == 0 {
+            n - 1
+        } else if x == n - 1 {
+            0
+        } else {
+            x
+        }
+    };
+    let res = cached_resources(n, s.truth.len());
+    let swap_res = move |r: &ResourceId| {
+        if *r == res[0] {
+            res[1]
+        } else if *r == res[1] {
+            res[0]
+        } else {
+            *r
+        }
+    };
+    let map = Relabel {
+        node: &swap_node,
+        resource: &swap_res,
+    };
+    let mut out = s.clone();
+    for (i, c) in s.cores.iter().enumerate() {
+        out.cores[swap_node(i as NodeId) as usize] = c.as_ref().map(|c| c.relabel(&map));
+    }
+    for (i, k) in s.kernels.iter().enumerate() {
+        out.kernels[swap_node(i as NodeId) as usize] = mirror_kernel(k);
+    }
+    out.net = s
+        .net
+        .iter()
+        .map(|e| Envelope {
+            from: swap_node(e.from),
+            to: swap_node(e.to),
+            msg: map.msg(&e.msg),
+        })
+        .collect();
+    out.net.sort();
+    out.cut = s.cut.map(swap_node);
+    out.fences = s
+        .fences
+        .iter()
+        .map(|(a, b)| (swap_node(*a), swap_node(*b)))
+        .collect();
+    out.fences.sort();
+    out.truth.swap(0, 1);
+    out
+}
+
+/// `(nodes, count)` and its [`pick_resources`].
+type ResourceCacheEntry = ((u32, usize), Vec<ResourceId>);
+
+/// [`pick_resources`], memoised per thread.
+fn cached_resources(n: u32, count: usize) -> Vec<ResourceId> {
+    thread_local! {
+        static CACHE: std::cell::RefCell<Vec<ResourceCacheEntry>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    CACHE.with(|c| {
+        if let Some((_, v)) = c.borrow().iter().find(|(k, _)| *k == (n, count)) {
+            return v.clone();
+        }
+        let v = pick_resources(n, count);
+        c.borrow_mut().push(((n, count), v.clone()));
+        v
+    })
+}
+
+/// Representative of `s`'s symmetry class {s, mirror(s)}, chosen by a hash of the cheap
+/// part of the state (kernels, truth, cut) first, and of the whole state only on a tie, so
+/// that the cores are renamed only when the mirror image is the one kept.
+/// Valid for models whose resources are `pick_resources(nodes, count)`.
+pub fn representative(s: &State) -> State {
+    use std::hash::{Hash, Hasher};
+    fn fp<T: Hash>(x: &T) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        x.hash(&mut h);
+        h.finish()
+    }
+    let n = s.cores.len() as NodeId;
+    let swap_node = |x: NodeId| {
+        if x == 0 {
+            n - 1
+        } else if x == n - 1 {
+            0
+        } else {
+            x
+        }
+    };
+    let mut kernels = s.kernels.clone();
+    for (i, k) in s.kernels.iter().enumerate() {
+        kernels[swap_node(i as NodeId) as usize] = mirror_kernel(k);
+    }
+    let mut truth = s.truth.clone();
+    truth.swap(0, 1);
+    let mine = fp(&(&s.kernels, &s.truth, s.cut));
+    let theirs = fp(&(&kernels, &truth, s.cut.map(swap_node)));
+    match mine.cmp(&theirs) {
+        std::cmp::Ordering::Less => s.clone(),
+        std::cmp::Ordering::Greater => mirror(s),
+        std::cmp::Ordering::Equal => {
+            let t = mirror(s);
+            if fp(&t) < fp(s) {
+                t
+            } else {
+                s.clone()
+            }
+        }
+    }
+}
+
+fn mirror_kernel(k: &Kernel) -> Kernel {
+    let swap_index = |i: u8| match i {
+        0 => 1,
+        1 => 0,
+        x => x,
+    };
+    let mut k = k.clone();
+    for p in k.pending.iter_mut() {
+        p.1 = swap_index(p.1);
+    }
+    for h in k.held.iter_mut() {
+        h.1 = swap_index(h.1);
+    }
+    k.held.sort();
+    k.cache.swap(0, 1);
+    k
 }

@@ -8,7 +8,9 @@ use mxfs_model::MxfsModel;
 use stateright::{Checker, Expectation, Model, UniformChooser};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: mxfs-model check | bounded | simulate [SECONDS] [SEED]");
+    eprintln!(
+        "usage: mxfs-model check [OPS [CONVERTS [TRY]]] | bounded | simulate [SECONDS] [SEED]"
+    );
     ExitCode::from(2)
 }
 
@@ -18,12 +20,22 @@ fn main() -> ExitCode {
         return usage();
     };
     match mode.as_str() {
-        "check" => exhaustive(
-            "check (3 nodes, 2 resources, 1 crash)",
-            MxfsModel::exhaustive(),
-        ),
+        "check" => {
+            let mut m = MxfsModel::exhaustive();
+            // Optional knobs for exploring other bounds: OPS, then CONVERTS (0/1), then TRY (0/1).
+            if let Some(v) = args.get(1).and_then(|s| s.parse().ok()) {
+                m.ops = v;
+            }
+            if let Some(v) = args.get(2) {
+                m.converts = v == "1";
+            }
+            if args.get(3).is_some_and(|v| v == "1") {
+                m.asks.push(mxfs_model::Ask::Try(mxfs_core::LockMode::Ex));
+            }
+            exhaustive("check (3 nodes, 2 resources, 1 crash)", m)
+        }
         "bounded" => exhaustive(
-            "bounded (3 nodes, 2 resources, 1 crash, 2 ops)",
+            "bounded (3 nodes, 2 resources, 1 crash)",
             MxfsModel::bounded(),
         ),
         "simulate" => {
@@ -45,12 +57,24 @@ fn main() -> ExitCode {
 
 fn exhaustive(name: &str, model: MxfsModel) -> ExitCode {
     println!(
-        "model {name}: {} ops, resources {:?}",
+        "model {name}: {} ops, converts {}, asks {:?}, resources {:?}",
         model.ops,
+        model.converts,
+        model.asks,
         model.resources.iter().map(|r| r.a).collect::<Vec<_>>()
     );
+    assert_eq!(
+        model.resources,
+        mxfs_model::pick_resources(model.nodes, model.resources.len()),
+        "symmetry needs mirrored resources"
+    );
     let start = Instant::now();
-    let checker = model.checker().threads(2).spawn_dfs().join();
+    let checker = model
+        .checker()
+        .threads(2)
+        .symmetry_fn(mxfs_model::representative)
+        .spawn_dfs()
+        .join();
     let secs = start.elapsed().as_secs_f64();
     println!(
         "explored {} states ({} unique), max depth {}, in {secs:.1} s",

@@ -25,6 +25,7 @@ mod hash;
 mod master;
 mod modes;
 mod node;
+mod relabel;
 pub mod sim;
 #[cfg(feature = "serde")]
 mod wire;
@@ -32,6 +33,7 @@ mod wire;
 pub use crate::engine::Core;
 pub use hash::{master_of, rendezvous_weight};
 pub use mxfs_proto::{LockFlags, LockMode, NodeState, ResourceId, ResourceType};
+pub use relabel::Relabel;
 
 /// A cluster node id (`0..=NODE_ID_MAX`).
 pub type NodeId = u32;
