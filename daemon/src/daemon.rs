@@ -34,6 +34,8 @@ pub const INPUT_QUEUE_MAX: usize = 65_536;
 /// A grant slower than this counts as a wait in metrics and `top` (the request queued behind
 /// a conflicting holder or a recovery; an uncontended remote grant takes well under 1 ms).
 pub const WAIT_THRESHOLD_MS: f64 = 5.0;
+/// A recovery still rebuilding after this many heartbeat timeouts is restarted.
+pub const RECOVERY_STALL_TIMEOUTS: u64 = 5;
 /// Concurrent ctl connections.
 pub const CTL_CONNS_MAX: usize = 128;
 /// How long shutdown waits for release messages to leave.
@@ -100,6 +102,8 @@ struct State {
     events: VecDeque<EventView>,
     event_seq: u64,
     per_resource: BTreeMap<ResourceId, (u64, u64)>,
+    /// When the core entered the rebuilding phase, for the stall watchdog.
+    rebuilding_since_ms: Option<u64>,
     /// When each granted request was granted (`now_ms`), for holder ages.
     held_since: BTreeMap<ReqId, u64>,
     self_fenced: bool,
@@ -423,6 +427,31 @@ impl State {
         let hb = self.membership.heartbeat(now);
         self.peers.broadcast(&WireMsg::Heartbeat(hb));
         if let Some(i) = self.membership.tick(now) {
+            self.install(i);
+            return;
+        }
+        self.watch_recovery(now);
+    }
+
+    /// A recovery stuck rebuilding (a recovery message lost, e.g. to a peer that restarted
+    /// between two sends) is restarted by the coordinator with a new epoch of the same view.
+    fn watch_recovery(&mut self, now: u64) {
+        if self.core.phase() != mxfs_core::Phase::Rebuilding {
+            self.rebuilding_since_ms = None;
+            return;
+        }
+        let since = *self.rebuilding_since_ms.get_or_insert(now);
+        let stall_ms = RECOVERY_STALL_TIMEOUTS * self.cfg.heartbeat_timeout_ms;
+        if now.saturating_sub(since) < stall_ms {
+            return;
+        }
+        if let Some(i) = self.membership.reinstall(now) {
+            tracing::error!(
+                epoch = self.core.epoch(),
+                stall_ms,
+                "recovery stalled; restarting it"
+            );
+            self.rebuilding_since_ms = None;
             self.install(i);
         }
     }
@@ -935,6 +964,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         event_seq: 0,
         per_resource: BTreeMap::new(),
         held_since: BTreeMap::new(),
+        rebuilding_since_ms: None,
         self_fenced: false,
         recoveries_logged: BTreeSet::new(),
         status_cache,

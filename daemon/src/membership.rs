@@ -60,6 +60,10 @@ pub trait Membership: Send {
     /// The core told this node to fence itself: it stops taking part (announcing it, so the
     /// others keep it out) until the process is restarted with fresh state.
     fn self_fence(&mut self);
+    /// Recovery has not finished for a long time (a message was lost, e.g. across a peer's
+    /// reconnect): if this node coordinates, install the same view again in a new epoch, which
+    /// restarts recovery everywhere.
+    fn reinstall(&mut self, now_ms: u64) -> Option<Install>;
 }
 
 #[derive(Clone, Debug, Default)]
@@ -266,6 +270,21 @@ impl Membership for HeartbeatMembership {
         self.fenced = true;
     }
 
+    fn reinstall(&mut self, now_ms: u64) -> Option<Install> {
+        let view = self.view(now_ms);
+        if self.fenced || self.installed.epoch == 0 || !self.is_coordinator(view, now_ms) {
+            return None;
+        }
+        if 2 * view.len() <= self.cluster.len() {
+            return None;
+        }
+        let epoch = self.max_epoch_seen.max(self.installed.epoch) + 1;
+        Some(self.adopt(Install {
+            epoch,
+            members: view,
+        }))
+    }
+
     fn installed(&self) -> Install {
         self.installed
     }
@@ -391,6 +410,28 @@ mod tests {
         );
         assert_eq!(ms[2].installed(), ms[1].installed());
         assert!(ms[0].heartbeat(now).fenced);
+    }
+
+    #[test]
+    fn reinstall_bumps_the_epoch_everywhere() {
+        let mut ms = three();
+        let mut now = 0;
+        for _ in 0..6 {
+            now += I;
+            round(&mut ms, now, None);
+        }
+        let before = ms[0].installed();
+        assert_eq!(
+            ms[1].reinstall(now),
+            None,
+            "only the coordinator reinstalls"
+        );
+        let i = ms[0].reinstall(now).expect("node 1 coordinates");
+        assert_eq!(i.members, before.members);
+        assert!(i.epoch > before.epoch);
+        now += I;
+        round(&mut ms, now, None);
+        assert!(ms.iter().all(|m| m.installed() == i));
     }
 
     #[test]
