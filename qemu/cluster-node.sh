@@ -99,7 +99,7 @@ barrier "$ALL" 9
 
 # Node loss: the last node takes EX on inode 300 and holds it; the host kills it.
 if [ "$NODE" = "$LAST" ]; then
-    mxfs-guest lock "inode:$VOL:300" EX --hold-ms 600000 --history $HIST --node "$NODE" &
+    mxfs-guest lock "inode:$VOL:300" EX --hold-ms 600000 --witness $W --history $HIST --node "$NODE" &
     i=0; while ! grep -q '"granted"' $HIST 2>/dev/null; do i=$((i + 1)); [ $i -gt 300 ] && break; sleep 0.1; done
     dump_history
     echo "MXFS-KILL-ME node $NODE"
@@ -113,7 +113,7 @@ else result recovery_seen FAIL "no RECOVERY_DONE within 120 s: $(dmesg | grep RE
 if dmesg | grep -q RECOVERY_START; then :; else result recovery_start FAIL "no RECOVERY_START"; fi
 barrier "$SURV" 10
 if [ "$NODE" = 1 ]; then
-    run dead_node_lock_granted mxfs-guest lock "inode:$VOL:300" EX --hold-ms 10 --history $HIST --node 1
+    run dead_node_lock_granted mxfs-guest lock "inode:$VOL:300" EX --hold-ms 10 --witness $W --history $HIST --node 1
 fi
 dump_history
 barrier "$SURV" 11

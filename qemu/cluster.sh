@@ -154,7 +154,7 @@ done
 for i in $(seq 1 "$N"); do
     sed -n 's/^\s*MXFS-HIST //p' "$RUN/node$i.log" | tr -d '\r' >"$RUN/history-$i.jsonl"
 done
-if "$CHECK" --min-grants $((10 * N)) "$RUN"/history-*.jsonl >"$RUN/history-check.txt" 2>&1; then
+if "$CHECK" --lost-node "$N" --min-grants $((10 * N)) "$RUN"/history-*.jsonl >"$RUN/history-check.txt" 2>&1; then
     echo "MXFS-RESULT history_check PASS $(tail -n 1 "$RUN/history-check.txt"); $(head -n 1 "$RUN/history-check.txt")" >>"$RUN/host.log"
 else
     echo "MXFS-RESULT history_check FAIL $(grep -m1 -E 'VIOLATION|FAIL' "$RUN/history-check.txt")" >>"$RUN/host.log"

@@ -107,7 +107,7 @@ node) [ -x /bin/cluster-node.sh ] && . /bin/cluster-node.sh ;;
 *) echo "MXFS-INIT: no role; shell on the console"; setsid cttyhack sh ;;
 esac
 echo "MXFS-DONE uptime=$(cut -d' ' -f1 /proc/uptime)s"
-dmesg | grep -E "mxfs" | sed 's/^/MXFS-DMESG: /'
+dmesg | grep -E "mxfs|tsc:|clocksource" | sed 's/^/MXFS-DMESG: /'
 sync
 if [ "$(arg keep)" = 1 ]; then
     echo "MXFS-KEEP: node $NODE stays up; shell on the console"
