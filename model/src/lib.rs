@@ -14,8 +14,10 @@ use mxfs_core::{
 };
 use stateright::{Model, Property};
 
-/// Epoch of the membership that follows the crash.
-const CRASH_EPOCH: u64 = 2;
+/// Epoch of the membership that follows crash number `crashes` (the boot epoch is 1).
+fn crash_epoch(crashes: u8) -> u64 {
+    1 + u64::from(crashes)
+}
 
 /// What a client may ask for in one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -447,7 +449,9 @@ impl Model for MxfsModel {
                     acts.push(Step::Release(node, *req));
                 }
             }
-            if s.crashes < self.max_crashes && s.cut.is_none() {
+            // One partition at a time: the next may start once the last cut node is fenced.
+            let settled = s.cut.is_none_or(|c| s.cores[c as usize].is_none());
+            if s.crashes < self.max_crashes && settled {
                 acts.push(Step::Crash(node));
             }
             if s.cut == Some(node) && !k.minority {
@@ -537,28 +541,16 @@ impl Model for MxfsModel {
                 s.cut = Some(node);
                 s.net.retain(|e| e.from != node && e.to != node);
                 let members = s.live().without(node);
+                let epoch = crash_epoch(s.crashes);
                 for m in members.iter() {
-                    self.feed(
-                        &mut s,
-                        m,
-                        Event::Membership {
-                            epoch: CRASH_EPOCH,
-                            members,
-                        },
-                    );
+                    self.feed(&mut s, m, Event::Membership { epoch, members });
                 }
             }
             Step::Notice(node) => {
                 s.kernels[node as usize].minority = true;
                 let members = NodeSet::EMPTY.with(node);
-                self.feed(
-                    &mut s,
-                    node,
-                    Event::Membership {
-                        epoch: CRASH_EPOCH,
-                        members,
-                    },
-                );
+                let epoch = crash_epoch(s.crashes);
+                self.feed(&mut s, node, Event::Membership { epoch, members });
             }
             Step::Fence(by, target) => {
                 let at = s.fences.binary_search(&(by, target)).ok()?;
