@@ -5,10 +5,32 @@ use crate::LockMode;
 /// Whether holding `held` lets a local user have `want`: every mode compatible with `held` is
 /// compatible with `want` (the compatibility set of `held` is a subset of `want`'s).
 pub(crate) fn covers(held: LockMode, want: LockMode) -> bool {
-    LockMode::ALL
-        .iter()
-        .all(|x| !held.compatible(*x) || want.compatible(*x))
+    COVERS[held as usize][want as usize]
 }
+
+/// `covers` for every pair, computed at compile time from the compatibility matrix.
+const COVERS: [[bool; 6]; 6] = {
+    let mut t = [[false; 6]; 6];
+    let mut h = 0;
+    while h < 6 {
+        let mut w = 0;
+        while w < 6 {
+            let mut ok = true;
+            let mut x = 0;
+            while x < 6 {
+                let (hm, wm, xm) = (LockMode::ALL[h], LockMode::ALL[w], LockMode::ALL[x]);
+                if hm.compatible(xm) && !wm.compatible(xm) {
+                    ok = false;
+                }
+                x += 1;
+            }
+            t[h][w] = ok;
+            w += 1;
+        }
+        h += 1;
+    }
+    t
+};
 
 /// The weakest mode that covers both `a` and `b` (e.g. `sup(CW, PR) = PW`).
 pub(crate) fn sup(a: LockMode, b: LockMode) -> LockMode {
@@ -29,6 +51,18 @@ pub(crate) fn gives_up_write(from: LockMode, to: Option<LockMode>) -> bool {
 mod tests {
     use super::*;
     use LockMode::*;
+
+    #[test]
+    fn covers_table_matches_definition() {
+        for h in LockMode::ALL {
+            for w in LockMode::ALL {
+                let def = LockMode::ALL
+                    .iter()
+                    .all(|x| !h.compatible(*x) || w.compatible(*x));
+                assert_eq!(covers(h, w), def, "{h:?} {w:?}");
+            }
+        }
+    }
 
     #[test]
     fn lattice() {

@@ -167,7 +167,32 @@ impl Core {
             Self::kdeny(out, req_id, resource, ENOMEM);
             return Ok(());
         }
+        let normal = self.phase == Phase::Normal;
         let l = self.local.entry(resource).or_default();
+        // Fast path: a cached lock that covers the request, nobody queued, no BAST.
+        if !convert
+            && normal
+            && l.waiters.is_empty()
+            && !l.bast
+            && l.held.is_some_and(|h| covers(h, mode))
+            && l.holders.iter().all(|(_, m)| m.compatible(mode))
+        {
+            l.holders.push((req_id, mode));
+            self.reqs.insert(
+                req_id,
+                ReqState {
+                    resource,
+                    granted: Some(mode),
+                    waiting: false,
+                },
+            );
+            out.push(Action::Kernel(KernelMsg::Grant {
+                req_id,
+                resource,
+                mode,
+            }));
+            return Ok(());
+        }
         if l.waiters.len() >= WAITERS_PER_RESOURCE_MAX {
             Self::kdeny(out, req_id, resource, EAGAIN);
             return Ok(());
