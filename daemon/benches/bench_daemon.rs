@@ -2,6 +2,10 @@
 //! printed next to the loopback TCP round trip and the local (self-mastered) grant path
 //! measured in the same run. Goal: remote p50 <= 1.5 x (TCP RTT p50 + local grant p50).
 //!
+//! If `etcd` is installed (Debian `etcd-server`; the `bench-daemon` recipe installs it), the same
+//! lock/unlock loop also runs against a three-member etcd cluster on 127.0.0.1 through its v3
+//! lock API (HTTP/JSON gateway, one HTTP/1.0 connection per request) and is printed alongside.
+//!
 //! Every lock goes through node 1's ctl socket (one persistent connection, JSON lines), so the
 //! local path includes the ctl round trip and JSON, exactly as the remote path does.
 
@@ -17,6 +21,8 @@ use mxfs_core::{master_of, NodeSet, ResourceId};
 const ITERATIONS: usize = 2000;
 const WARMUP: usize = 100;
 const VOLUME: u64 = 77;
+/// etcd writes (and fsyncs) every lock through raft: fewer samples keep the run short.
+const ETCD_ITERATIONS: usize = 300;
 
 struct Kill(Vec<Child>);
 impl Drop for Kill {
@@ -42,20 +48,42 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn tcp_rtt_us() -> Vec<f64> {
+fn echo(l: TcpListener) {
+    let (mut s, _) = l.accept().unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut b = [0u8; 64];
+    while s.read_exact(&mut b).is_ok() {
+        if s.write_all(&b).is_err() {
+            break;
+        }
+    }
+}
+
+/// Round trips of a 64-byte message to an echo server in another thread of this process
+/// (`cross_process == false`) or in a child process (`true`, like two daemons).
+fn tcp_rtt_us(cross_process: bool) -> Vec<f64> {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap();
-    let t = std::thread::spawn(move || {
-        let (mut s, _) = l.accept().unwrap();
-        s.set_nodelay(true).unwrap();
-        let mut b = [0u8; 64];
-        while s.read_exact(&mut b).is_ok() {
-            if s.write_all(&b).is_err() {
-                break;
-            }
+    let mut child = None;
+    let mut thread = None;
+    if cross_process {
+        drop(l);
+        let exe = std::env::current_exe().unwrap();
+        child = Some(Kill(vec![Command::new(exe)
+            .args(["--echo-server", &addr.port().to_string()])
+            .spawn()
+            .unwrap()]));
+    } else {
+        thread = Some(std::thread::spawn(move || echo(l)));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut c = loop {
+        match TcpStream::connect(addr) {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => panic!("echo server: {e}"),
         }
-    });
-    let mut c = TcpStream::connect(addr).unwrap();
+    };
     c.set_nodelay(true).unwrap();
     let mut b = [7u8; 64];
     let mut v = Vec::new();
@@ -68,7 +96,10 @@ fn tcp_rtt_us() -> Vec<f64> {
         }
     }
     drop(c);
-    t.join().unwrap();
+    if let Some(t) = thread {
+        t.join().unwrap();
+    }
+    drop(child);
     v
 }
 
@@ -100,8 +131,14 @@ impl Ctl {
 }
 
 fn main() {
-    if std::env::args().any(|a| a == "--list") {
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
         return; // `cargo bench -- --list` convention
+    }
+    if let Some(i) = args.iter().position(|a| a == "--echo-server") {
+        let port: u16 = args[i + 1].parse().unwrap();
+        echo(TcpListener::bind(("127.0.0.1", port)).unwrap());
+        return;
     }
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("key");
@@ -178,13 +215,20 @@ fn main() {
     };
     let mut local = measure(false);
     let mut remote = measure(true);
-    let mut tcp = tcp_rtt_us();
+    drop(kids);
+    let mut tcp_thread = tcp_rtt_us(false);
+    let mut tcp = tcp_rtt_us(true);
+    let etcd = etcd_lock_us(dir.path());
 
     let (t50, t99) = (pct(&mut tcp, 0.5), pct(&mut tcp, 0.99));
+    let (h50, h99) = (pct(&mut tcp_thread, 0.5), pct(&mut tcp_thread, 0.99));
     let (l50, l99) = (pct(&mut local, 0.5), pct(&mut local, 0.99));
     let (r50, r99) = (pct(&mut remote, 0.5), pct(&mut remote, 0.99));
     println!("bench-daemon: {ITERATIONS} samples each, 3 mxfsd on 127.0.0.1");
-    println!("  loopback TCP round trip       p50 {t50:8.1} us   p99 {t99:8.1} us");
+    println!("  loopback TCP RTT, 2 threads   p50 {h50:8.1} us   p99 {h99:8.1} us");
+    println!(
+        "  loopback TCP RTT, 2 processes p50 {t50:8.1} us   p99 {t99:8.1} us   (baseline below)"
+    );
     println!("  local grant (self-mastered)   p50 {l50:8.1} us   p99 {l99:8.1} us   (ctl + core)");
     println!("  remote grant (other master)   p50 {r50:8.1} us   p99 {r99:8.1} us");
     let ratio = r50 / (t50 + l50);
@@ -192,4 +236,123 @@ fn main() {
         "  remote p50 / (TCP RTT p50 + local p50) = {ratio:.2}  (goal <= 1.50: {})",
         if ratio <= 1.5 { "met" } else { "NOT met" }
     );
+    match etcd {
+        Ok(mut e) => {
+            let (e50, e99) = (pct(&mut e, 0.5), pct(&mut e, 0.99));
+            println!(
+                "  etcd 3.x lock API (3 members) p50 {e50:8.1} us   p99 {e99:8.1} us   ({} samples; \
+                 mxfsd remote p50 is {:.1}x faster)",
+                e.len(),
+                e50 / r50
+            );
+        }
+        Err(why) => println!("  etcd: skipped ({why})"),
+    }
+}
+
+fn b64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// One HTTP/1.0 POST to etcd's JSON gateway; returns the parsed body.
+fn etcd_post(port: u16, path: &str, body: &serde_json::Value) -> Result<serde_json::Value, String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_nodelay(true).ok();
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let b = body.to_string();
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{b}",
+        b.len()
+    )
+    .map_err(|e| e.to_string())?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
+    let (head, body) = resp.split_once("\r\n\r\n").ok_or("no HTTP body")?;
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("{path}: {}", head.lines().next().unwrap_or("")));
+    }
+    serde_json::from_str(body).map_err(|e| e.to_string())
+}
+
+fn etcd_lock_us(dir: &Path) -> Result<Vec<f64>, String> {
+    if Command::new("etcd").arg("--version").output().is_err() {
+        return Err("etcd not installed; `just bench-daemon` installs Debian's etcd-server".into());
+    }
+    let client: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let peer: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let initial: Vec<String> = (0..3)
+        .map(|i| format!("e{i}=http://127.0.0.1:{}", peer[i]))
+        .collect();
+    let mut kids = Kill(Vec::new());
+    for i in 0..3 {
+        let c = format!("http://127.0.0.1:{}", client[i]);
+        let p = format!("http://127.0.0.1:{}", peer[i]);
+        let child = Command::new("etcd")
+            .args(["--name", &format!("e{i}")])
+            .arg("--data-dir")
+            .arg(dir.join(format!("etcd{i}")))
+            .args(["--listen-client-urls", &c, "--advertise-client-urls", &c])
+            .args([
+                "--listen-peer-urls",
+                &p,
+                "--initial-advertise-peer-urls",
+                &p,
+            ])
+            .args(["--initial-cluster", &initial.join(",")])
+            .args([
+                "--initial-cluster-state",
+                "new",
+                "--initial-cluster-token",
+                "mxfs-bench",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        kids.0.push(child);
+    }
+    let port = client[0];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let lease = loop {
+        match etcd_post(port, "/v3/lease/grant", &serde_json::json!({"TTL": 600})) {
+            Ok(v) if v["ID"].is_string() => break v["ID"].as_str().unwrap_or_default().to_string(),
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            other => return Err(format!("etcd cluster did not come up: {other:?}")),
+        }
+    };
+    let mut v = Vec::new();
+    for i in 0..ETCD_ITERATIONS + WARMUP / 10 {
+        let name = b64(format!("mxfs-bench-{i}").as_bytes());
+        let t0 = Instant::now();
+        let l = etcd_post(
+            port,
+            "/v3/lock/lock",
+            &serde_json::json!({"name": name, "lease": lease}),
+        )?;
+        let us = t0.elapsed().as_secs_f64() * 1e6;
+        let key = l["key"]
+            .as_str()
+            .ok_or("etcd lock reply without key")?
+            .to_string();
+        etcd_post(port, "/v3/lock/unlock", &serde_json::json!({ "key": key }))?;
+        if i >= WARMUP / 10 {
+            v.push(us);
+        }
+    }
+    Ok(v)
 }

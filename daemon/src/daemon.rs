@@ -917,6 +917,11 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
                         "mxfs_peer_dropped",
                         ps.stats.dropped.load(Ordering::Relaxed),
                     ),
+                    ("mxfs_peer_sent", ps.stats.sent.load(Ordering::Relaxed)),
+                    (
+                        "mxfs_peer_received",
+                        ps.stats.received.load(Ordering::Relaxed),
+                    ),
                 ])
             }),
         ));
@@ -973,6 +978,14 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
 
     let mut tick = tokio::time::interval(Duration::from_millis(st.cfg.heartbeat_interval_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Persistent signal streams: a fresh `ctrl_c()` future per loop turn would re-register
+    // with the signal driver on every event.
+    let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .map_err(|err| DaemonError::Bind {
+            what: "signal",
+            addr: "SIGINT".into(),
+            err,
+        })?;
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|err| DaemonError::Bind {
             what: "signal",
@@ -1006,7 +1019,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
             },
             _ = tick.tick() => st.tick(),
             _ = sigterm.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = sigint.recv() => break,
         }
     }
     tracing::info!("shutting down: releasing locks held by this node");
