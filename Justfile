@@ -64,8 +64,10 @@ qemu-cluster N="3" *FLAGS: initramfs
 daemon-it:
     cargo test -p mxfs-daemon --locked --test cluster
 
-# Remote grant latency between three mxfsd on loopback, next to the TCP round trip (prints figures).
+# Remote grant latency between three mxfsd on loopback, next to the TCP round trip and etcd's lock
+# API (Debian's etcd-server, installed here if missing; skipped if it cannot be) (prints figures).
 bench-daemon:
+    command -v etcd >/dev/null || {{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >/dev/null; }} || echo "bench-daemon: etcd not installed; its comparison is skipped"
     cargo bench -p mxfs-daemon --locked --bench bench_daemon
 
 # Three mxfsd on 127.0.0.1 (kernel = "none") for trying mxfsctl; `just cluster-local stop` stops them.
