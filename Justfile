@@ -67,7 +67,7 @@ daemon-it:
 # Remote grant latency between three mxfsd on loopback, next to the TCP round trip and etcd's lock
 # API (Debian's etcd-server, installed here if missing; skipped if it cannot be) (prints figures).
 bench-daemon:
-    command -v etcd >/dev/null || {{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >/dev/null; }} || echo "bench-daemon: etcd not installed; its comparison is skipped"
+    command -v etcd >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server etcd-client >/dev/null) || echo "bench-daemon: etcd not installed; its comparison is skipped"
     cargo bench -p mxfs-daemon --locked --bench bench_daemon
 
 # Three mxfsd on 127.0.0.1 (kernel = "none") for trying mxfsctl; `just cluster-local stop` stops them.
