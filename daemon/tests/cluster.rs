@@ -62,15 +62,21 @@ fn exclusion_and_bast_handoff() {
     let d = c.node(1).ctl(&["lock", r, "PR", "--timeout-ms", "300"]);
     assert_eq!(d["reply"], "denied", "{d}");
     assert_eq!(d["errno"], -110, "{d}");
-    let top = c.node(2).ctl(&["top", "--once"]);
-    assert!(
-        top["lines"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|l| l["resource"] == r),
-        "{top}"
-    );
+    let top = c
+        .node(2)
+        .ctl_output(&["top", "--iterations", "2", "--interval-ms", "50"]);
+    let lines: Vec<Value> = String::from_utf8_lossy(&top.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "two refreshes");
+    let first = lines[0]["lines"].as_array().unwrap();
+    let line = first
+        .iter()
+        .find(|l| l["resource"] == r)
+        .expect("resource in top");
+    assert_eq!(line["grants_total"], 1, "{line}");
+    assert_eq!(line["waits_total"], 1, "node 2 waited > 5 ms: {line}");
 }
 
 /// A grant after a remote write is preceded by CACHE_INVAL for that inode in the kernel-bound
@@ -273,6 +279,31 @@ fn garbage_on_peer_port_and_ctl_socket_is_refused() {
         log.contains("peer refused") || log.contains("inbound peer connection closed"),
         "{log}"
     );
+    // Metrics: garbage gets a 400, a GET gets the counters, including the refused frames.
+    let http = |req: &[u8]| {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", n1.metrics_port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(req).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    assert!(http(b"\x00\x01garbage\r\n\r\n").starts_with("HTTP/1.0 400"));
+    let m = http(b"GET /metrics HTTP/1.0\r\n\r\n");
+    assert!(m.starts_with("HTTP/1.0 200"), "{m}");
+    assert!(m.contains("mxfs_grants_total 1\n"), "{m}");
+    assert!(m.contains("mxfs_members 3\n"), "{m}");
+    let bad: u64 = ["mxfs_peer_auth_failures ", "mxfs_peer_bad_frames "]
+        .iter()
+        .map(|k| {
+            m.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert!(bad >= 3, "three bad peer connections counted: {m}");
 }
 
 #[test]

@@ -36,6 +36,7 @@ pub fn wait_for<T>(what: &str, ms: u64, mut f: impl FnMut() -> Option<T>) -> T {
 
 pub struct Node {
     pub id: u32,
+    pub metrics_port: u16,
     pub config: PathBuf,
     pub sock: PathBuf,
     pub port: u16,
@@ -200,6 +201,7 @@ impl Cluster {
             write_key(&key, key_of(i));
             let sock = dir.path().join(format!("n{i}.sock"));
             let config = dir.path().join(format!("n{i}.toml"));
+            let metrics_port = free_port();
             std::fs::write(
                 &config,
                 format!(
@@ -207,7 +209,8 @@ impl Cluster {
                      heartbeat_interval_ms = {HEARTBEAT_INTERVAL_MS}\n\
                      heartbeat_timeout_ms = {HEARTBEAT_TIMEOUT_MS}\n\
                      fence_command = [\"{}\"]\nfence_timeout_ms = 5000\nkernel = \"none\"\n\
-                     ctl_socket = \"{}\"\ntest_hooks = true\n",
+                     ctl_socket = \"{}\"\ntest_hooks = true\n\
+                     metrics_address = \"127.0.0.1:{metrics_port}\"\n",
                     key.display(),
                     fence.display(),
                     sock.display()
@@ -216,6 +219,7 @@ impl Cluster {
             .unwrap();
             nodes.push(Node {
                 id: i,
+                metrics_port,
                 config,
                 sock,
                 port: ports[i as usize - 1],
