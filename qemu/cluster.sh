@@ -34,6 +34,7 @@ TARGET=$(cargo metadata --format-version 1 --no-deps |
 CHECK=$TARGET/release/mxfs-history-check
 
 RUN=$(new_run_dir "cluster$N")
+CLOCK=$(guest_clock_args)
 log "cluster of $N: run dir $RUN"
 truncate -s 512M "$RUN/shared.img"
 mkfs.xfs -q -f "$RUN/shared.img"
@@ -95,7 +96,7 @@ for i in $(seq 1 "$N"); do
         -device virtio-blk-pci,drive=cfg \
         -netdev vde,id=n0,sock="$RUN/switch" -device virtio-net-pci,netdev=n0,mac=52:54:00:77:00:0$i \
         -device virtio-rng-pci \
-        -append "console=ttyS0 panic=-1 quiet mxfs.role=node mxfs.node=$i mxfs.nodes=$N$extra" \
+        -append "console=ttyS0 panic=-1 quiet $CLOCK mxfs.role=node mxfs.node=$i mxfs.nodes=$N$extra" \
         >"$RUN/qemu$i.err" 2>&1 &
     PIDS+=($!)
 done
@@ -129,7 +130,7 @@ while :; do
         log "killed node $N (holding a lock) and marked it fenced"
     fi
     if [ "$KEEP" = 1 ] && [ "$killed" = 1 ]; then
-        done_nodes=$(grep -l MXFS-DONE "$RUN"/node*.log 2>/dev/null | wc -l)
+        done_nodes=$(cat "$RUN"/node*.log | grep -c "^MXFS-DONE" || true)
         [ "$done_nodes" -ge $((N - 1)) ] && break
     fi
     [ "$alive" = 0 ] && break

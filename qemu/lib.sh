@@ -93,3 +93,12 @@ print(f"{passes} passed, {fails} failed")
 sys.exit(1 if fails or not rows else 0)
 PY
 }
+
+# Kernel command-line arguments that give the guests a real-time clock: the host TSC frequency
+# (see tsc-khz.c), so the guest uses the TSC instead of drifting jiffies.
+guest_clock_args() {
+    local bin=$QEMU_DIR/run/out/tsc-khz
+    mkdir -p "$(dirname "$bin")"
+    [ -x "$bin" ] && [ "$bin" -nt "$QEMU_DIR/tsc-khz.c" ] || gcc -O2 -o "$bin" "$QEMU_DIR/tsc-khz.c"
+    echo "tsc_early_khz=$("$bin") tsc=reliable"
+}

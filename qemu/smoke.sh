@@ -12,6 +12,7 @@ OUT=$QEMU_DIR/run/out
 BOOT_TIMEOUT_SECS=${MXFS_SMOKE_TIMEOUT_SECS:-300}
 
 RUN=$(new_run_dir smoke)
+CLOCK=$(guest_clock_args)
 truncate -s 320M "$RUN/scratch.img"
 mkfs.xfs -q -f "$RUN/scratch.img"
 log "smoke: booting one guest (serial log $RUN/smoke.log, timeout ${BOOT_TIMEOUT_SECS}s)"
@@ -21,7 +22,7 @@ timeout --kill-after=5 "$BOOT_TIMEOUT_SECS" qemu-system-x86_64 -accel tcg -m 512
     -nographic -no-reboot -kernel "$BZIMAGE" -initrd "$OUT/initramfs.cpio.gz" \
     -drive file="$RUN/scratch.img",format=raw,if=none,id=d0,cache=none \
     -device virtio-blk-pci,drive=d0 -device virtio-rng-pci \
-    -append "console=ttyS0 panic=-1 quiet mxfs.role=smoke" >"$RUN/smoke.log" 2>&1
+    -append "console=ttyS0 panic=-1 quiet $CLOCK mxfs.role=smoke" >"$RUN/smoke.log" 2>&1
 rc=$?
 set -e
 log "smoke: guest finished in $(($(date +%s) - start)) s (qemu exit $rc)"
