@@ -457,6 +457,24 @@ impl Core {
             }
             break;
         }
+        // A try-lock behind a blocked head cannot be granted now: deny it at once.
+        let mut i = 1;
+        while i < l.waiters.len() {
+            if !l.waiters[i].noqueue {
+                i += 1;
+                continue;
+            }
+            let w = l.waiters.remove(i).expect("in range");
+            let st = self
+                .reqs
+                .get_mut(&w.req_id)
+                .expect("queued request is known");
+            st.waiting = false;
+            if st.granted.is_none() {
+                self.reqs.remove(&w.req_id);
+            }
+            Self::kdeny(out, w.req_id, *resource, EAGAIN);
+        }
         if !normal || l.outstanding.is_some() {
             return;
         }

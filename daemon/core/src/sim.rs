@@ -16,6 +16,8 @@ pub struct Cluster {
     pub net: VecDeque<(NodeId, NodeId, PeerMsg)>,
     /// Kernel messages emitted, per node, in order.
     pub kernel: Vec<Vec<KernelMsg>>,
+    /// Every kernel message of every node, in the order emitted.
+    pub kernel_log: Vec<(NodeId, KernelMsg)>,
     /// Fence requests not yet confirmed: `(by, target)`.
     pub fences: Vec<(NodeId, NodeId)>,
     /// Armed timers: `(node, id, at_ms)`.
@@ -39,6 +41,7 @@ impl Cluster {
                 .collect(),
             net: VecDeque::new(),
             kernel: vec![Vec::new(); n as usize],
+            kernel_log: Vec::new(),
             fences: Vec::new(),
             timers: Vec::new(),
             now_ms: 0,
@@ -88,6 +91,7 @@ impl Cluster {
                 }
                 Action::Kernel(k) => {
                     self.log(format_args!("n{node} -> kernel {}", describe_kernel(&k)));
+                    self.kernel_log.push((node, k.clone()));
                     self.kernel[node as usize].push(k);
                 }
                 Action::SetTimer { id, at_ms } => {

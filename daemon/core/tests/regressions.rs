@@ -109,3 +109,29 @@ fn bast_during_rebuild_is_kept() {
     c.settle();
     assert!(c.granted(1, 1), "{}", c.trace);
 }
+
+/// proptest counterexample (tests/reference.rs, minimal case): n0's kernel holds CR, asks
+/// for EX (queued behind its own CR), then try-locks EX. The try-lock sat behind the queued
+/// EX and was never answered; a try-lock that cannot be granted now must be denied now.
+#[test]
+fn try_lock_behind_a_blocked_waiter_is_denied_at_once() {
+    let mut c = Cluster::new(3);
+    let r = ResourceId::inode(1, 2);
+    c.request(0, 1, r, LockMode::Cr).unwrap();
+    c.settle();
+    c.request(0, 2, r, LockMode::Ex).unwrap();
+    let try_ex = Event::KernelRequest {
+        req_id: 3,
+        resource: r,
+        mode: LockMode::Ex,
+        flags: LockFlags::NOQUEUE,
+        timeout_ms: 0,
+    };
+    c.event(0, try_ex).unwrap();
+    c.settle();
+    assert_eq!(c.denied(0, 3), Some(EAGAIN));
+    assert!(
+        !c.granted(0, 2) && c.denied(0, 2).is_none(),
+        "the queued EX keeps waiting"
+    );
+}
