@@ -18,7 +18,13 @@ use std::time::{Duration, Instant};
 
 use mxfs_core::{master_of, NodeSet, ResourceId};
 
-const ITERATIONS: usize = 2000;
+/// Samples per figure (`MXFS_BENCH_ITERATIONS` overrides, e.g. for profiling).
+fn iterations() -> usize {
+    std::env::var("MXFS_BENCH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
 const WARMUP: usize = 100;
 const VOLUME: u64 = 77;
 /// etcd writes (and fsyncs) every lock through raft: fewer samples keep the run short.
@@ -87,7 +93,7 @@ fn tcp_rtt_us(cross_process: bool) -> Vec<f64> {
     c.set_nodelay(true).unwrap();
     let mut b = [7u8; 64];
     let mut v = Vec::new();
-    for i in 0..ITERATIONS + WARMUP {
+    for i in 0..iterations() + WARMUP {
         let t0 = Instant::now();
         c.write_all(&b).unwrap();
         c.read_exact(&mut b).unwrap();
@@ -191,7 +197,7 @@ fn main() {
         let mut v = Vec::new();
         let mut ino = if want_remote { 1_000_000u64 } else { 2_000_000 };
         let mut i = 0;
-        while v.len() < ITERATIONS {
+        while v.len() < iterations() {
             ino += 1;
             let r = ResourceId::inode(VOLUME, ino);
             let remote = master_of(members, &r) != Some(1);
@@ -224,7 +230,10 @@ fn main() {
     let (h50, h99) = (pct(&mut tcp_thread, 0.5), pct(&mut tcp_thread, 0.99));
     let (l50, l99) = (pct(&mut local, 0.5), pct(&mut local, 0.99));
     let (r50, r99) = (pct(&mut remote, 0.5), pct(&mut remote, 0.99));
-    println!("bench-daemon: {ITERATIONS} samples each, 3 mxfsd on 127.0.0.1");
+    println!(
+        "bench-daemon: {} samples each, 3 mxfsd on 127.0.0.1",
+        iterations()
+    );
     println!("  loopback TCP RTT, 2 threads   p50 {h50:8.1} us   p99 {h99:8.1} us");
     println!(
         "  loopback TCP RTT, 2 processes p50 {t50:8.1} us   p99 {t99:8.1} us   (baseline below)"
