@@ -50,6 +50,12 @@ pub enum CtlRequest {
         /// Drop (true) or resume (false).
         on: bool,
     },
+    /// Test hook (needs `test_hooks = true`): silently drop the next `count` lock-core messages
+    /// this daemon sends (a message lost in transit).
+    DropCore {
+        /// How many.
+        count: u32,
+    },
 }
 
 /// A queue entry as shown by `mxfsctl locks`.

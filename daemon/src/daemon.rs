@@ -102,6 +102,8 @@ struct State {
     events: VecDeque<EventView>,
     event_seq: u64,
     per_resource: BTreeMap<ResourceId, (u64, u64)>,
+    /// Test hook: lock-core messages still to drop.
+    drop_core: u32,
     /// When the core entered the rebuilding phase, for the stall watchdog.
     rebuilding_since_ms: Option<u64>,
     /// When each granted request was granted (`now_ms`), for holder ages.
@@ -196,7 +198,14 @@ impl State {
 
     fn act(&mut self, a: Action) {
         match a {
-            Action::Send { to, msg } => self.peers.send(to, WireMsg::Core(msg)),
+            Action::Send { to, msg } => {
+                if self.drop_core > 0 {
+                    self.drop_core -= 1;
+                    tracing::warn!(to, ?msg, "test hook: lock-core message dropped");
+                    return;
+                }
+                self.peers.send(to, WireMsg::Core(msg))
+            }
             Action::Kernel(km) => self.kernel_msg(km),
             Action::SetTimer { id, at_ms } => {
                 self.timer_gen += 1;
@@ -472,6 +481,17 @@ impl State {
                 CtlReply::Events {
                     events,
                     next: self.event_seq,
+                }
+            }
+            CtlRequest::DropCore { count } => {
+                if !self.cfg.test_hooks {
+                    CtlReply::Error {
+                        error: "drop_core needs `test_hooks = true` in the config".into(),
+                    }
+                } else {
+                    self.drop_core = count;
+                    tracing::warn!(count, "test hook: dropping the next lock-core messages");
+                    CtlReply::Ok
                 }
             }
             CtlRequest::Isolate { on } => {
@@ -970,6 +990,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         per_resource: BTreeMap::new(),
         held_since: BTreeMap::new(),
         rebuilding_since_ms: None,
+        drop_core: 0,
         self_fenced: false,
         recoveries_logged: BTreeSet::new(),
         status_cache,

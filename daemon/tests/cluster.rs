@@ -184,6 +184,34 @@ fn partition_minority_stops_majority_recovers_and_restart_rejoins() {
     assert!(granted(&c.node(1).ctl(&["lock", r, "PR"])));
 }
 
+/// A recovery message lost in transit would stall recovery forever; the coordinator restarts
+/// the recovery in a new epoch after `RECOVERY_STALL_TIMEOUTS` heartbeat timeouts.
+#[test]
+fn lost_recovery_message_is_recovered_by_the_stall_watchdog() {
+    let mut c = Cluster::start(3);
+    let r = "inode:1:500";
+    assert!(granted(&c.node(2).ctl(&["lock", r, "EX"])));
+    let mut waiter = c.node(1).lock_bg(r, "EX", &[]);
+    still_blocked(&mut waiter, 300);
+    assert_eq!(c.node(3).ctl(&["drop-core", "1"])["reply"], "ok");
+    c.node_mut(2).kill9();
+    let g = finish(waiter, WAIT_MS + 10 * HEARTBEAT_TIMEOUT_MS);
+    assert!(granted(&g), "{g}");
+    let log = c.node(3).log_text();
+    assert!(
+        log.contains("lock-core message dropped"),
+        "the hook fired:\n{log}"
+    );
+    let log1 = c.node(1).log_text();
+    assert!(
+        log1.contains("recovery stalled; restarting it"),
+        "watchdog fired:\n{log1}"
+    );
+    c.wait_members(&[1, 3], &[1, 3]);
+    let e1 = c.node(1).status()["epoch"].as_u64().unwrap();
+    assert!(e1 >= 3, "a second epoch was installed: {e1}");
+}
+
 #[test]
 fn sigterm_releases_and_restart_rejoins() {
     let mut c = Cluster::start(3);

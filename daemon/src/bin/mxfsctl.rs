@@ -77,6 +77,12 @@ enum Cmd {
         /// on or off.
         state: String,
     },
+    /// Test hook: silently drop the next COUNT lock-core messages this daemon sends.
+    #[command(hide = true)]
+    DropCore {
+        /// How many.
+        count: u32,
+    },
 }
 
 fn socket_of(a: &Args) -> Result<PathBuf, String> {
@@ -168,6 +174,7 @@ async fn run(args: &Args, sock: &std::path::Path) -> Result<ExitCode, String> {
             resource: resource.clone(),
         },
         Cmd::Events { since } => CtlRequest::Events { since: *since },
+        Cmd::DropCore { count } => CtlRequest::DropCore { count: *count },
         Cmd::Isolate { state } => CtlRequest::Isolate {
             on: match state.as_str() {
                 "on" => true,
