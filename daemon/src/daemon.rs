@@ -783,11 +783,21 @@ fn bind_ctl(path: &PathBuf) -> Result<tokio::net::UnixListener, DaemonError> {
         }
         let _ = std::fs::remove_file(path);
     }
-    tokio::net::UnixListener::bind(path).map_err(|err| DaemonError::Bind {
+    let l = tokio::net::UnixListener::bind(path).map_err(|err| DaemonError::Bind {
         what: "ctl socket",
         addr: path.display().to_string(),
         err,
-    })
+    })?;
+    // Only root (the daemon's user) may take or drop locks through the ctl socket.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|err| {
+        DaemonError::Bind {
+            what: "ctl socket permissions",
+            addr: path.display().to_string(),
+            err,
+        }
+    })?;
+    Ok(l)
 }
 
 async fn ctl_accept(

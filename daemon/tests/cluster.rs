@@ -362,3 +362,30 @@ fn bad_config_names_the_field_and_exits() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bogus_field"));
 }
+
+/// With `kernel = "netlink"` and no module loaded, mxfsd says so and does not start.
+#[test]
+fn netlink_without_module_is_a_clear_error() {
+    if std::path::Path::new("/sys/module/mxfs").exists() {
+        eprintln!("mxfs.ko is loaded on this machine; nothing to check");
+        return;
+    }
+    let c = Cluster::configure(1, |_| "good");
+    let cfg = std::fs::read_to_string(&c.node(1).config).unwrap();
+    std::fs::write(
+        &c.node(1).config,
+        cfg.replace("kernel = \"none\"", "kernel = \"netlink\""),
+    )
+    .unwrap();
+    let out = std::process::Command::new(MXFSD)
+        .arg("--config")
+        .arg(&c.node(1).config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("mxfs genetlink family not found: is mxfs.ko loaded?"),
+        "{err}"
+    );
+}
