@@ -28,6 +28,11 @@ pub struct Core {
     pub(crate) future: Vec<(NodeId, PeerMsg)>,
     /// Next counter of [`Version`]s this master issues in this epoch.
     pub(crate) master_gen: u64,
+    /// Master layer: `Cancel`s that arrived before the `Lock` they withdraw (the network may
+    /// reorder), by sender and resource: the `Lock` with that sequence number is denied on
+    /// arrival. A stale entry (its `Lock` was already answered) is dropped by the sender's next
+    /// message about the resource, whose sequence number is higher.
+    pub(crate) early_cancels: BTreeMap<(NodeId, ResourceId), u64>,
     /// Self-addressed messages, delivered before `handle` returns. Always empty in between.
     pub(crate) loopback: std::collections::VecDeque<PeerBody>,
 }
@@ -71,6 +76,7 @@ impl Core {
             history: Vec::new(),
             future: Vec::new(),
             master_gen: 0,
+            early_cancels: BTreeMap::new(),
             loopback: Default::default(),
             cfg,
         }
@@ -256,6 +262,7 @@ impl Core {
         self.members = members;
         self.master.clear();
         self.master_gen = 0;
+        self.early_cancels.clear();
         let unfenced = NodeSet(self.recovery.unfenced.0 | lost.0).minus(members);
         self.recovery = crate::node::Recovery {
             unfenced,

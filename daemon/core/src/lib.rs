@@ -63,6 +63,9 @@ pub const REQUESTS_MAX: usize = 1 << 20;
 /// Largest number of peer messages from a future epoch kept until that epoch's membership
 /// event arrives; more are dropped (the recovery barrier then waits for the next epoch).
 pub const FUTURE_MSGS_MAX: usize = 4096;
+/// Largest number of remembered early `Cancel`s on a master (see `Core`); past this the
+/// oldest is forgotten, and its `Lock` is then queued, granted, cached and given up on a BAST.
+pub const EARLY_CANCELS_MAX: usize = 4096;
 /// Number of finished recoveries kept for `mxfsctl`.
 pub const RECOVERY_HISTORY_MAX: usize = 32;
 /// Longest per-request timeout accepted, in milliseconds; longer ones are clamped.

@@ -181,6 +181,22 @@ impl Core {
                 "lock traffic for a resource this node does not master",
             ));
         }
+        let seq = match &body {
+            PeerBody::Lock { seq, .. }
+            | PeerBody::Release { seq, .. }
+            | PeerBody::Cancel { seq, .. } => *seq,
+            _ => unreachable!("matched above"),
+        };
+        if let Some(c) = self.early_cancels.get(&(from, resource)).copied() {
+            if c == seq && matches!(body, PeerBody::Lock { .. }) {
+                self.early_cancels.remove(&(from, resource));
+                self.deny_msg(from, resource, ECANCELED, seq, out);
+                return Ok(());
+            }
+            if c < seq {
+                self.early_cancels.remove(&(from, resource));
+            }
+        }
         match body {
             PeerBody::Lock {
                 mode, noqueue, seq, ..
@@ -386,6 +402,25 @@ impl Core {
     }
 
     fn on_cancel(&mut self, from: NodeId, resource: ResourceId, seq: u64, out: &mut Vec<Action>) {
+        let answered = self
+            .master
+            .get(&resource)
+            .is_some_and(|m| m.granted.iter().any(|g| g.node == from && g.seq >= seq));
+        let queued = self.master.get(&resource).is_some_and(|m| {
+            m.waiting
+                .iter()
+                .chain(m.converting.iter())
+                .any(|p| p.node == from && p.seq == seq)
+        });
+        if !answered && !queued {
+            // Not arrived yet (or already answered by a deny): remember it for the `Lock`.
+            if self.early_cancels.len() >= EARLY_CANCELS_MAX {
+                let oldest = *self.early_cancels.keys().next().expect("not empty");
+                self.early_cancels.remove(&oldest);
+            }
+            self.early_cancels.insert((from, resource), seq);
+            return;
+        }
         let Some(m) = self.master.get_mut(&resource) else {
             return;
         };

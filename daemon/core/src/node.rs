@@ -329,8 +329,9 @@ impl Core {
     }
 
     /// Stops waiting for `req_id` (timeout or cancel): removes it from the local queue, denies
-    /// it with `errno` if given, and withdraws its `Lock` at the master if nobody else here
-    /// waits for that lock.
+    /// it with `errno` if given, and withdraws the `Lock` that was sent for it at the master
+    /// (even if other local waiters remain: they may need a weaker lock, and must not wait
+    /// behind a request nobody wants; found by the proptest, see `tests/regressions.rs`).
     fn abandon(&mut self, req_id: ReqId, errno: Option<i32>, out: &mut Vec<Action>) {
         let st = self.reqs.get_mut(&req_id).expect("caller checked");
         debug_assert!(st.waiting);
@@ -362,7 +363,7 @@ impl Core {
         {
             if *for_req == Some(req_id) {
                 *for_req = None;
-                if l.waiters.is_empty() && !*cancelled {
+                if !*cancelled {
                     *cancelled = true;
                     cancel = Some(*seq);
                 }
@@ -406,6 +407,12 @@ impl Core {
         let Some(l) = self.local.get_mut(resource) else {
             return;
         };
+        if l.held.is_none() && l.outstanding.is_none() {
+            // A BAST about a lock this node neither holds nor awaits is stale (it may arrive
+            // after its lock was given up); keeping it would block the next request (found by
+            // the proptest, see `tests/regressions.rs`).
+            l.bast = false;
+        }
         // 1. Local grants and try-lock denials, FIFO.
         while let Some(w) = l.waiters.front() {
             let others_ok = l.others_compatible(w.req_id, w.mode);
@@ -536,8 +543,6 @@ impl Core {
                         out,
                     );
                 }
-            } else if l.outstanding.is_none() {
-                l.bast = false;
             }
         }
     }

@@ -137,6 +137,11 @@ impl Core {
         for h in c.history.iter_mut() {
             h.lost = map.set(h.lost);
         }
+        c.early_cancels = self
+            .early_cancels
+            .iter()
+            .map(|((f, res), s)| ((n(*f), r(res)), *s))
+            .collect();
         c.future = self
             .future
             .iter()

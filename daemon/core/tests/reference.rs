@@ -27,6 +27,11 @@ enum Op {
         res: u64,
         mode: LockMode,
         noqueue: bool,
+        timeout_ms: Option<u32>,
+    },
+    /// Let time pass (request timeouts fire).
+    Advance {
+        ms: u64,
     },
     Convert {
         node: NodeId,
@@ -60,8 +65,21 @@ impl ReferenceStateMachine for Ops {
     fn transitions(_: &()) -> BoxedStrategy<Op> {
         let mode = proptest::sample::select(LockMode::ALL.to_vec());
         prop_oneof![
-            3 => (0..NODES, 0..RESOURCES, mode.clone(), proptest::bool::weighted(0.2))
-                .prop_map(|(node, res, mode, noqueue)| Op::Request { node, res, mode, noqueue }),
+            3 => (
+                0..NODES,
+                0..RESOURCES,
+                mode.clone(),
+                proptest::bool::weighted(0.2),
+                proptest::option::weighted(0.3, 1..100u32)
+            )
+                .prop_map(|(node, res, mode, noqueue, timeout_ms)| Op::Request {
+                    node,
+                    res,
+                    mode,
+                    noqueue,
+                    timeout_ms
+                }),
+            1 => (0..60u64).prop_map(|ms| Op::Advance { ms }),
             1 => (0..NODES, 0..4usize, mode).prop_map(|(node, k, mode)| Op::Convert { node, k, mode }),
             3 => (0..NODES, 0..4usize).prop_map(|(node, k)| Op::Release { node, k }),
             4 => (0..64usize).prop_map(|k| Op::Deliver { k }),
@@ -154,19 +172,28 @@ impl StateMachineTest for Sut {
 
     fn apply(mut s: Sut, _: &(), op: Op) -> Sut {
         match op {
+            Op::Advance { ms } => {
+                let now = s.c.now_ms + ms;
+                s.c.advance(now);
+            }
             Op::Request {
                 node,
                 res,
                 mode,
                 noqueue,
+                timeout_ms,
             } => {
                 let req_id = s.next_req;
                 s.next_req += 1;
-                let flags = if noqueue {
+                let mut flags = if noqueue {
                     LockFlags::NOQUEUE
                 } else {
                     LockFlags::empty()
                 };
+                if timeout_ms.is_some() {
+                    flags = flags.union(LockFlags::TIMEOUT_MS);
+                }
+                let timeout_ms = timeout_ms.unwrap_or(0);
                 let blocked_now = !s.t.compatible_with_held((node, req_id), res, mode);
                 s.t.waiting
                     .insert((node, req_id), (res, mode, noqueue, false));
@@ -175,7 +202,7 @@ impl StateMachineTest for Sut {
                     resource: rid(res),
                     mode,
                     flags,
-                    timeout_ms: 0,
+                    timeout_ms,
                 };
                 s.c.event(node, ev).expect("request accepted");
                 if noqueue && blocked_now {
@@ -314,24 +341,28 @@ fn replay_convert_then_down_convert_on_bast() {
             res: 2,
             mode: Nl,
             noqueue: false,
+            timeout_ms: None,
         },
         Op::Request {
             node: 0,
             res: 0,
             mode: Nl,
             noqueue: false,
+            timeout_ms: None,
         },
         Op::Request {
             node: 0,
             res: 2,
             mode: Nl,
             noqueue: false,
+            timeout_ms: None,
         },
         Op::Request {
             node: 2,
             res: 1,
             mode: Pr,
             noqueue: false,
+            timeout_ms: None,
         },
         Op::Deliver { k: 20 },
         Op::Request {
@@ -339,6 +370,7 @@ fn replay_convert_then_down_convert_on_bast() {
             res: 1,
             mode: Cw,
             noqueue: false,
+            timeout_ms: None,
         },
         Op::Deliver { k: 46 },
         Op::Request {
@@ -346,6 +378,7 @@ fn replay_convert_then_down_convert_on_bast() {
             res: 0,
             mode: Nl,
             noqueue: false,
+            timeout_ms: None,
         },
         Op::Convert {
             node: 2,

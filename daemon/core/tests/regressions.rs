@@ -135,3 +135,116 @@ fn try_lock_behind_a_blocked_waiter_is_denied_at_once() {
         "the queued EX keeps waiting"
     );
 }
+
+/// proptest counterexample (tests/reference.rs, minimal case): n0's kernel holds CR; n2 asks
+/// for EX with a 54 ms timeout, then for NL. The EX times out, but its `Lock` stayed queued at
+/// the master because another local waiter (the NL) remained, so the NL waited behind an EX
+/// nobody wanted. The timed-out request's `Lock` is now always withdrawn.
+#[test]
+fn timed_out_lock_is_withdrawn_even_with_other_local_waiters() {
+    let mut c = Cluster::new(3);
+    let r = ResourceId::inode(1, 0);
+    c.request(0, 1, r, LockMode::Cr).unwrap();
+    c.settle();
+    let ex = Event::KernelRequest {
+        req_id: 1,
+        resource: r,
+        mode: LockMode::Ex,
+        flags: LockFlags::TIMEOUT_MS,
+        timeout_ms: 54,
+    };
+    c.event(2, ex).unwrap();
+    c.settle();
+    c.request(2, 2, r, LockMode::Nl).unwrap();
+    c.advance(54);
+    c.settle();
+    assert_eq!(c.denied(2, 1), Some(ETIMEDOUT));
+    assert!(c.granted(2, 2), "NL is compatible with n0's CR");
+}
+
+/// proptest counterexample (tests/reference.rs, minimal case): n0 asks for CR with a 1 ms
+/// timeout; it expires and n0 sends `Cancel`, which overtakes the `Lock`. The master found
+/// nothing to cancel, then queued the `Lock` behind n2's EX, and n0's next request (NL, which
+/// n2's EX allows) waited behind that unwanted CR. The master now remembers early cancels.
+#[test]
+fn cancel_overtaking_its_lock_still_withdraws_it() {
+    let mut c = Cluster::new(3);
+    c.tracing = true;
+    let r = ResourceId::inode(1, 2);
+    assert_eq!(master_of(NodeSet::first(3), &r), Some(2));
+    let cr = Event::KernelRequest {
+        req_id: 1,
+        resource: r,
+        mode: LockMode::Cr,
+        flags: LockFlags::TIMEOUT_MS,
+        timeout_ms: 1,
+    };
+    c.event(0, cr).unwrap();
+    c.advance(1);
+    assert_eq!(c.denied(0, 1), Some(ETIMEDOUT));
+    c.request(0, 2, r, LockMode::Nl).unwrap();
+    assert!(c.deliver_first(|_, _, b| matches!(b, PeerBody::Cancel { .. })));
+    c.request(2, 3, r, LockMode::Ex).unwrap();
+    assert!(c.granted(2, 3));
+    c.settle();
+    assert!(
+        c.granted(0, 2),
+        "NL is compatible with n2's EX\n{}",
+        c.trace
+    );
+}
+
+/// proptest counterexample (tests/reference.rs, shrunk): n0's `Lock` for PR is outstanding
+/// when a stale BAST (about a lock n0 already gave up) arrives and sets its BAST flag; the
+/// `Lock` is then cancelled. With nothing held and nothing in flight the flag kept n0's next
+/// request (NL) from ever being sent. A BAST about nothing is now dropped.
+#[test]
+fn stale_bast_does_not_block_the_next_request() {
+    let mut c = Cluster::new(3);
+    c.tracing = true;
+    let r = ResourceId::inode(1, 0);
+    assert_eq!(master_of(NodeSet::first(3), &r), Some(1));
+    // n0 holds CW cached; n2's PR makes the master BAST n0, which gives the lock up...
+    c.request(0, 1, r, LockMode::Cw).unwrap();
+    c.settle();
+    c.release(0, 1, r).unwrap();
+    c.request(2, 2, r, LockMode::Ex).unwrap();
+    // ... while n0 already asks again (PR), so its `Lock` is outstanding when a BAST lands.
+    assert!(c.deliver_first(|f, _, b| f == 2 && matches!(b, PeerBody::Lock { .. })));
+    assert!(c.deliver_first(|_, t, b| t == 0 && matches!(b, PeerBody::Bast { .. })));
+    assert!(c.deliver_first(|f, _, b| f == 0 && matches!(b, PeerBody::Release { .. })));
+    assert!(c.deliver_first(|_, t, b| t == 0 && matches!(b, PeerBody::ReleaseAck { .. })));
+    let pr = Event::KernelRequest {
+        req_id: 3,
+        resource: r,
+        mode: LockMode::Pr,
+        flags: LockFlags::TIMEOUT_MS,
+        timeout_ms: 5,
+    };
+    c.event(0, pr).unwrap();
+    // A second, stale BAST for n0 (the master sends one per grant; fake the late copy).
+    let stale = PeerMsg {
+        epoch: 1,
+        body: PeerBody::Bast {
+            resource: r,
+            mode: LockMode::Ex,
+        },
+    };
+    c.event(
+        0,
+        Event::Peer {
+            from: 1,
+            msg: stale,
+        },
+    )
+    .unwrap();
+    assert!(c.core(0).dump_local()[0].bast_pending);
+    c.advance(5);
+    assert_eq!(c.denied(0, 3), Some(ETIMEDOUT));
+    c.settle();
+    c.release(2, 2, r).unwrap();
+    c.settle();
+    c.request(0, 4, r, LockMode::Nl).unwrap();
+    c.settle();
+    assert!(c.granted(0, 4), "{}", c.trace);
+}
