@@ -585,3 +585,61 @@ pub enum Phase {
     /// Not a member or in a minority: grants nothing until a majority membership arrives.
     Stopped,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errnos_are_the_linux_values_negated() {
+        assert_eq!(
+            [EAGAIN, ENOMEM, EDEADLK, EINVAL, ENOLCK, ETIMEDOUT, ECANCELED],
+            [-11, -12, -35, -22, -37, -110, -125]
+        );
+    }
+
+    #[test]
+    fn node_set_operations() {
+        let s = NodeSet::EMPTY.with(1).with(1).with(63);
+        assert!(s.contains(1) && s.contains(63) && !s.contains(0));
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.without(1), NodeSet::EMPTY.with(63));
+        assert_eq!(s.without(5), s);
+        // Out-of-range ids are never members and change nothing.
+        assert!(!NodeSet(u64::MAX).contains(64));
+        assert_eq!(s.with(64), s);
+        assert_eq!(s.without(64), s);
+        assert!(NodeSet::EMPTY.with(1).is_subset(s));
+        assert!(!NodeSet::EMPTY.with(2).is_subset(s));
+        assert_eq!(s.minus(NodeSet::EMPTY.with(1)), NodeSet::EMPTY.with(63));
+        assert_eq!(NodeSet::first(3), NodeSet(0b111));
+        assert_eq!(NodeSet::first(64), NodeSet(u64::MAX));
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![1, 63]);
+        assert!(NodeSet::EMPTY.is_empty() && !s.is_empty());
+    }
+
+    #[test]
+    fn reject_displays_its_reason() {
+        let text = Reject::UnknownRequest(7).to_string();
+        assert!(
+            text.contains("UnknownRequest") && text.contains('7'),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn membership_outside_the_cluster_is_rejected() {
+        let mut core = Core::new(Config::booted(0, 3));
+        let mut out = Vec::new();
+        let ev = Event::Membership {
+            epoch: 2,
+            members: NodeSet::first(4),
+        };
+        assert!(matches!(
+            core.handle(0, ev, &mut out),
+            Err(Reject::BadMembership(_))
+        ));
+        assert!(out.is_empty());
+        assert_eq!(core.epoch(), 1);
+    }
+}
