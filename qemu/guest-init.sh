@@ -93,6 +93,15 @@ smoke() {
         result cache_inval FAIL "cannot mount /dev/vda"
     fi
 
+    # The exclusion witness must be able to fail: a daemon that grants everything lets two
+    # holders overlap, and the host's history checker has to flag it (smoke.sh).
+    fake_daemon /tmp/fd5.log --answer grant --count 2
+    for i in 1 2; do
+        mxfs-guest lock inode:0x1:9 EX --hold-ms 500 --witness /dev/vdb --history /tmp/neg.jsonl --node 1 >/dev/null &
+    done
+    wait
+    sed 's/^/MXFS-HIST /' /tmp/neg.jsonl
+
     if rmmod mxfs; then result module_unload PASS "rmmod mxfs"; else result module_unload FAIL "rmmod"; fi
     check_dmesg unload_line "mxfs: version 0.4.0 unloaded"
     umount /mnt 2>/dev/null

@@ -14,6 +14,7 @@ BOOT_TIMEOUT_SECS=${MXFS_SMOKE_TIMEOUT_SECS:-300}
 RUN=$(new_run_dir smoke)
 CLOCK=$(guest_clock_args)
 truncate -s 320M "$RUN/scratch.img"
+truncate -s 8M "$RUN/witness.img"
 mkfs.xfs -q -f "$RUN/scratch.img"
 log "smoke: booting one guest (serial log $RUN/smoke.log, timeout ${BOOT_TIMEOUT_SECS}s)"
 start=$(date +%s)
@@ -21,7 +22,9 @@ set +e
 timeout --kill-after=5 "$BOOT_TIMEOUT_SECS" qemu-system-x86_64 -accel tcg -m 512 -smp 2 \
     -nographic -no-reboot -kernel "$BZIMAGE" -initrd "$OUT/initramfs.cpio.gz" \
     -drive file="$RUN/scratch.img",format=raw,if=none,id=d0,cache=none \
-    -device virtio-blk-pci,drive=d0 -device virtio-rng-pci \
+    -device virtio-blk-pci,drive=d0 \
+    -drive file="$RUN/witness.img",format=raw,if=none,id=d1,cache=none \
+    -device virtio-blk-pci,drive=d1 -device virtio-rng-pci \
     -append "console=ttyS0 panic=-1 quiet $CLOCK mxfs.role=smoke" >"$RUN/smoke.log" 2>&1
 rc=$?
 set -e
@@ -30,5 +33,18 @@ if [ $rc -ne 0 ] || ! grep -q MXFS-DONE "$RUN/smoke.log"; then
     echo "---- serial log (last 60 lines) ----" >&2
     tail -n 60 "$RUN/smoke.log" >&2
 fi
-EXPECTED=module_load,version_line,no_daemon_enotconn,unprivileged_eperm,non_daemon_grant_eperm,grant_path,other_sender_eperm,release_sent,daemon_gone_enotconn,deny_path,grant_timeout_etimedout,late_grant_released,inval_lock,cache_inval,module_unload,unload_line,no_kernel_warnings
-result_table "$EXPECTED" "$RUN/smoke.log"
+# The history checker must flag the overlap the guest provoked with a grant-everything daemon.
+cd "$REPO_DIR"
+cargo build --release --locked -q -p mxfs-history-check
+TARGET=$(cargo metadata --format-version 1 --no-deps |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+sed -n 's/^\s*MXFS-HIST //p' "$RUN/smoke.log" | tr -d '\r' >"$RUN/history-overlap.jsonl"
+if "$TARGET/release/mxfs-history-check" "$RUN/history-overlap.jsonl" >"$RUN/history-check.txt" 2>&1; then
+    echo "MXFS-RESULT checker_catches_overlap FAIL the checker passed a history with two EX holders" >"$RUN/host.log"
+elif grep -qE "two holders at once|another holder wrote" "$RUN/history-check.txt"; then
+    echo "MXFS-RESULT checker_catches_overlap PASS $(grep -m1 VIOLATION "$RUN/history-check.txt" | cut -c1-80)" >"$RUN/host.log"
+else
+    echo "MXFS-RESULT checker_catches_overlap FAIL $(tail -n 1 "$RUN/history-check.txt")" >"$RUN/host.log"
+fi
+EXPECTED=module_load,version_line,no_daemon_enotconn,unprivileged_eperm,non_daemon_grant_eperm,grant_path,other_sender_eperm,release_sent,daemon_gone_enotconn,deny_path,grant_timeout_etimedout,late_grant_released,inval_lock,cache_inval,module_unload,unload_line,no_kernel_warnings,checker_catches_overlap
+result_table "$EXPECTED" "$RUN/smoke.log" "$RUN/host.log"
