@@ -21,6 +21,15 @@ fn model<F: Fn() + Sync + Send + 'static>(f: F) {
     b.check(f);
 }
 
+/// Runs `f` on a clone of the table in a new loom thread.
+fn spawn<R: Send + 'static>(
+    t: &Arc<LoomTable>,
+    f: impl FnOnce(&LoomTable) -> R + Send + 'static,
+) -> thread::JoinHandle<R> {
+    let t = t.clone();
+    thread::spawn(move || f(&t))
+}
+
 fn res(ino: u64) -> ResourceId {
     ResourceId::inode(7, ino)
 }
@@ -32,14 +41,8 @@ fn grant_vs_timeout() {
     model(|| {
         let t = Arc::new(LoomTable::new(1));
         let ticket = t.insert(1, res(1)).unwrap();
-        let waiter = {
-            let t = t.clone();
-            thread::spawn(move || t.wait_reply(ticket))
-        };
-        let timer = {
-            let t = t.clone();
-            thread::spawn(move || t.expire(1))
-        };
+        let waiter = spawn(&t, move |t| t.wait_reply(ticket));
+        let timer = spawn(&t, move |t| t.expire(1));
         let delivery = t.complete(1, res(1), Reply::Grant);
         let got = waiter.join().unwrap();
         let expired = timer.join().unwrap();
@@ -68,14 +71,8 @@ fn deny_vs_timeout() {
     model(|| {
         let t = Arc::new(LoomTable::new(1));
         let ticket = t.insert(5, res(1)).unwrap();
-        let waiter = {
-            let t = t.clone();
-            thread::spawn(move || t.wait_reply(ticket))
-        };
-        let timer = {
-            let t = t.clone();
-            thread::spawn(move || t.expire(5))
-        };
+        let waiter = spawn(&t, move |t| t.wait_reply(ticket));
+        let timer = spawn(&t, move |t| t.expire(5));
         let delivery = t.complete(5, res(1), Reply::Deny(-EAGAIN));
         let got = waiter.join().unwrap();
         let expired = timer.join().unwrap();
@@ -102,14 +99,8 @@ fn duplicate_grant() {
     model(|| {
         let t = Arc::new(LoomTable::new(1));
         let ticket = t.insert(3, res(2)).unwrap();
-        let waiter = {
-            let t = t.clone();
-            thread::spawn(move || t.wait_reply(ticket))
-        };
-        let second = {
-            let t = t.clone();
-            thread::spawn(move || t.complete(3, res(2), Reply::Grant))
-        };
+        let waiter = spawn(&t, move |t| t.wait_reply(ticket));
+        let second = spawn(&t, move |t| t.complete(3, res(2), Reply::Grant));
         let first = t.complete(3, res(2), Reply::Grant);
         let second = second.join().unwrap();
         assert_eq!(waiter.join().unwrap(), Ok(()));
@@ -134,10 +125,7 @@ fn late_grant_after_timeout() {
     model(|| {
         let t = Arc::new(LoomTable::new(2));
         let ticket = t.insert(9, res(3)).unwrap();
-        let timer = {
-            let t = t.clone();
-            thread::spawn(move || assert!(t.expire(9)))
-        };
+        let timer = spawn(&t, move |t| assert!(t.expire(9)));
         timer.join().unwrap();
         assert_eq!(t.wait_reply(ticket), Err(PendingError::TimedOut));
         assert_eq!(t.complete(9, res(3), Reply::Grant), Delivery::Late);
@@ -153,14 +141,8 @@ fn two_waiters_one_resource() {
         let t = Arc::new(LoomTable::new(1));
         let a = t.insert(1, res(4)).unwrap();
         let b = t.insert(2, res(4)).unwrap();
-        let wa = {
-            let t = t.clone();
-            thread::spawn(move || t.wait_reply(a))
-        };
-        let wb = {
-            let t = t.clone();
-            thread::spawn(move || t.wait_reply(b))
-        };
+        let wa = spawn(&t, move |t| t.wait_reply(a));
+        let wb = spawn(&t, move |t| t.wait_reply(b));
         assert_eq!(t.complete(2, res(5), Reply::Grant), Delivery::Mismatch);
         assert_eq!(
             t.complete(2, res(4), Reply::Deny(-EAGAIN)),
@@ -181,18 +163,9 @@ fn module_exit_while_waiting() {
         let t = Arc::new(LoomTable::new(2));
         let a = t.insert(1, res(6)).unwrap();
         let b = t.insert(2, res(7)).unwrap();
-        let wa = {
-            let t = t.clone();
-            thread::spawn(move || t.wait_reply(a))
-        };
-        let wb = {
-            let t = t.clone();
-            thread::spawn(move || t.wait_reply(b))
-        };
-        let daemon = {
-            let t = t.clone();
-            thread::spawn(move || t.complete(1, res(6), Reply::Grant))
-        };
+        let wa = spawn(&t, move |t| t.wait_reply(a));
+        let wb = spawn(&t, move |t| t.wait_reply(b));
+        let daemon = spawn(&t, move |t| t.complete(1, res(6), Reply::Grant));
         t.shutdown();
         assert_eq!(t.drain(), 0, "drain returns once every waiter has left");
         assert_eq!(t.insert(3, res(8)).unwrap_err(), PendingError::Shutdown);
@@ -218,10 +191,7 @@ fn daemon_gone_fails_waiters() {
     model(|| {
         let t = Arc::new(LoomTable::new(1));
         let a = t.insert(1, res(9)).unwrap();
-        let wa = {
-            let t = t.clone();
-            thread::spawn(move || t.wait_reply(a))
-        };
+        let wa = spawn(&t, move |t| t.wait_reply(a));
         let failed = t.fail_all(-ENOTCONN);
         assert_eq!(failed, 1);
         assert_eq!(wa.join().unwrap(), Err(PendingError::Cancelled(-ENOTCONN)));
