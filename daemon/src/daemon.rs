@@ -102,6 +102,12 @@ struct State {
     events: VecDeque<EventView>,
     event_seq: u64,
     per_resource: BTreeMap<ResourceId, (u64, u64)>,
+    /// Lost lock-core messages already acted on.
+    core_dropped_seen: u64,
+    /// A resync is wanted until the epoch passes this one.
+    resync_from_epoch: Option<u64>,
+    /// When this node last reinstalled for a resync (rate limit).
+    last_resync_ms: Option<u64>,
     /// Test hook: lock-core messages still to drop.
     drop_core: u32,
     /// When the core entered the rebuilding phase, for the stall watchdog.
@@ -428,6 +434,12 @@ impl State {
                 let now = self.now_ms();
                 self.membership.on_leave(from, now);
             }
+            WireMsg::Resync => {
+                if self.core.members().contains(from) && self.resync_from_epoch.is_none() {
+                    tracing::warn!(peer = from, "peer lost lock-core messages; resync asked");
+                    self.resync_from_epoch = Some(self.core.epoch());
+                }
+            }
         }
     }
 
@@ -440,6 +452,51 @@ impl State {
             return;
         }
         self.watch_recovery(now);
+        self.watch_lost_messages(now);
+    }
+
+    /// Lock-core messages lost without a membership change (a link that broke and healed
+    /// within the heartbeat timeout, or a full queue) would leave requests unanswered. The
+    /// cure is a recovery without fencing: the coordinator reinstalls the same view in a new
+    /// epoch and every node resends what it holds and waits for. A node that lost messages
+    /// asks the coordinator (`Resync`) every tick until a new epoch arrives.
+    fn watch_lost_messages(&mut self, now: u64) {
+        let shared = self.peers.shared().clone();
+        let dropped = shared.stats.core_dropped.load(Ordering::Relaxed);
+        if dropped != self.core_dropped_seen {
+            self.core_dropped_seen = dropped;
+            if self.resync_from_epoch.is_none() {
+                tracing::warn!(dropped, "lock-core messages were lost; asking for a resync");
+                self.resync_from_epoch = Some(self.core.epoch());
+            }
+        }
+        let Some(from) = self.resync_from_epoch else {
+            return;
+        };
+        if self.self_fenced || self.core.epoch() > from {
+            self.resync_from_epoch = None;
+            return;
+        }
+        if shared.isolated.load(Ordering::Relaxed) {
+            return;
+        }
+        let recent = self
+            .last_resync_ms
+            .is_some_and(|t| now.saturating_sub(t) < self.cfg.heartbeat_timeout_ms);
+        if recent {
+            return;
+        }
+        if let Some(i) = self.membership.reinstall(now) {
+            tracing::warn!(
+                epoch = i.epoch,
+                "resync: reinstalling the view so recovery resends"
+            );
+            self.last_resync_ms = Some(now);
+            self.resync_from_epoch = None;
+            self.install(i);
+        } else {
+            self.peers.broadcast(&WireMsg::Resync);
+        }
     }
 
     /// A recovery stuck rebuilding (a recovery message lost, e.g. to a peer that restarted
@@ -1001,6 +1058,9 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         held_since: BTreeMap::new(),
         rebuilding_since_ms: None,
         drop_core: 0,
+        core_dropped_seen: 0,
+        resync_from_epoch: None,
+        last_resync_ms: None,
         self_fenced: false,
         recoveries_logged: BTreeSet::new(),
         status_cache,

@@ -72,6 +72,10 @@ pub enum WireMsg<P> {
     Core(P),
     /// The sender is shutting down cleanly.
     Leave,
+    /// The sender lost lock-core messages (a link broke and healed without a membership
+    /// change): the coordinator should reinstall the view in a new epoch, so that recovery
+    /// resends every held lock and waiting request.
+    Resync,
 }
 
 /// Heartbeat body: who the sender is (incarnation) and which membership it has installed.

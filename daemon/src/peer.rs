@@ -53,6 +53,8 @@ pub struct PeerStats {
     pub bad_frames: AtomicU64,
     /// Messages dropped because a peer queue was full or the peer unreachable.
     pub dropped: AtomicU64,
+    /// Of those (and of received ones discarded while isolated), lock-core messages.
+    pub core_dropped: AtomicU64,
     /// Messages sent.
     pub sent: AtomicU64,
     /// Messages received.
@@ -202,10 +204,14 @@ impl PeerNet {
             return;
         };
         if self.shared.isolated.load(Ordering::Relaxed) {
+            count_drop(&self.shared, &msg);
             return;
         }
-        if q.try_send(msg).is_err() {
-            self.shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = q.try_send(msg) {
+            let msg = match e {
+                mpsc::error::TrySendError::Full(m) | mpsc::error::TrySendError::Closed(m) => m,
+            };
+            count_drop(&self.shared, &msg);
             tracing::warn!(to, "peer queue full or closed; message dropped");
         }
     }
@@ -286,6 +292,7 @@ async fn serve_inbound(
             }
         };
         if sh.isolated.load(Ordering::Relaxed) {
+            count_drop(sh, &msg);
             continue;
         }
         sh.stats.received.fetch_add(1, Ordering::Relaxed);
@@ -307,7 +314,9 @@ async fn dial_loop(id: NodeId, addr: SocketAddr, sh: Arc<Shared>, mut q: mpsc::R
                     tracing::info!(peer = id, %addr, "peer unreachable: {e}");
                     logged_down = true;
                 }
-                carry = None;
+                if let Some(m) = carry.take() {
+                    count_drop(&sh, &m);
+                }
                 drain(&mut q, &sh);
                 tokio::time::sleep(Duration::from_millis(REDIAL_DELAY_MS)).await;
                 continue;
@@ -320,7 +329,9 @@ async fn dial_loop(id: NodeId, addr: SocketAddr, sh: Arc<Shared>, mut q: mpsc::R
             Err(e) => {
                 sh.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(peer = id, %addr, "outbound handshake failed: {e}");
-                carry = None;
+                if let Some(m) = carry.take() {
+                    count_drop(&sh, &m);
+                }
                 drain(&mut q, &sh);
                 tokio::time::sleep(Duration::from_millis(REDIAL_DELAY_MS)).await;
                 continue;
@@ -370,7 +381,14 @@ async fn dial_loop(id: NodeId, addr: SocketAddr, sh: Arc<Shared>, mut q: mpsc::R
 }
 
 fn drain(q: &mut mpsc::Receiver<Wire>, sh: &Shared) {
-    while q.try_recv().is_ok() {
-        sh.stats.dropped.fetch_add(1, Ordering::Relaxed);
+    while let Ok(m) = q.try_recv() {
+        count_drop(sh, &m);
+    }
+}
+
+fn count_drop(sh: &Shared, m: &Wire) {
+    sh.stats.dropped.fetch_add(1, Ordering::Relaxed);
+    if matches!(m, WireMsg::Core(_)) {
+        sh.stats.core_dropped.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -212,6 +212,44 @@ fn lost_recovery_message_is_recovered_by_the_stall_watchdog() {
     assert!(e1 >= 3, "a second epoch was installed: {e1}");
 }
 
+/// A link that drops a lock request and heals before the heartbeat timeout: no membership
+/// change, but the node that lost the message asks for a resync, the coordinator reinstalls
+/// the view, recovery resends the waiting request, and it is granted.
+#[test]
+fn message_lost_on_a_healed_link_is_resent_by_a_resync() {
+    use mxfs_core::{master_of, NodeSet, ResourceId};
+    let c = Cluster::start(3);
+    let all = NodeSet::EMPTY.with(1).with(2).with(3);
+    let ino = (600..)
+        .find(|i| master_of(all, &ResourceId::inode(1, *i)) == Some(3))
+        .unwrap();
+    let r = format!("inode:1:{ino}");
+    assert!(granted(&c.node(1).ctl(&["lock", &r, "EX"])));
+    let epoch = c.node(1).status()["epoch"].as_u64().unwrap();
+    assert_eq!(c.node(2).ctl(&["isolate", "on"])["reply"], "ok");
+    let mut waiter = c.node(2).lock_bg(&r, "EX", &[]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(c.node(2).ctl(&["isolate", "off"])["reply"], "ok");
+    still_blocked(&mut waiter, 200);
+    c.node(1).ctl(&["unlock", &r]);
+    let g = finish(waiter, WAIT_MS);
+    if !granted(&g) {
+        c.dump_logs();
+    }
+    assert!(granted(&g), "{g}");
+    let s = c.node(1).status();
+    assert!(
+        s["epoch"].as_u64().unwrap() > epoch,
+        "a resync epoch was installed: {s}"
+    );
+    assert_eq!(
+        s["members"],
+        serde_json::json!([1, 2, 3]),
+        "nobody was fenced: {s}"
+    );
+    assert!(c.fenced().is_empty(), "fence log: {}", c.fenced());
+}
+
 #[test]
 fn sigterm_releases_and_restart_rejoins() {
     let mut c = Cluster::start(3);

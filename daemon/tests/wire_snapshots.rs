@@ -115,6 +115,7 @@ fn peer_frames() {
     };
     out += &format!("## heartbeat\n{}\n", hex(&sealed(&WireMsg::Heartbeat(hb))));
     out += &format!("## leave\n{}\n", hex(&sealed(&WireMsg::Leave)));
+    out += &format!("## resync\n{}\n", hex(&sealed(&WireMsg::Resync)));
     let hello = Frame::new_hello(&Hello {
         node_id: 3,
         nonce: [0xa5; 32],
