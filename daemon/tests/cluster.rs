@@ -40,6 +40,31 @@ fn exclusion_and_bast_handoff() {
     assert_eq!(res["granted"][0]["who"], "node1", "{res}");
     assert_eq!(res["granted"][0]["mode"], "EX", "{res}");
     assert_eq!(res["waiting"][0]["who"], "node2", "{res}");
+    // An interrupted `mxfsctl lock` (killed while waiting) leaves no request behind.
+    let mut quitter = c.node(3).lock_bg(r, "PR", &[]);
+    let waiting_on_master = |who: &str| {
+        let l = (1..=3).map(|i| c.node(i).ctl(&["locks"])).find_map(|l| {
+            l["master"]
+                .as_array()?
+                .iter()
+                .find(|x| x["resource"] == r)
+                .cloned()
+        });
+        let l = l.expect("resource still mastered");
+        l["waiting"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["who"] == who)
+    };
+    wait_for("node 3 queued on the master", WAIT_MS, || {
+        waiting_on_master("node3").then_some(())
+    });
+    quitter.kill().unwrap();
+    quitter.wait().unwrap();
+    wait_for("node 3's request withdrawn", WAIT_MS, || {
+        (!waiting_on_master("node3")).then_some(())
+    });
     // Node 1 still holds it (ctl locks stay held), and gets a BAST for node 2's request.
     still_blocked(&mut waiter, 200);
     let local = c.node(1).ctl(&["locks"]);
