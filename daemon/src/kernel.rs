@@ -339,7 +339,14 @@ async fn reader(
                         s.remove(&v.volume);
                     }
                 }
-                proto::Message::StatusResp(s) => tracing::info!(?s, "kernel status"),
+                proto::Message::StatusResp(s) => {
+                    tracing::info!(?s, "kernel status");
+                    // A daemon (re)started after the mount learns the volume from here, as
+                    // the kernel does not announce an existing mount again.
+                    if let (Some(v), Ok(mut set)) = (s.volume, volumes.lock()) {
+                        set.insert(v);
+                    }
+                }
                 other => match event_of(&other) {
                     Some(ev) => {
                         if events.send(ev).await.is_err() {
