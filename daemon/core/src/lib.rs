@@ -129,6 +129,10 @@ impl NodeSet {
             self
         }
     }
+    /// Members of either set.
+    pub const fn union(self, other: NodeSet) -> NodeSet {
+        NodeSet(self.0 | other.0)
+    }
     /// Members of `self` not in `other`.
     pub const fn minus(self, other: NodeSet) -> NodeSet {
         NodeSet(self.0 & !other.0)
@@ -612,6 +616,7 @@ mod tests {
         assert!(NodeSet::EMPTY.with(1).is_subset(s));
         assert!(!NodeSet::EMPTY.with(2).is_subset(s));
         assert_eq!(s.minus(NodeSet::EMPTY.with(1)), NodeSet::EMPTY.with(63));
+        assert_eq!(s.union(NodeSet::EMPTY.with(1).with(2)), s.with(2));
         assert_eq!(NodeSet::first(3), NodeSet(0b111));
         assert_eq!(NodeSet::first(64), NodeSet(u64::MAX));
         assert_eq!(s.iter().collect::<Vec<_>>(), vec![1, 63]);

@@ -381,3 +381,86 @@ fn bad_input_is_rejected_not_panicking() {
     c.settle();
     c.core(0).check_invariants().unwrap();
 }
+
+#[test]
+fn future_epoch_messages_wait_for_their_membership() {
+    let mut c = Cluster::new(3);
+    let r = res_mastered_by(0, NodeSet::first(3).without(2));
+    c.request(0, 1, r, LockMode::Pr).unwrap();
+    c.settle();
+    // n1 hears of epoch 2 first and its rebuild messages reach n0, still at epoch 1.
+    let members = NodeSet::first(2);
+    c.event(1, Event::Membership { epoch: 2, members }).unwrap();
+    c.event(1, Event::FenceConfirmed { node: 2 }).unwrap();
+    while c.step() {}
+    assert_eq!(c.core(0).epoch(), 1);
+    assert!(!c.core(0).recovering());
+    // Then n0 gets the membership: the held messages are replayed and recovery completes.
+    c.event(0, Event::Membership { epoch: 2, members }).unwrap();
+    c.event(0, Event::FenceConfirmed { node: 2 }).unwrap();
+    c.settle();
+    assert!(!c.core(0).recovering() && !c.core(1).recovering());
+    c.request(1, 2, r, LockMode::Pr).unwrap();
+    c.settle();
+    assert!(c.granted(1, 2));
+}
+
+#[test]
+fn future_buffer_is_bounded() {
+    let mut c = Cluster::new(2);
+    let msg = PeerMsg {
+        epoch: 5,
+        body: PeerBody::RebuildDone,
+    };
+    for _ in 0..FUTURE_MSGS_MAX {
+        c.event(
+            0,
+            Event::Peer {
+                from: 1,
+                msg: msg.clone(),
+            },
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        c.event(0, Event::Peer { from: 1, msg }),
+        Err(Reject::FutureBufferFull)
+    );
+}
+
+#[test]
+fn node_layer_messages_during_fencing_are_rejected() {
+    let mut c = Cluster::new(3);
+    let r = res_mastered_by(1, NodeSet::first(2));
+    c.event(
+        0,
+        Event::Membership {
+            epoch: 2,
+            members: NodeSet::first(2),
+        },
+    )
+    .unwrap();
+    assert_eq!(c.core(0).phase(), Phase::Fencing);
+    let v = Version {
+        epoch: 2,
+        counter: 0,
+    };
+    for body in [
+        PeerBody::Grant {
+            resource: r,
+            mode: LockMode::Pr,
+            version: v,
+            seq: 1,
+        },
+        PeerBody::Bast {
+            resource: r,
+            mode: LockMode::Pr,
+        },
+    ] {
+        let ev = Event::Peer {
+            from: 1,
+            msg: PeerMsg { epoch: 2, body },
+        };
+        assert!(matches!(c.event(0, ev), Err(Reject::Unexpected(_))));
+    }
+}
