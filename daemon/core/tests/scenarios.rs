@@ -464,3 +464,34 @@ fn node_layer_messages_during_fencing_are_rejected() {
         assert!(matches!(c.event(0, ev), Err(Reject::Unexpected(_))));
     }
 }
+
+#[test]
+fn minority_denies_its_waiters_and_stays_stopped() {
+    let mut c = Cluster::new(3);
+    let r = res_mastered_by(1, NodeSet::first(3));
+    c.request(1, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    c.request(0, 2, r, LockMode::Ex).unwrap();
+    c.settle();
+    assert!(!c.granted(0, 2));
+    // n0 finds itself alone: its waiter is denied, and nothing restarts it.
+    c.event(
+        0,
+        Event::Membership {
+            epoch: 2,
+            members: NodeSet::EMPTY.with(0),
+        },
+    )
+    .unwrap();
+    assert_eq!(c.denied(0, 2), Some(ENOLCK));
+    assert_eq!(c.core(0).phase(), Phase::Stopped);
+    for node in [1, 2] {
+        let _ = c.event(0, Event::FenceConfirmed { node });
+    }
+    assert_eq!(
+        c.core(0).phase(),
+        Phase::Stopped,
+        "a stopped node does not rebuild"
+    );
+    assert!(c.self_fenced.contains(&(0, 2)));
+}
