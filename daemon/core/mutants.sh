@@ -19,7 +19,7 @@ cargo mutants -p mxfs-core --test-package mxfs-core --test-package mxfs-model \
 status=$?
 set -e
 dir="$out/mutants.out"
-count() { [ -f "$dir/$1.txt" ] && grep -c . "$dir/$1.txt" || echo 0; }
+count() { if [ -s "$dir/$1.txt" ]; then grep -c . "$dir/$1.txt"; else echo 0; fi; }
 caught=$(count caught); missed=$(count missed); timeout=$(count timeout); unviable=$(count unviable)
 viable=$((caught + missed + timeout))
 if [ "$viable" -gt 0 ]; then
