@@ -827,6 +827,13 @@ fn socket_ino(p: &std::path::Path) -> Option<u64> {
 
 /// Binds the ctl socket, replacing a stale one (a socket nobody listens on).
 fn bind_ctl(path: &PathBuf) -> Result<tokio::net::UnixListener, DaemonError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|err| DaemonError::Bind {
+            what: "ctl socket directory",
+            addr: dir.display().to_string(),
+            err,
+        })?;
+    }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(DaemonError::Bind {

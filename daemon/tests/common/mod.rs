@@ -14,9 +14,25 @@ pub const WAIT_MS: u64 = 15_000;
 pub const HEARTBEAT_INTERVAL_MS: u64 = 100;
 pub const HEARTBEAT_TIMEOUT_MS: u64 = 1500;
 
+/// A port nobody listens on, below the kernel's ephemeral range (32768..) so that outgoing
+/// connections never take it, and unique within this test process (a counter from a base
+/// that differs per process), so parallel tests never pick the same one.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 500) * 24,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let p = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(p < 32_768, "ran out of test ports");
+        if std::net::TcpListener::bind(("127.0.0.1", p as u16)).is_ok() {
+            return p as u16;
+        }
+    }
 }
 
 /// Polls `f` until it returns `Some` or `ms` pass.
