@@ -495,3 +495,20 @@ fn minority_denies_its_waiters_and_stays_stopped() {
     );
     assert!(c.self_fenced.contains(&(0, 2)));
 }
+
+#[test]
+fn local_waiter_limit_denies_with_eagain() {
+    let mut c = Cluster::new(1);
+    let r = ResourceId::inode(1, 1);
+    c.request(0, 0, r, LockMode::Ex).unwrap();
+    for req in 1..=WAITERS_PER_RESOURCE_MAX as u64 {
+        c.request(0, req, r, LockMode::Ex).unwrap();
+    }
+    let over = WAITERS_PER_RESOURCE_MAX as u64 + 1;
+    c.request(0, over, r, LockMode::Ex).unwrap();
+    assert_eq!(c.denied(0, over), Some(EAGAIN));
+    assert_eq!(
+        c.core(0).dump_local()[0].waiting.len(),
+        WAITERS_PER_RESOURCE_MAX
+    );
+}
