@@ -103,20 +103,21 @@ if [ "$NODE" = "$LAST" ]; then
     i=0; while ! grep -q '"granted"' $HIST 2>/dev/null; do i=$((i + 1)); [ $i -gt 300 ] && break; sleep 0.1; done
     dump_history
     echo "MXFS-KILL-ME node $NODE"
-    mxfs-guest barrier --witness $W --node "$NODE" --nodes "$NODE" --phase 100 --timeout-secs 5
+    # Phase 10 from the last node tells the host to kill it (cluster.sh watches its sector).
+    mxfs-guest barrier --witness $W --node "$NODE" --nodes "$NODE" --phase 10 --timeout-secs 5
     sleep 600
 fi
-mxfs-guest barrier --witness $W --node "$NODE" --nodes "$LAST" --phase 100 --timeout-secs 240 >/dev/null
+barrier "$LAST" 10
 if wait_dmesg "RECOVERY_DONE" 120; then
     result recovery_seen PASS "$(dmesg | grep -E 'RECOVERY_(START|DONE)' | sed 's/^\[[^]]*\] //' | tr '\n' ';')"
 else result recovery_seen FAIL "no RECOVERY_DONE within 120 s: $(dmesg | grep RECOVERY | tr '\n' ';')"; fi
 if dmesg | grep -q RECOVERY_START; then :; else result recovery_start FAIL "no RECOVERY_START"; fi
-barrier "$SURV" 10
+barrier "$SURV" 11
 if [ "$NODE" = 1 ]; then
     run dead_node_lock_granted mxfs-guest lock "inode:$VOL:300" EX --hold-ms 10 --witness $W --history $HIST --node 1
 fi
 dump_history
-barrier "$SURV" 11
+barrier "$SURV" 12
 
 # Daemon stopped: requests fail at once with ENOTCONN. Then a daemon that never answers:
 # ETIMEDOUT after GRANT_TIMEOUT_MS.
@@ -129,7 +130,7 @@ if [ "$NODE" = 2 ]; then
     run silent_daemon_etimedout mxfs-guest lock "inode:$VOL:401" EX --expect ETIMEDOUT
     kill $FD 2>/dev/null
 fi
-barrier "$SURV" 12
+barrier "$SURV" 13
 if dmesg | grep -qE "BUG:|Oops|WARNING:|Kernel panic"; then
     result no_kernel_warnings FAIL "$(dmesg | grep -E 'BUG:|Oops|WARNING:' | head -n 1)"
 else result no_kernel_warnings PASS "node $NODE dmesg clean"; fi

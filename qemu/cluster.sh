@@ -103,7 +103,7 @@ done
 log "booted ${#PIDS[@]} guests (pids ${PIDS[*]}); waiting (timeout ${RUN_TIMEOUT_SECS}s)"
 
 # Host side of the node-loss scenario: once the last node reports that it holds its lock
-# (barrier phase 100 on the witness disk), kill it and mark it fenced for the fence agents.
+# (barrier phase 10 on the witness disk), kill it and mark it fenced for the fence agents.
 witness_word() { # SECTOR
     python3 -c "import sys; f=open(sys.argv[1],'rb'); f.seek(int(sys.argv[2])*4096); print(int.from_bytes(f.read(8),'little'))" "$RUN/witness.img" "$1"
 }
@@ -121,7 +121,7 @@ while :; do
     for i in $(seq 1 "$N"); do
         kill -0 "${PIDS[$((i - 1))]}" 2>/dev/null && alive=$((alive + 1))
     done
-    if [ "$killed" = 0 ] && [ "$(witness_word $((1024 + N)))" -ge 100 ]; then
+    if [ "$killed" = 0 ] && [ "$(witness_word $((1024 + N)))" -ge 10 ]; then
         kill -9 "${PIDS[$((N - 1))]}" 2>/dev/null || true
         wait "${PIDS[$((N - 1))]}" 2>/dev/null || true
         mark_fenced "$N"

@@ -93,6 +93,17 @@ smoke() {
         result cache_inval FAIL "cannot mount /dev/vda"
     fi
 
+    # A lock call waits while its volume is recovering: the scripted daemon freezes volume 0x1
+    # for 3 s; no LOCK_REQ may reach it before RECOVERY_DONE, and the lock is granted after.
+    fake_daemon /tmp/fd6.log --answer grant --count 1 --recover 0x1:3000
+    wait_for /tmp/fd6.log "recovering volume" 10
+    out=$(mxfs-guest lock inode:0x1:11 EX 2>&1); rc=$?
+    wait $FD_PID; fd_rc=$?
+    ms=$(echo "$out" | sed -n 's/.*granted after \([0-9]*\) ms.*/\1/p')
+    if [ $rc -eq 0 ] && [ $fd_rc -eq 0 ] && [ "${ms:-0}" -ge 1500 ]; then
+        result recovery_freeze PASS "lock waited ${ms} ms, until RECOVERY_DONE"
+    else result recovery_freeze FAIL "lock rc=$rc daemon rc=$fd_rc waited ${ms:-?} ms"; cat /tmp/fd6.log; fi
+
     # The exclusion witness must be able to fail: a daemon that grants everything lets two
     # holders overlap, and the host's history checker has to flag it (smoke.sh).
     fake_daemon /tmp/fd5.log --answer grant --count 2

@@ -46,5 +46,5 @@ elif grep -qE "two holders at once|another holder wrote" "$RUN/history-check.txt
 else
     echo "MXFS-RESULT checker_catches_overlap FAIL $(tail -n 1 "$RUN/history-check.txt")" >"$RUN/host.log"
 fi
-EXPECTED=module_load,version_line,no_daemon_enotconn,unprivileged_eperm,non_daemon_grant_eperm,grant_path,other_sender_eperm,release_sent,daemon_gone_enotconn,deny_path,grant_timeout_etimedout,late_grant_released,inval_lock,cache_inval,module_unload,unload_line,no_kernel_warnings,checker_catches_overlap
+EXPECTED=module_load,version_line,no_daemon_enotconn,unprivileged_eperm,non_daemon_grant_eperm,grant_path,other_sender_eperm,release_sent,daemon_gone_enotconn,deny_path,grant_timeout_etimedout,late_grant_released,inval_lock,cache_inval,recovery_freeze,module_unload,unload_line,no_kernel_warnings,checker_catches_overlap
 result_table "$EXPECTED" "$RUN/smoke.log" "$RUN/host.log"

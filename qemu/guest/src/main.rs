@@ -17,7 +17,8 @@ use clap::{Parser, Subcommand};
 use genl::{errno_by_name, errno_name, GenlError, Socket};
 use mxfs_proto::{
     encode_attrs, parse_attrs, CacheInval, Command, LockDeny, LockFlags, LockGrant, LockMode,
-    LockRelease, LockReq, Message, ResourceId, StatusReq, VolumeMount, ATTRS_LEN_MAX, FAMILY_NAME,
+    LockRelease, LockReq, Message, RecoveryDone, RecoveryStart, ResourceId, StatusReq, VolumeMount,
+    ATTRS_LEN_MAX, FAMILY_NAME,
 };
 
 /// Debug family name and commands (kmod/glue.c).
@@ -98,6 +99,10 @@ enum Cmd {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 120)]
         deadline_secs: u64,
+        /// VOL:MS: first send RECOVERY_START for VOL, stay in recovery MS milliseconds (failing
+        /// if a LOCK_REQ arrives meanwhile), then send RECOVERY_DONE.
+        #[arg(long)]
+        recover: Option<String>,
     },
     /// Registers a mounted file system in mxfs's cache table (DBG_VOLUME_ADD); prints its id.
     VolumeAdd { mount: String },
@@ -502,6 +507,7 @@ fn cmd_fake_daemon(
     late_ms: u64,
     inval: &Option<String>,
     deadline_secs: u64,
+    recover: &Option<String>,
 ) -> Result<ExitCode, String> {
     let mut s = Socket::open(Duration::from_secs(1)).map_err(|e| e.to_string())?;
     let (fam, _) = s.resolve(FAMILY_NAME).map_err(|e| e.to_string())?;
@@ -510,6 +516,12 @@ fn cmd_fake_daemon(
         .map_err(|e| format!("register: {e}"))?;
     println!("fake-daemon: registered, answering {count} request(s) with {answer}");
     let _ = std::io::stdout().flush();
+    if let Some(r) = recover {
+        let (v, ms) = r.split_once(':').ok_or("--recover wants VOL:MS")?;
+        if !recovery_window(&mut s, fam, parse_num(v)?, parse_num(ms)?)? {
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     let inval = inval
         .as_deref()
         .map(|v| -> Result<(u64, u64), String> {
@@ -605,6 +617,37 @@ fn cmd_fake_daemon(
     }
     println!("fake-daemon: done, answered {answered}, releases seen {releases}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Freezes `volume` for `ms` milliseconds with RECOVERY_START/RECOVERY_DONE. Returns false if
+/// the kernel sent a LOCK_REQ for that volume while it was frozen.
+fn recovery_window(s: &mut Socket, fam: u16, volume: u64, ms: u64) -> Result<bool, String> {
+    let start = Message::RecoveryStart(RecoveryStart { volume, epoch: 1 });
+    s.request(fam, Command::RecoveryStart as u8, &encode(&start)?)
+        .map_err(|e| format!("RECOVERY_START: {e}"))?;
+    println!("fake-daemon: recovering volume {volume:#x} for {ms} ms");
+    let _ = std::io::stdout().flush();
+    let end = Instant::now() + Duration::from_millis(ms);
+    let mut leaked = false;
+    while Instant::now() < end {
+        let msgs = match s.next_messages() {
+            Ok(m) => m,
+            Err(GenlError::Io(e)) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e.to_string()),
+        };
+        for (ty, payload) in msgs {
+            if ty == fam && payload.first() == Some(&(Command::LockReq as u8)) {
+                println!("fake-daemon: FAIL a LOCK_REQ arrived during recovery");
+                leaked = true;
+            }
+        }
+    }
+    let done = Message::RecoveryDone(RecoveryDone { volume, epoch: 1 });
+    s.request(fam, Command::RecoveryDone as u8, &encode(&done)?)
+        .map_err(|e| format!("RECOVERY_DONE: {e}"))?;
+    println!("fake-daemon: RECOVERY_DONE sent");
+    let _ = std::io::stdout().flush();
+    Ok(!leaked)
 }
 
 fn cmd_volume_add(mount: &str) -> Result<ExitCode, String> {
@@ -746,7 +789,8 @@ fn main() -> ExitCode {
             late_ms,
             inval,
             deadline_secs,
-        } => cmd_fake_daemon(answer, *count, *late_ms, inval, *deadline_secs),
+            recover,
+        } => cmd_fake_daemon(answer, *count, *late_ms, inval, *deadline_secs, recover),
         Cmd::VolumeAdd { mount } => cmd_volume_add(mount),
         Cmd::Resident { file } => cmd_resident(file),
         Cmd::Barrier {
