@@ -21,8 +21,8 @@ use kernel::prelude::*;
 use crate::glue;
 use crate::pending::{Delivery, PendingTable, Reply};
 use crate::proto::{
-    self, AttrId, AttrKind, Command, LockRelease, Message, NodeState, ResourceAttr, StatusResp,
-    ATTRS_LEN_MAX, ATTR_MAX, ATTR_POLICY, NODES_MAX, RESOURCE_ATTR_MAX, RESOURCE_ATTR_POLICY,
+    self, AttrKind, Command, LockRelease, Message, NodeState, StatusResp, ATTRS_LEN_MAX, ATTR_MAX,
+    ATTR_POLICY, NODES_MAX, RESOURCE_ATTR_MAX, RESOURCE_ATTR_POLICY,
 };
 use crate::{cache, hooks, kerr, state, Mxfs};
 
@@ -331,10 +331,7 @@ fn deliver(st: &Mxfs, req_id: u64, resource: proto::ResourceId, r: Reply) -> Res
             Err(kerr(bindings::EALREADY))
         }
         Delivery::Mismatch => {
-            pr_warn!(
-                "reply for request {} names another resource\n",
-                req_id
-            );
+            pr_warn!("reply for request {} names another resource\n", req_id);
             Err(code::EINVAL)
         }
     }
@@ -359,6 +356,3 @@ pub(crate) use glue::GROUP_STATUS;
 pub(crate) fn error_from_status(status: i32) -> Error {
     Error::from_errno(status)
 }
-
-#[allow(dead_code)]
-const _: () = assert!(AttrId::Resource as u16 == 1 && ResourceAttr::Type as u16 == 1);
