@@ -46,12 +46,20 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[i]
 }
 
+/// A free port below the kernel's ephemeral range (32768..), so no outgoing connection of a
+/// daemon that starts first can take the port a later daemon is about to bind.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 24_000 + (std::process::id() % 300) * 24;
+    let _ = NEXT.compare_exchange(0, base, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let p = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(p < 32_768, "ran out of ports");
+        if TcpListener::bind(("127.0.0.1", p as u16)).is_ok() {
+            return p as u16;
+        }
+    }
 }
 
 fn echo(l: TcpListener) {
