@@ -41,6 +41,9 @@ pub struct PeerView {
     pub alive: bool,
     /// The epoch it reported.
     pub epoch: Epoch,
+    /// It announced that it fenced itself (kept out until restarted).
+    #[serde(default)]
+    pub fenced: bool,
 }
 
 /// A membership provider.
@@ -297,6 +300,7 @@ impl Membership for HeartbeatMembership {
                 last_heard_ms_ago: p.last_heard_ms.map(|t| now_ms.saturating_sub(t)),
                 alive: self.alive(p, now_ms),
                 epoch: p.epoch,
+                fenced: p.fenced,
             })
             .collect()
     }

@@ -199,6 +199,18 @@ fn partition_minority_stops_majority_recovers_and_restart_rejoins() {
     c.node(1).ctl(&["isolate", "off"]);
     std::thread::sleep(Duration::from_millis(3 * HEARTBEAT_TIMEOUT_MS));
     assert_eq!(c.node(2).members(), Some(vec![2, 3]));
+    let s2 = c.node(2).status();
+    let p1 = s2["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == 1)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        p1["fenced"], true,
+        "node 2 sees node 1 announce its self-fence: {s2}"
+    );
     // ...restarting it does.
     c.node_mut(1).kill9();
     c.node_mut(1).start();

@@ -247,9 +247,13 @@ fn print_reply(r: &CtlReply) {
                     .last_heard_ms_ago
                     .map(|m| format!("{m} ms ago"))
                     .unwrap_or("never".into());
-                let state = if p.alive { "up" } else { "down" };
+                let state = match (p.alive, p.fenced) {
+                    (true, _) => "up",
+                    (false, true) => "fenced",
+                    (false, false) => "down",
+                };
                 println!(
-                    "  node {:<3} {:<5} epoch {:<4} heard {heard}",
+                    "  node {:<3} {:<6} epoch {:<4} heard {heard}",
                     p.id, state, p.epoch
                 );
             }
