@@ -47,7 +47,7 @@ pub enum PeerInput {
 /// Counters shared with metrics and status.
 #[derive(Default, Debug)]
 pub struct PeerStats {
-    /// Connections refused at authentication.
+    /// Connections refused at authentication (wrong key, unknown id, protocol violation).
     pub auth_failures: AtomicU64,
     /// Frames that failed to decode or verify.
     pub bad_frames: AtomicU64,
@@ -103,6 +103,20 @@ pub enum ConnError {
     /// Handshake took too long.
     #[error("handshake timed out")]
     Timeout,
+    /// A length prefix above `FRAME_LEN_MAX` (or otherwise undecodable framing).
+    #[error("bad frame length: {0}")]
+    Oversize(String),
+}
+
+impl ConnError {
+    /// A refusal (wrong key, unknown or wrong node id, protocol violation), as opposed to a
+    /// connection that broke or timed out, e.g. because the peer died mid-handshake.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            ConnError::Auth(_) | ConnError::Frame(_) | ConnError::Oversize(_) | ConnError::Timeout
+        )
+    }
 }
 
 type Conn = Framed<TcpStream, LengthDelimitedCodec>;
@@ -110,6 +124,9 @@ type Conn = Framed<TcpStream, LengthDelimitedCodec>;
 async fn next_frame(c: &mut Conn) -> Result<Frame, ConnError> {
     match c.next().await {
         Some(Ok(b)) => Ok(decode_frame(&b)?),
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+            Err(ConnError::Oversize(e.to_string()))
+        }
         Some(Err(e)) => Err(e.into()),
         None => Err(ConnError::Closed),
     }
@@ -265,8 +282,12 @@ async fn serve_inbound(
     let (peer, _sealer, mut opener) = match handshake_bounded(&mut c, sh, None).await {
         Ok(x) => x,
         Err(e) => {
-            sh.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!("peer refused: {e}");
+            if e.is_refusal() {
+                sh.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("peer refused: {e}");
+            } else {
+                tracing::info!("inbound handshake did not complete: {e}");
+            }
             return Ok(());
         }
     };
@@ -276,7 +297,9 @@ async fn serve_inbound(
             Ok(f) => f,
             Err(ConnError::Closed) => return Ok(()),
             Err(e) => {
-                sh.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                if e.is_refusal() {
+                    sh.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                }
                 return Err(e);
             }
         };
@@ -327,8 +350,12 @@ async fn dial_loop(id: NodeId, addr: SocketAddr, sh: Arc<Shared>, mut q: mpsc::R
         let mut sealer = match handshake_bounded(&mut c, &sh, Some(id)).await {
             Ok((_, s, _)) => s,
             Err(e) => {
-                sh.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(peer = id, %addr, "outbound handshake failed: {e}");
+                if e.is_refusal() {
+                    sh.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(peer = id, %addr, "peer refused: {e}");
+                } else {
+                    tracing::info!(peer = id, %addr, "outbound handshake did not complete: {e}");
+                }
                 if let Some(m) = carry.take() {
                     count_drop(&sh, &m);
                 }
