@@ -386,13 +386,13 @@ impl Core {
                 out,
             );
         }
-        self.recovery.reported = true;
     }
 
     /// Master side of the barrier: every member's `Recover` messages are in.
     fn check_rebuilt(&mut self, out: &mut Vec<Action>) {
         let rc = &self.recovery;
-        if rc.master_ready || !rc.reported {
+        // This node's own `RecoverDone` (sent after its fences) is among the expected ones.
+        if rc.master_ready {
             return;
         }
         let complete = self.members.iter().all(|n| {
@@ -552,5 +552,93 @@ fn body_resource(body: &PeerBody) -> &ResourceId {
         | PeerBody::Bast { resource, .. }
         | PeerBody::Recover { resource, .. } => resource,
         PeerBody::RecoverDone { .. } | PeerBody::RebuildDone => unreachable!("no resource"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::master::Granted;
+
+    fn core_with_lock() -> Core {
+        let mut core = Core::new(Config::booted(0, 1));
+        let mut out = Vec::new();
+        let ev = Event::KernelRequest {
+            req_id: 1,
+            resource: ResourceId::inode(1, 1),
+            mode: LockMode::Pr,
+            flags: LockFlags::empty(),
+            timeout_ms: 0,
+        };
+        core.handle(0, ev, &mut out).unwrap();
+        core.check_invariants().unwrap();
+        core
+    }
+
+    #[test]
+    fn invariant_check_catches_incompatible_master_grants() {
+        let mut core = core_with_lock();
+        let m = core.master.values_mut().next().unwrap();
+        m.granted.push(Granted {
+            node: 1,
+            mode: LockMode::Ex,
+            seq: 9,
+            since_ms: 0,
+            bast_sent: false,
+        });
+        assert!(core
+            .check_invariants()
+            .unwrap_err()
+            .contains("incompatible"));
+    }
+
+    #[test]
+    fn invariant_check_catches_request_table_drift() {
+        let mut core = core_with_lock();
+        core.reqs.clear();
+        assert!(core.check_invariants().is_err());
+        let mut core = core_with_lock();
+        core.local.values_mut().next().unwrap().held = None;
+        assert!(core.check_invariants().unwrap_err().contains("not covered"));
+    }
+
+    #[test]
+    fn invariant_check_catches_granting_without_quorum_or_rebuild() {
+        let mut core = core_with_lock();
+        core.cfg.cluster = NodeSet::first(3);
+        assert!(core.check_invariants().unwrap_err().contains("quorate"));
+        let mut core = core_with_lock();
+        core.recovery.master_ready = false;
+        assert!(core.check_invariants().unwrap_err().contains("rebuilt"));
+    }
+
+    #[test]
+    fn quorum_is_a_strict_majority() {
+        let four = NodeSet::first(4);
+        assert!(!quorate(NodeSet::first(2), four));
+        assert!(quorate(NodeSet::first(3), four));
+        let five = NodeSet::first(5);
+        assert!(quorate(NodeSet::first(3), five));
+        assert!(!quorate(NodeSet::first(2), five));
+        assert!(quorate(NodeSet::first(1), NodeSet::first(1)));
+        // Members outside the configured cluster do not count.
+        assert!(!quorate(
+            NodeSet::first(2).union(NodeSet(0b1100_0000)),
+            four
+        ));
+    }
+
+    #[test]
+    fn introspection_answers() {
+        let core = core_with_lock();
+        assert_eq!(core.node(), 0);
+        let r = ResourceId::inode(1, 1);
+        assert_eq!(core.master_of(&r), Some(0));
+        assert_eq!(core.master_queue_nodes(), NodeSet::EMPTY.with(0));
+        assert_eq!(core.dump_master()[0].granted[0].mode, LockMode::Pr);
+        assert_eq!(core.dump_local()[0].holders, vec![(1, LockMode::Pr)]);
+        let other = Core::new(Config::booted(2, 3));
+        assert_eq!(other.node(), 2);
+        assert_eq!(other.master_of(&r), master_of(NodeSet::first(3), &r));
     }
 }

@@ -84,8 +84,6 @@ pub(crate) struct Recovery {
     pub received: std::collections::BTreeMap<NodeId, u32>,
     /// Members whose `RebuildDone` arrived.
     pub rebuilt: NodeSet,
-    /// This node sent its `RecoverDone`s.
-    pub reported: bool,
     /// This node sent its `RebuildDone`s (its master tables are complete).
     pub master_ready: bool,
 }
