@@ -613,6 +613,66 @@ mod tests {
     }
 
     #[test]
+    fn invariant_check_catches_broken_master_queues() {
+        use crate::master::Pending;
+        let pending = |node| Pending {
+            node,
+            mode: LockMode::Ex,
+            seq: 5,
+            since_ms: 0,
+        };
+        let mut core = core_with_lock();
+        let m = core.master.values_mut().next().unwrap();
+        let g = m.granted[0].clone();
+        m.granted.push(g);
+        assert!(core
+            .check_invariants()
+            .unwrap_err()
+            .contains("granted twice"));
+        let mut core = core_with_lock();
+        core.master
+            .values_mut()
+            .next()
+            .unwrap()
+            .converting
+            .push_back(pending(1));
+        assert!(core
+            .check_invariants()
+            .unwrap_err()
+            .contains("holds nothing"));
+        let mut core = core_with_lock();
+        core.master
+            .values_mut()
+            .next()
+            .unwrap()
+            .waiting
+            .push_back(pending(0));
+        assert!(core
+            .check_invariants()
+            .unwrap_err()
+            .contains("waits while holding"));
+        let mut core = core_with_lock();
+        let m = core.master.values_mut().next().unwrap();
+        for n in 0..WAITERS_PER_RESOURCE_MAX as u32 {
+            m.waiting.push_back(pending(n + 100));
+        }
+        assert_eq!(
+            core.check_invariants(),
+            Ok(()),
+            "exactly at the limit is fine"
+        );
+        let m = core.master.values_mut().next().unwrap();
+        m.converting.push_back(pending(0));
+        assert!(core
+            .check_invariants()
+            .unwrap_err()
+            .contains("WAITERS_PER_RESOURCE_MAX"));
+        let mut core = core_with_lock();
+        core.master.values_mut().next().unwrap().granted.clear();
+        assert!(core.check_invariants().unwrap_err().contains("idle"));
+    }
+
+    #[test]
     fn quorum_is_a_strict_majority() {
         let four = NodeSet::first(4);
         assert!(!quorate(NodeSet::first(2), four));

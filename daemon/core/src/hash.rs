@@ -78,14 +78,22 @@ mod tests {
 
     #[test]
     fn weight_is_fixed() {
-        // Pinned: a change here changes mastering across versions of mxfsd.
+        // Pinned: a change here changes mastering between versions of mxfsd.
         assert_eq!(
-            rendezvous_weight(0, &ResourceId::inode(0, 0)),
-            rendezvous_weight(0, &ResourceId::inode(0, 0))
+            rendezvous_weight(0, &ResourceId::inode(1, 0)),
+            0x2e3e_acf7_7b48_e70c
         );
-        assert_ne!(
-            rendezvous_weight(0, &ResourceId::inode(0, 1)),
-            rendezvous_weight(1, &ResourceId::inode(0, 1))
+        assert_eq!(
+            rendezvous_weight(1, &ResourceId::inode(1, 1)),
+            0xf359_499d_0d18_26e5
+        );
+        assert_eq!(
+            rendezvous_weight(2, &ResourceId::inode(1, 12345)),
+            0x109f_aad8_b676_c45a
+        );
+        assert_eq!(
+            rendezvous_weight(3, &ResourceId::extent(2, 7, 1 << 20)),
+            0x920a_020e_4d90_7635
         );
     }
 }

@@ -248,3 +248,68 @@ fn stale_bast_does_not_block_the_next_request() {
     c.settle();
     assert!(c.granted(0, 4), "{}", c.trace);
 }
+
+/// Variant of the above with n2's EX already granted (by sequence number 1, like n0's `Lock`)
+/// when the early `Cancel` arrives: a grant of *another* node must not make the master think
+/// n0's `Lock` was answered.
+#[test]
+fn early_cancel_is_kept_while_other_nodes_hold_grants() {
+    let mut c = Cluster::new(3);
+    c.tracing = true;
+    let r = ResourceId::inode(1, 2);
+    c.request(2, 1, r, LockMode::Ex).unwrap();
+    assert!(c.granted(2, 1));
+    let cr = Event::KernelRequest {
+        req_id: 1,
+        resource: r,
+        mode: LockMode::Cr,
+        flags: LockFlags::TIMEOUT_MS,
+        timeout_ms: 1,
+    };
+    c.event(0, cr).unwrap();
+    c.advance(1);
+    c.request(0, 2, r, LockMode::Nl).unwrap();
+    assert!(c.deliver_first(|_, _, b| matches!(b, PeerBody::Cancel { .. })));
+    c.settle();
+    assert!(
+        c.granted(0, 2),
+        "NL is compatible with n2's EX\n{}",
+        c.trace
+    );
+}
+
+/// A `Cancel` that arrives after its `Lock` was granted and given up again leaves a stale
+/// record on the master; the node's next `Lock` (a higher sequence number) must be served,
+/// not denied as cancelled.
+#[test]
+fn stale_early_cancel_does_not_deny_the_next_lock() {
+    let mut c = Cluster::new(3);
+    c.tracing = true;
+    let r = ResourceId::inode(1, 2);
+    assert_eq!(master_of(NodeSet::first(3), &r), Some(2));
+    let ex = Event::KernelRequest {
+        req_id: 1,
+        resource: r,
+        mode: LockMode::Ex,
+        flags: LockFlags::TIMEOUT_MS,
+        timeout_ms: 5,
+    };
+    c.event(0, ex).unwrap();
+    // The master grants at once, but n0's timer fires before the grant arrives.
+    assert!(c.deliver_first(|_, _, b| matches!(b, PeerBody::Lock { .. })));
+    c.advance(5);
+    assert_eq!(c.denied(0, 1), Some(ETIMEDOUT));
+    // The grant arrives (cached); n2 wants the lock, so n0 gives it up; the Release and its
+    // ack overtake the Cancel.
+    assert!(c.deliver_first(|_, t, b| t == 0 && matches!(b, PeerBody::Grant { .. })));
+    c.request(2, 1, r, LockMode::Ex).unwrap();
+    assert!(c.deliver_first(|_, t, b| t == 0 && matches!(b, PeerBody::Bast { .. })));
+    assert!(c.deliver_first(|f, _, b| f == 0 && matches!(b, PeerBody::Release { .. })));
+    assert!(c.granted(2, 1));
+    c.release(2, 1, r).unwrap();
+    assert!(c.deliver_first(|_, _, b| matches!(b, PeerBody::Cancel { .. })));
+    c.settle();
+    c.request(0, 2, r, LockMode::Pr).unwrap();
+    c.settle();
+    assert!(c.granted(0, 2), "{}", c.trace);
+}

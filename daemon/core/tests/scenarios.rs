@@ -512,3 +512,83 @@ fn local_waiter_limit_denies_with_eagain() {
         WAITERS_PER_RESOURCE_MAX
     );
 }
+
+#[test]
+fn master_dump_shows_conversions_and_forgets_idle_resources() {
+    let mut c = Cluster::new(2);
+    let r = res_mastered_by(0, NodeSet::first(2));
+    c.request(0, 1, r, LockMode::Pr).unwrap();
+    c.request(1, 1, r, LockMode::Pr).unwrap();
+    c.settle();
+    let conv = Event::KernelRequest {
+        req_id: 1,
+        resource: r,
+        mode: LockMode::Ex,
+        flags: LockFlags::CONVERT,
+        timeout_ms: 0,
+    };
+    c.event(1, conv).unwrap();
+    c.settle();
+    let d = &c.core(0).dump_master()[0];
+    assert_eq!(d.converting.len(), 1, "{d:?}");
+    assert_eq!(
+        (
+            d.converting[0].node,
+            d.converting[0].mode,
+            d.converting[0].held
+        ),
+        (1, LockMode::Ex, Some(LockMode::Pr))
+    );
+    assert_eq!(
+        d.granted
+            .iter()
+            .map(|g| (g.node, g.held))
+            .collect::<Vec<_>>(),
+        vec![(0, None), (1, None)]
+    );
+    c.release(0, 1, r).unwrap();
+    c.settle();
+    assert!(c.granted(1, 1));
+    c.release(1, 1, r).unwrap();
+    c.settle();
+    // n1 caches EX. A try-lock from n0 is denied, and its BAST makes n1 give the cached lock
+    // up: nobody holds anything, and the master forgets the resource.
+    let ev = Event::KernelRequest {
+        req_id: 3,
+        resource: r,
+        mode: LockMode::Ex,
+        flags: LockFlags::NOQUEUE,
+        timeout_ms: 0,
+    };
+    c.event(0, ev).unwrap();
+    c.settle();
+    assert_eq!(c.denied(0, 3), Some(EAGAIN));
+    assert_eq!(c.core(1).dump_local()[0].held, None);
+    assert!(
+        c.core(0).dump_master().is_empty(),
+        "{:?}",
+        c.core(0).dump_master()
+    );
+}
+
+#[test]
+fn duplicate_lock_from_a_queued_node_is_rejected() {
+    let mut c = Cluster::new(2);
+    let r = res_mastered_by(0, NodeSet::first(2));
+    c.request(0, 1, r, LockMode::Ex).unwrap();
+    c.request(1, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    let dup = PeerMsg {
+        epoch: 1,
+        body: PeerBody::Lock {
+            resource: r,
+            mode: LockMode::Ex,
+            noqueue: false,
+            seq: 99,
+        },
+    };
+    assert!(matches!(
+        c.event(0, Event::Peer { from: 1, msg: dup }),
+        Err(Reject::Unexpected(_))
+    ));
+}
