@@ -259,6 +259,9 @@ fn early_cancel_is_kept_while_other_nodes_hold_grants() {
     let r = ResourceId::inode(1, 2);
     c.request(2, 1, r, LockMode::Ex).unwrap();
     assert!(c.granted(2, 1));
+    // n1 waits for EX too, queued on the master with sequence number 1 as well.
+    c.request(1, 1, r, LockMode::Ex).unwrap();
+    assert!(c.deliver_first(|f, _, b| f == 1 && matches!(b, PeerBody::Lock { .. })));
     let cr = Event::KernelRequest {
         req_id: 1,
         resource: r,
@@ -271,11 +274,18 @@ fn early_cancel_is_kept_while_other_nodes_hold_grants() {
     c.request(0, 2, r, LockMode::Nl).unwrap();
     assert!(c.deliver_first(|_, _, b| matches!(b, PeerBody::Cancel { .. })));
     c.settle();
-    assert!(
-        c.granted(0, 2),
-        "NL is compatible with n2's EX\n{}",
+    assert_eq!(
+        c.denied(1, 1),
+        None,
+        "n1's request is not the one cancelled\n{}",
         c.trace
     );
+    // FIFO: n0's NL queues behind n1's EX; once n2 releases, both are granted (EX and NL are
+    // compatible), unless a cancelled CR still sat between them.
+    c.release(2, 1, r).unwrap();
+    c.settle();
+    assert!(c.granted(1, 1), "{}", c.trace);
+    assert!(c.granted(0, 2), "{}", c.trace);
 }
 
 /// A `Cancel` that arrives after its `Lock` was granted and given up again leaves a stale

@@ -592,3 +592,31 @@ fn duplicate_lock_from_a_queued_node_is_rejected() {
         Err(Reject::Unexpected(_))
     ));
 }
+
+#[test]
+fn cancel_removes_only_its_own_request() {
+    let mut c = Cluster::new(3);
+    let r = res_mastered_by(2, NodeSet::first(3));
+    c.request(2, 1, r, LockMode::Ex).unwrap();
+    // n1 and n0 both queue behind n2's EX, each with its own sequence number 1.
+    c.request(1, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    let cr = Event::KernelRequest {
+        req_id: 1,
+        resource: r,
+        mode: LockMode::Cr,
+        flags: LockFlags::TIMEOUT_MS,
+        timeout_ms: 10,
+    };
+    c.event(0, cr).unwrap();
+    c.settle();
+    c.advance(10);
+    c.settle();
+    assert_eq!(c.denied(0, 1), Some(ETIMEDOUT));
+    assert_eq!(c.denied(1, 1), None, "n1's request was not cancelled");
+    let d = &c.core(2).dump_master()[0];
+    assert_eq!(
+        d.waiting.iter().map(|w| w.node).collect::<Vec<_>>(),
+        vec![1]
+    );
+}
