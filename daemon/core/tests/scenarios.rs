@@ -620,3 +620,38 @@ fn cancel_removes_only_its_own_request() {
         vec![1]
     );
 }
+
+#[test]
+fn bast_goes_once_and_only_to_blocking_holders() {
+    let mut c = Cluster::new(3);
+    let r = res_mastered_by(2, NodeSet::first(3));
+    c.request(0, 1, r, LockMode::Pr).unwrap();
+    c.request(1, 1, r, LockMode::Cr).unwrap();
+    c.settle();
+    c.tracing = true;
+    // PW is blocked by n0's PR only (CR is compatible with PW).
+    c.request(2, 1, r, LockMode::Pw).unwrap();
+    c.settle();
+    // n1 converts its node lock CR -> PR (converts go first, PR is compatible with PR): the
+    // grant pass runs again; n0 was already told, n1 now blocks PW too.
+    c.request(1, 2, r, LockMode::Pr).unwrap();
+    c.settle();
+    assert!(c.granted(1, 2));
+    let basts: Vec<String> = c
+        .trace
+        .lines()
+        .filter(|l| l.contains("Bast") && !l.contains(" <- "))
+        .map(String::from)
+        .collect();
+    let want: Vec<String> = [0, 1]
+        .iter()
+        .map(|n| format!("n2 -> n{n} Bast inode(1,{}) (blocked PW)", r.a))
+        .collect();
+    assert_eq!(basts, want, "{}", c.trace);
+    assert!(!c.granted(2, 1));
+    c.release(0, 1, r).unwrap();
+    c.release(1, 1, r).unwrap();
+    c.release(1, 2, r).unwrap();
+    c.settle();
+    assert!(c.granted(2, 1), "{}", c.trace);
+}
