@@ -12,8 +12,9 @@ fuzz_secs := env_var_or_default("MXFS_FUZZ_SECS", "300")
 default:
     @just --list
 
-# Every check: formatting, lints, tests, loom, model, fuzz smoke.
-verify: fmt-check clippy test loom model-bounded fuzz-smoke
+# Every check: formatting, lints, tests, loom, model, fuzz smoke, and the QEMU runs (one guest,
+# then a three-node cluster on real kernels).
+verify: fmt-check clippy test loom model-bounded fuzz-smoke qemu-smoke (qemu-cluster "3")
 
 # Rust components that the checks need (rustfmt, clippy) on the stable toolchain.
 tools:
@@ -93,3 +94,6 @@ mutants:
 # Lock core benchmark: uncontended acquire+release rate, recovery time for 10 000 locks.
 bench-core:
     cargo run -q --release --locked -p mxfs-core --bin mxfs-core-bench
+
+# Every benchmark; each prints its figures (goals are checked by reading them, never by timed tests).
+bench: bench-core bench-daemon
