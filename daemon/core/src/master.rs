@@ -472,15 +472,13 @@ impl Core {
     /// The grant pass: converts first (FIFO), then waiters (FIFO), each only while grantable;
     /// then BASTs to the holders blocking the head; drops the entry when idle.
     pub(crate) fn process(&mut self, now_ms: u64, resource: &ResourceId, out: &mut Vec<Action>) {
-        if self.phase == Phase::Stopped || !self.recovery.master_ready {
+        // Callers are the lock traffic of a rebuilt master (`master_msg` checks).
+        debug_assert!(self.recovery.master_ready && self.phase != Phase::Stopped);
+        if !self.master.contains_key(resource) {
             return;
         }
-        let Some(m) = self.master.get(resource) else {
-            return;
-        };
-        let mut budget = m.converting.len() + m.waiting.len() + 1;
-        while budget > 0 {
-            budget -= 1;
+        // Ends: every `continue` pops an entry from the convert or the wait queue.
+        loop {
             let m = self.master.get_mut(resource).expect("present");
             if let Some(c) = m.converting.front() {
                 if m.blockers(c.node, c.mode).next().is_none() {

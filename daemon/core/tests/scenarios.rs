@@ -655,3 +655,63 @@ fn bast_goes_once_and_only_to_blocking_holders() {
     c.settle();
     assert!(c.granted(2, 1), "{}", c.trace);
 }
+
+#[test]
+fn bad_request_ids_and_conversions() {
+    let mut c = Cluster::new(1);
+    let r = ResourceId::inode(1, 1);
+    c.request(0, 1, r, LockMode::Pr).unwrap();
+    assert!(c.granted(0, 1));
+    // A new request reusing a granted id is a duplicate.
+    assert_eq!(
+        c.request(0, 1, r, LockMode::Pr),
+        Err(Reject::DuplicateRequest(1))
+    );
+    let conv = |req_id, resource| Event::KernelRequest {
+        req_id,
+        resource,
+        mode: LockMode::Ex,
+        flags: LockFlags::CONVERT,
+        timeout_ms: 0,
+    };
+    // Converting a request this kernel never made, or naming another resource: EINVAL.
+    c.event(0, conv(7, r)).unwrap();
+    assert_eq!(c.denied(0, 7), Some(EINVAL));
+    let other = ResourceId::inode(1, 2);
+    c.event(0, conv(1, other)).unwrap();
+    assert_eq!(c.denied(0, 1), Some(EINVAL));
+    assert_eq!(
+        c.core(0).dump_local()[0].holders,
+        vec![(1, LockMode::Pr)],
+        "the lock is unchanged"
+    );
+}
+
+#[test]
+fn recovery_rebuilds_shared_locks_from_every_holder() {
+    let all = NodeSet::first(3);
+    let survivors = NodeSet::first(2);
+    let r = (0..10_000)
+        .map(|ino| ResourceId::inode(1, ino))
+        .find(|r| master_of(all, r) == Some(2) && master_of(survivors, r) == Some(0))
+        .unwrap();
+    let mut c = Cluster::new(3);
+    c.request(0, 1, r, LockMode::Pr).unwrap();
+    c.request(1, 1, r, LockMode::Pr).unwrap();
+    c.settle();
+    c.crash(2, 2);
+    c.settle();
+    assert!(!c.core(0).recovering() && !c.core(1).recovering());
+    let d = &c.core(0).dump_master()[0];
+    assert_eq!(
+        d.granted
+            .iter()
+            .map(|g| (g.node, g.mode))
+            .collect::<Vec<_>>(),
+        vec![(0, LockMode::Pr), (1, LockMode::Pr)]
+    );
+    assert_eq!(
+        d.version.epoch, 2,
+        "a rebuilt resource starts a new version"
+    );
+}
