@@ -715,3 +715,172 @@ fn recovery_rebuilds_shared_locks_from_every_holder() {
         "a rebuilt resource starts a new version"
     );
 }
+
+#[test]
+fn kernel_cancel_withdraws_a_waiter_silently_and_releases_a_grant() {
+    let mut c = Cluster::new(2);
+    let r = res_mastered_by(0, NodeSet::first(2));
+    c.request(0, 1, r, LockMode::Ex).unwrap();
+    let ev = Event::KernelRequest {
+        req_id: 2,
+        resource: r,
+        mode: LockMode::Ex,
+        flags: LockFlags::TIMEOUT_MS,
+        timeout_ms: 50,
+    };
+    c.event(1, ev).unwrap();
+    c.settle();
+    assert_eq!(c.timers.len(), 1);
+    let before = c.kernel[1].len();
+    c.event(1, Event::KernelCancel { req_id: 2 }).unwrap();
+    c.settle();
+    assert!(c.timers.is_empty(), "the timeout timer is cancelled");
+    assert_eq!(c.kernel[1].len(), before, "no reply after a cancel");
+    assert!(c.core(0).dump_master()[0].waiting.is_empty());
+    // A late timer for it is stale.
+    assert!(matches!(
+        c.event(
+            1,
+            Event::Timer {
+                id: TimerId::Request(2)
+            }
+        ),
+        Err(Reject::Stale(_))
+    ));
+    // Cancelling a granted request releases it.
+    c.event(0, Event::KernelCancel { req_id: 1 }).unwrap();
+    assert!(c.core(0).dump_local()[0].holders.is_empty());
+    assert_eq!(
+        c.event(0, Event::KernelCancel { req_id: 1 }),
+        Err(Reject::UnknownRequest(1))
+    );
+}
+
+#[test]
+fn timer_of_a_granted_request_is_stale() {
+    let mut c = Cluster::new(1);
+    let r = ResourceId::inode(1, 1);
+    let ev = Event::KernelRequest {
+        req_id: 1,
+        resource: r,
+        mode: LockMode::Ex,
+        flags: LockFlags::TIMEOUT_MS,
+        timeout_ms: 50,
+    };
+    c.event(0, ev).unwrap();
+    assert!(c.granted(0, 1));
+    assert!(c.timers.is_empty());
+    assert!(matches!(
+        c.event(
+            0,
+            Event::Timer {
+                id: TimerId::Request(1)
+            }
+        ),
+        Err(Reject::Stale(_))
+    ));
+    assert_eq!(c.core(0).dump_local()[0].holders, vec![(1, LockMode::Ex)]);
+}
+
+#[test]
+fn sequence_numbers_increase_across_releases_and_locks() {
+    let mut c = Cluster::new(2);
+    c.tracing = true;
+    let r = res_mastered_by(0, NodeSet::first(2));
+    c.request(1, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    c.release(1, 1, r).unwrap();
+    c.request(0, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    c.release(0, 1, r).unwrap();
+    c.request(1, 2, r, LockMode::Ex).unwrap();
+    c.settle();
+    assert!(c.granted(1, 2));
+    let seqs: Vec<u64> = c
+        .trace
+        .lines()
+        .filter(|l| l.starts_with("n1 -> n0"))
+        .filter_map(|l| l.rsplit("seq=").next()?.parse().ok())
+        .collect();
+    assert!(
+        seqs.len() >= 3 && seqs.windows(2).all(|w| w[0] < w[1]),
+        "{seqs:?}\n{}",
+        c.trace
+    );
+}
+
+#[test]
+fn two_nodes_upgrading_cached_locks_do_not_deadlock() {
+    let mut c = Cluster::new(3);
+    let r = res_mastered_by(2, NodeSet::first(3));
+    c.request(0, 1, r, LockMode::Pr).unwrap();
+    c.request(1, 1, r, LockMode::Pr).unwrap();
+    c.settle();
+    c.release(0, 1, r).unwrap();
+    c.release(1, 1, r).unwrap();
+    // Both cached PR locks are unused: each is given up before asking for EX.
+    c.request(0, 2, r, LockMode::Ex).unwrap();
+    c.request(1, 2, r, LockMode::Ex).unwrap();
+    c.settle();
+    assert!(c.granted(0, 2) ^ c.granted(1, 2));
+    assert_eq!(
+        (c.denied(0, 2), c.denied(1, 2)),
+        (None, None),
+        "no EDEADLK for cached locks"
+    );
+}
+
+#[test]
+fn answers_with_the_wrong_sequence_number_are_rejected() {
+    let mut c = Cluster::new(2);
+    let r = res_mastered_by(1, NodeSet::first(2));
+    c.request(0, 1, r, LockMode::Ex).unwrap();
+    let v = Version {
+        epoch: 1,
+        counter: 0,
+    };
+    for body in [
+        PeerBody::Grant {
+            resource: r,
+            mode: LockMode::Ex,
+            version: v,
+            seq: 99,
+        },
+        PeerBody::Deny {
+            resource: r,
+            errno: EAGAIN,
+            seq: 99,
+        },
+        PeerBody::ReleaseAck {
+            resource: r,
+            version: v,
+            seq: 99,
+        },
+    ] {
+        let ev = Event::Peer {
+            from: 1,
+            msg: PeerMsg { epoch: 1, body },
+        };
+        assert!(matches!(c.event(0, ev), Err(Reject::Unexpected(_))));
+    }
+    assert!(!c.granted(0, 1) && c.denied(0, 1).is_none());
+    c.settle();
+    assert!(c.granted(0, 1));
+    c.release(0, 1, r).unwrap();
+    let ack = PeerBody::ReleaseAck {
+        resource: r,
+        version: v,
+        seq: 1,
+    };
+    let ev = Event::Peer {
+        from: 1,
+        msg: PeerMsg {
+            epoch: 1,
+            body: ack,
+        },
+    };
+    assert!(
+        matches!(c.event(0, ev), Err(Reject::Unexpected(_))),
+        "nothing is being released"
+    );
+}
