@@ -162,7 +162,7 @@ else
 fi
 cat "$RUN/history-check.txt"
 
-EXPECTED=module_load,cluster_healthy,volume_registered,lock_exclusion,noqueue_deny,cache_inval,node_killed,recovery_seen,dead_node_lock_granted,daemon_stopped_enotconn,silent_daemon_etimedout,no_kernel_warnings,history_check
+EXPECTED=network_up,module_load,cluster_healthy,volume_registered,lock_exclusion,noqueue_deny,cache_inval,node_killed,recovery_seen,dead_node_lock_granted,daemon_stopped_enotconn,silent_daemon_etimedout,no_kernel_warnings,history_check
 set +e
 result_table "$EXPECTED" "$RUN"/node*.log "$RUN/host.log"
 rc=$?
