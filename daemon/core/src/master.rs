@@ -540,6 +540,18 @@ impl Core {
         {
             return Err(Reject::Unexpected("duplicate recover message"));
         }
+        // Survivors hold pairwise compatible locks, so a conflicting claim can only come from a
+        // stale core (e.g. a node that was cut off, fenced, and came back without restarting).
+        // Refusing it keeps the granted queue compatible; the first claim stands.
+        if self
+            .master
+            .get(&resource)
+            .is_some_and(|m| m.granted.iter().any(|g| !g.mode.compatible(mode)))
+        {
+            return Err(Reject::Unexpected(
+                "recover message conflicting with a rebuilt grant",
+            ));
+        }
         if !self.master.contains_key(&resource) {
             let v = self.fresh_version();
             self.master.insert(resource, MasterRes::new(v));

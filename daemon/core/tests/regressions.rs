@@ -323,3 +323,65 @@ fn stale_early_cancel_does_not_deny_the_next_lock() {
     c.settle();
     assert!(c.granted(0, 2), "{}", c.trace);
 }
+
+/// Seen live with three mxfsd on loopback (daemon helper, 20:02 UTC): n2 held EX, was cut off
+/// and fenced, and a survivor was granted EX. When n2 came back in a later epoch, its stale
+/// core resent `Recover{EX}` and the master's debug invariant check panicked on two EX grants.
+/// A peer message must never panic the core: the master refuses a `Recover` that conflicts
+/// with what it has already rebuilt, and its grants stay compatible.
+#[test]
+fn stale_conflicting_recover_is_rejected_not_a_panic() {
+    let mut c = Cluster::new(3);
+    let all = NodeSet::first(3);
+    let survivors = NodeSet::first(2);
+    let r = (0..10_000)
+        .map(|ino| ResourceId::inode(1, ino))
+        .find(|r| master_of(all, r) == Some(0) && master_of(survivors, r) == Some(0))
+        .expect("some inode is mastered by n0 in both memberships");
+    c.request(2, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    c.request(1, 2, r, LockMode::Ex).unwrap();
+    c.settle();
+    c.crash(2, 2);
+    c.settle();
+    assert!(c.granted(1, 2), "the survivor gets the lost node's EX");
+    // n2 "rejoins" in epoch 3 with its stale view and claims EX again.
+    for n in [0, 1] {
+        c.event(
+            n,
+            Event::Membership {
+                epoch: 3,
+                members: all,
+            },
+        )
+        .unwrap();
+    }
+    let forged = Event::Peer {
+        from: 2,
+        msg: PeerMsg {
+            epoch: 3,
+            body: PeerBody::Recover {
+                resource: r,
+                mode: LockMode::Ex,
+            },
+        },
+    };
+    assert_eq!(c.event(0, forged), Ok(()), "the first claim is taken");
+    // n1's own Recover{EX} now conflicts: refused, and the grants stay compatible.
+    let legit = Event::Peer {
+        from: 1,
+        msg: PeerMsg {
+            epoch: 3,
+            body: PeerBody::Recover {
+                resource: r,
+                mode: LockMode::Ex,
+            },
+        },
+    };
+    let got = c.event(0, legit);
+    assert!(
+        matches!(got, Err(Reject::Unexpected(_))),
+        "a conflicting Recover is refused, got {got:?}"
+    );
+    c.core(0).check_invariants().unwrap();
+}
