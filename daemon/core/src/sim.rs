@@ -403,3 +403,17 @@ pub fn describe_kernel(k: &KernelMsg) -> String {
         KernelMsg::NodeStatus { node, state } => format!("NODE_STATUS n{node} {state:?}"),
     }
 }
+
+/// The first inode of volume 1 (ino below 10 000) for which `pred` holds. Tests use it to pick
+/// a resource with a given master; panics if none qualifies (a test set-up error).
+pub fn inode_where(pred: impl Fn(&ResourceId) -> bool) -> ResourceId {
+    (0..10_000)
+        .map(|ino| ResourceId::inode(1, ino))
+        .find(|r| pred(r))
+        .expect("some inode below 10 000 qualifies")
+}
+
+/// The first inode of volume 1 whose master among `members` is `master`.
+pub fn res_mastered_by(master: NodeId, members: NodeSet) -> ResourceId {
+    inode_where(|r| master_of(members, r) == Some(master))
+}

@@ -1,14 +1,7 @@
 //! Counterexamples found by the model (`model/`), kept as readable traces.
 
-use mxfs_core::sim::Cluster;
+use mxfs_core::sim::{inode_where, res_mastered_by, Cluster};
 use mxfs_core::*;
-
-fn res_mastered_by(master: NodeId, members: NodeSet) -> ResourceId {
-    (0..10_000)
-        .map(|ino| ResourceId::inode(1, ino))
-        .find(|r| master_of(members, r) == Some(master))
-        .expect("some inode hashes to every node")
-}
 
 /// Model counterexample (livelock, depth > 50 000): n0 and n2 both wait for EX on a resource
 /// mastered by n1. The master grants n2 and, as n0 is now blocked, sends n2 a BAST; the BAST
@@ -334,10 +327,7 @@ fn stale_conflicting_recover_is_rejected_not_a_panic() {
     let mut c = Cluster::new(3);
     let all = NodeSet::first(3);
     let survivors = NodeSet::first(2);
-    let r = (0..10_000)
-        .map(|ino| ResourceId::inode(1, ino))
-        .find(|r| master_of(all, r) == Some(0) && master_of(survivors, r) == Some(0))
-        .expect("some inode is mastered by n0 in both memberships");
+    let r = inode_where(|r| master_of(all, r) == Some(0) && master_of(survivors, r) == Some(0));
     c.request(2, 1, r, LockMode::Ex).unwrap();
     c.settle();
     c.request(1, 2, r, LockMode::Ex).unwrap();

@@ -1,16 +1,9 @@
 //! Scenario tests of the lock core through the in-memory cluster (`mxfs_core::sim`).
 
-use mxfs_core::sim::Cluster;
+use mxfs_core::sim::{res_mastered_by, Cluster};
 use mxfs_core::*;
 
 /// An inode of volume 1 whose master among `members` is `master`.
-fn res_mastered_by(master: NodeId, members: NodeSet) -> ResourceId {
-    (0..10_000)
-        .map(|ino| ResourceId::inode(1, ino))
-        .find(|r| master_of(members, r) == Some(master))
-        .expect("some inode hashes to every node")
-}
-
 #[test]
 fn local_grant_release_then_cached_regrant_without_network() {
     let mut c = Cluster::new(3);

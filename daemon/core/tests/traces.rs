@@ -1,15 +1,8 @@
 //! insta snapshots of readable protocol traces. A change in the protocol shows up here as a
 //! reviewed diff (`cargo insta review`).
 
-use mxfs_core::sim::Cluster;
+use mxfs_core::sim::{res_mastered_by, Cluster};
 use mxfs_core::*;
-
-fn res_mastered_by(master: NodeId, members: NodeSet) -> ResourceId {
-    (0..10_000)
-        .map(|ino| ResourceId::inode(1, ino))
-        .find(|r| master_of(members, r) == Some(master))
-        .expect("some inode hashes to every node")
-}
 
 /// n1 writes under EX and releases (cached); n2 asks for PR: the master BASTs n1, n1 gives the
 /// lock up (its write bumps the version), and n2 is granted after a CACHE_INVAL.
