@@ -198,7 +198,12 @@ impl History {
             "node": self.node, "time_ns": now_ns().to_string(), "req_id": req_id,
             "resource": res_str(r), "event": event, "extra": extra,
         });
-        let _ = writeln!(f, "{line}");
+        // One write(2) per line: two processes append to the same file (O_APPEND), and
+        // `writeln!` on a File issues one write per formatting piece, which interleaved two
+        // holders' lines ("{{\"event\"\"event\"..." seen in a CI dry run).
+        let mut text = line.to_string();
+        text.push('\n');
+        let _ = f.write_all(text.as_bytes());
     }
 }
 
