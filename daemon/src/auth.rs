@@ -38,24 +38,37 @@ pub enum AuthError {
     Unexpected(FrameKind),
 }
 
-fn mac(key: &[u8], parts: &[&[u8]]) -> [u8; MAC_LEN] {
+/// HMAC-SHA256 over `parts`, not yet finalised.
+fn hmac(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut m = <HmacSha256 as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
     for p in parts {
         m.update(p);
     }
-    let out = m.finalize().into_bytes();
+    m
+}
+
+fn mac(key: &[u8], parts: &[&[u8]]) -> [u8; MAC_LEN] {
+    let out = hmac(key, parts).finalize().into_bytes();
     let mut r = [0u8; MAC_LEN];
     r.copy_from_slice(&out);
     r
 }
 
 fn verify(key: &[u8], parts: &[&[u8]], tag: &[u8; MAC_LEN]) -> bool {
-    let mut m = <HmacSha256 as KeyInit>::new_from_slice(key).expect("HMAC takes any key length");
-    for p in parts {
-        m.update(p);
-    }
-    m.verify_slice(tag).is_ok()
+    hmac(key, parts).verify_slice(tag).is_ok()
+}
+
+/// The message a handshake proof authenticates, in one place for `proof` and `check_proof`.
+fn with_proof_parts<R>(
+    sender: u32,
+    receiver: u32,
+    sender_nonce: &[u8; NONCE_LEN],
+    receiver_nonce: &[u8; NONCE_LEN],
+    f: impl FnOnce(&[&[u8]]) -> R,
+) -> R {
+    let (s, r) = (sender.to_le_bytes(), receiver.to_le_bytes());
+    f(&[b"mxfs-auth-v1", &s, &r, receiver_nonce, sender_nonce])
 }
 
 /// A fresh random nonce.
@@ -73,16 +86,9 @@ pub fn proof(
     sender_nonce: &[u8; NONCE_LEN],
     receiver_nonce: &[u8; NONCE_LEN],
 ) -> [u8; MAC_LEN] {
-    mac(
-        key,
-        &[
-            b"mxfs-auth-v1",
-            &sender.to_le_bytes(),
-            &receiver.to_le_bytes(),
-            receiver_nonce,
-            sender_nonce,
-        ],
-    )
+    with_proof_parts(sender, receiver, sender_nonce, receiver_nonce, |parts| {
+        mac(key, parts)
+    })
 }
 
 /// Checks a peer's proof in constant time.
@@ -94,14 +100,10 @@ pub fn check_proof(
     receiver_nonce: &[u8; NONCE_LEN],
     tag: &[u8; MAC_LEN],
 ) -> Result<(), AuthError> {
-    let parts: [&[u8]; 5] = [
-        b"mxfs-auth-v1",
-        &sender.to_le_bytes(),
-        &receiver.to_le_bytes(),
-        receiver_nonce,
-        sender_nonce,
-    ];
-    if verify(key, &parts, tag) {
+    let ok = with_proof_parts(sender, receiver, sender_nonce, receiver_nonce, |parts| {
+        verify(key, parts, tag)
+    });
+    if ok {
         Ok(())
     } else {
         Err(AuthError::BadProof(sender))
