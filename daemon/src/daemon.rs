@@ -10,12 +10,12 @@ use crate::kernel::{KernelPort, NetlinkPort, NullPort};
 use crate::membership::{HeartbeatMembership, Install, Membership};
 use crate::metrics::Metrics;
 use crate::peer::{PeerInput, PeerNet, Wire};
+use crate::timers::Timers;
 use futures_util::{SinkExt, StreamExt};
 use mxfs_core::{
     Action, Core, Event, KernelMsg, LockFlags, LockMode, NodeId, NodeSet, ReqId, ResourceId,
-    TimerId,
 };
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -71,7 +71,6 @@ struct CtlCall {
 }
 
 enum Internal {
-    Timer { id: TimerId, gen: u64 },
     Fenced { node: NodeId },
     CtlGone { conn: u64 },
 }
@@ -92,8 +91,7 @@ struct State {
     kernel: Box<dyn KernelPort>,
     metrics: Arc<Metrics>,
     int_tx: mpsc::Sender<Internal>,
-    timers: HashMap<TimerId, u64>,
-    timer_gen: u64,
+    timers: Timers,
     fencing: BTreeSet<NodeId>,
     next_local: ReqId,
     local_pending: BTreeMap<ReqId, LocalPending>,
@@ -213,20 +211,8 @@ impl State {
                 self.peers.send(to, WireMsg::Core(msg))
             }
             Action::Kernel(km) => self.kernel_msg(km),
-            Action::SetTimer { id, at_ms } => {
-                self.timer_gen += 1;
-                let gen = self.timer_gen;
-                self.timers.insert(id, gen);
-                let at = self.start + Duration::from_millis(at_ms);
-                let tx = self.int_tx.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep_until(at.into()).await;
-                    let _ = tx.send(Internal::Timer { id, gen }).await;
-                });
-            }
-            Action::CancelTimer { id } => {
-                self.timers.remove(&id);
-            }
+            Action::SetTimer { id, at_ms } => self.timers.set(id, at_ms),
+            Action::CancelTimer { id } => self.timers.cancel(id),
             Action::Fence { node } => self.start_fence(node),
             Action::SelfFence { epoch } => {
                 self.self_fenced = true;
@@ -1052,8 +1038,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         kernel,
         metrics,
         int_tx,
-        timers: HashMap::new(),
-        timer_gen: 0,
+        timers: Timers::default(),
         fencing: BTreeSet::new(),
         next_local: LOCAL_REQ_BASE,
         local_pending: BTreeMap::new(),
@@ -1091,8 +1076,26 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
             err,
         })?;
     let _keep_kernel_tx = kev_tx;
+    // One sleep for the earliest lock-core timer, re-armed only when that deadline changes.
+    let idle = || tokio::time::Instant::now() + Duration::from_secs(86_400);
+    let timer = tokio::time::sleep_until(idle());
+    tokio::pin!(timer);
+    let mut timer_at_ms: Option<u64> = None;
     loop {
+        let next = st.timers.next_deadline_ms();
+        if next != timer_at_ms {
+            timer_at_ms = next;
+            let at = next.map_or_else(idle, |ms| (st.start + Duration::from_millis(ms)).into());
+            timer.as_mut().reset(at);
+        }
         tokio::select! {
+            _ = &mut timer, if timer_at_ms.is_some() => {
+                let now = st.now_ms();
+                while let Some(id) = st.timers.pop_due(now) {
+                    st.feed(Event::Timer { id });
+                }
+                timer_at_ms = None; // the sleep has completed: re-arm it on the next turn
+            }
             Some(PeerInput::Msg { from, msg }) = peer_rx.recv() => st.on_peer(from, msg),
             Some(ev) = kev_rx.recv() => {
                 if let Event::KernelRequest { req_id, .. } = &ev {
@@ -1102,12 +1105,6 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
             }
             Some(call) = ctl_rx.recv() => st.ctl(call),
             Some(i) = int_rx.recv() => match i {
-                Internal::Timer { id, gen } => {
-                    if st.timers.get(&id) == Some(&gen) {
-                        st.timers.remove(&id);
-                        st.feed(Event::Timer { id });
-                    }
-                }
                 Internal::Fenced { node } => {
                     st.fencing.remove(&node);
                     st.log_event("fence", None, None, format!("node {node} fenced"));

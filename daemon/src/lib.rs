@@ -14,3 +14,4 @@ pub mod kernel;
 pub mod membership;
 pub mod metrics;
 pub mod peer;
+pub mod timers;
