@@ -1,6 +1,18 @@
 //! `just bench-daemon`: remote grant latency between three real mxfsd processes on loopback,
-//! printed next to the loopback TCP round trip and the local (self-mastered) grant path
-//! measured in the same run. Goal: remote p50 <= 1.5 x (TCP RTT p50 + local grant p50).
+//! printed next to the loopback TCP round trip and the local (self-mastered) grant path.
+//! Goal: remote p50 <= 1.5 x (TCP RTT p50 + local grant p50).
+//!
+//! The three figures are sampled interleaved (one TCP round trip, one local grant, one remote
+//! grant, repeat), so a change in the machine's load moves all three alike and the ratio is
+//! taken inside one window. The run has two passes:
+//! - every process (bench, echo server, daemons) on one CPU: the comparison of code paths;
+//! - as the scheduler places them: on a small VM a wake-up that crosses CPUs costs more than
+//!   much of the code path, and where the scheduler puts each process decides the figures,
+//!   so this pass compares placements as much as code. It is printed so nothing is hidden.
+//!
+//! The round trip is also measured back to back after the daemons stop. Both echo processes
+//! then stay hot (neither does anything else between samples), so that figure is lower than
+//! any lock request can see and is printed only for comparison.
 //!
 //! If `etcd` is installed (Debian `etcd-server`; the `bench-daemon` recipe installs it), the same
 //! lock/unlock loop also runs against a three-member etcd cluster on 127.0.0.1 through its v3
@@ -26,6 +38,14 @@ fn iterations() -> usize {
         .unwrap_or(2000)
 }
 const WARMUP: usize = 100;
+
+/// The mxfsd under test: this build's, or `MXFS_BENCH_MXFSD` (to compare two builds in one
+/// sitting, e.g. before and after a change).
+fn mxfsd_bin() -> std::path::PathBuf {
+    std::env::var_os("MXFS_BENCH_MXFSD")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_mxfsd").into())
+}
 const VOLUME: u64 = 77;
 /// etcd writes (and fsyncs) every lock through raft: fewer samples keep the run short.
 const ETCD_ITERATIONS: usize = 300;
@@ -73,48 +93,45 @@ fn echo(l: TcpListener) {
     }
 }
 
-/// Round trips of a 64-byte message to an echo server in another thread of this process
-/// (`cross_process == false`) or in a child process (`true`, like two daemons).
-fn tcp_rtt_us(cross_process: bool) -> Vec<f64> {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = l.local_addr().unwrap();
-    let mut child = None;
-    let mut thread = None;
-    if cross_process {
-        drop(l);
+/// A connected client of an echo server in a child process (like two daemons).
+struct Echo {
+    conn: TcpStream,
+    _server: Kill,
+}
+
+impl Echo {
+    fn start() -> Echo {
+        let port = free_port();
         let exe = std::env::current_exe().unwrap();
-        child = Some(Kill(vec![Command::new(exe)
-            .args(["--echo-server", &addr.port().to_string()])
+        let server = Kill(vec![Command::new(exe)
+            .args(["--echo-server", &port.to_string()])
             .spawn()
-            .unwrap()]));
-    } else {
-        thread = Some(std::thread::spawn(move || echo(l)));
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut c = loop {
-        match TcpStream::connect(addr) {
-            Ok(c) => break c,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("echo server: {e}"),
+            .unwrap()]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let conn = loop {
+            match TcpStream::connect(("127.0.0.1", port)) {
+                Ok(c) => break c,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Err(e) => panic!("echo server: {e}"),
+            }
+        };
+        conn.set_nodelay(true).unwrap();
+        Echo {
+            conn,
+            _server: server,
         }
-    };
-    c.set_nodelay(true).unwrap();
-    let mut b = [7u8; 64];
-    let mut v = Vec::new();
-    for i in 0..iterations() + WARMUP {
+    }
+
+    /// One round trip of a 64-byte message, in microseconds.
+    fn rtt_us(&mut self) -> f64 {
+        let mut b = [7u8; 64];
         let t0 = Instant::now();
-        c.write_all(&b).unwrap();
-        c.read_exact(&mut b).unwrap();
-        if i >= WARMUP {
-            v.push(t0.elapsed().as_secs_f64() * 1e6);
-        }
+        self.conn.write_all(&b).unwrap();
+        self.conn.read_exact(&mut b).unwrap();
+        t0.elapsed().as_secs_f64() * 1e6
     }
-    drop(c);
-    if let Some(t) = thread {
-        t.join().unwrap();
-    }
-    drop(child);
-    v
 }
 
 struct Ctl {
@@ -154,6 +171,51 @@ fn main() {
         echo(TcpListener::bind(("127.0.0.1", port)).unwrap());
         return;
     }
+    if args.iter().any(|a| a == "--pass") {
+        daemon_pass();
+        return;
+    }
+    println!(
+        "bench-daemon: {} interleaved samples per figure, 3 mxfsd on 127.0.0.1",
+        iterations()
+    );
+    let exe = std::env::current_exe().unwrap();
+    // Pinned pass: `taskset` (util-linux) pins this child and everything it starts to CPU 0.
+    let pinned = Command::new("taskset")
+        .args(["-c", "0"])
+        .arg(&exe)
+        .arg("--pass")
+        .env(
+            "MXFS_BENCH_PASS",
+            "all processes on CPU 0 (goal judged here)",
+        )
+        .status();
+    match pinned {
+        Ok(s) if s.success() => {}
+        other => println!("  pinned pass failed or taskset missing: {other:?}"),
+    }
+    let free = Command::new(&exe)
+        .arg("--pass")
+        .env("MXFS_BENCH_PASS", "as scheduled (2 CPUs)")
+        .status();
+    assert!(free.is_ok_and(|s| s.success()), "unpinned pass failed");
+    let dir = tempfile::tempdir().unwrap();
+    match etcd_lock_us(dir.path()) {
+        Ok(mut e) => {
+            let (e50, e99) = (pct(&mut e, 0.5), pct(&mut e, 0.99));
+            println!(
+                "  etcd 3.x lock API (3 members) p50 {e50:8.1} us   p99 {e99:8.1} us   ({} samples, \
+                 as scheduled)",
+                e.len()
+            );
+        }
+        Err(why) => println!("  etcd: skipped ({why})"),
+    }
+}
+
+/// Starts three daemons and samples TCP RTT, local and remote grants interleaved.
+fn daemon_pass() {
+    let pass = std::env::var("MXFS_BENCH_PASS").unwrap_or_default();
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("key");
     std::fs::write(&key, "bench-cluster-key-0123456789abcdef\n").unwrap();
@@ -180,7 +242,7 @@ fn main() {
         )
         .unwrap();
         kids.0.push(
-            Command::new(env!("CARGO_BIN_EXE_mxfsd"))
+            Command::new(mxfsd_bin())
                 .arg("--config")
                 .arg(&cfg)
                 .env("RUST_LOG", "warn")
@@ -199,72 +261,72 @@ fn main() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
+    let mut echo = Echo::start();
 
     let members = NodeSet::EMPTY.with(1).with(2).with(3);
-    let mut measure = |want_remote: bool| -> Vec<f64> {
-        let mut v = Vec::new();
-        let mut ino = if want_remote { 1_000_000u64 } else { 2_000_000 };
-        let mut i = 0;
-        while v.len() < iterations() {
-            ino += 1;
-            let r = ResourceId::inode(VOLUME, ino);
-            let remote = master_of(members, &r) != Some(1);
-            if remote != want_remote {
-                continue;
+    // Inode numbers whose lock node 1 masters (local) or another node masters (remote).
+    let mut next_ino = [2_000_000u64, 1_000_000u64];
+    let mut next = |remote: bool| -> u64 {
+        let n = &mut next_ino[remote as usize];
+        loop {
+            *n += 1;
+            let r = ResourceId::inode(VOLUME, *n);
+            if (master_of(members, &r) != Some(1)) == remote {
+                return *n;
             }
-            let res = format!("inode:{VOLUME}:{ino}");
-            let t0 = Instant::now();
-            let g = ctl.call(&format!(
-                r#"{{"cmd":"lock","resource":"{res}","mode":"EX"}}"#
-            ));
-            let us = t0.elapsed().as_secs_f64() * 1e6;
-            assert!(g.contains("granted"), "{g}");
-            ctl.call(&format!(r#"{{"cmd":"unlock","resource":"{res}"}}"#));
-            if i >= WARMUP {
-                v.push(us);
-            }
-            i += 1;
         }
-        v
     };
-    let mut local = measure(false);
-    let mut remote = measure(true);
+    let mut lock_us = |ino: u64| -> f64 {
+        let res = format!("inode:{VOLUME}:{ino}");
+        let t0 = Instant::now();
+        let g = ctl.call(&format!(
+            r#"{{"cmd":"lock","resource":"{res}","mode":"EX"}}"#
+        ));
+        let us = t0.elapsed().as_secs_f64() * 1e6;
+        assert!(g.contains("granted"), "{g}");
+        ctl.call(&format!(r#"{{"cmd":"unlock","resource":"{res}"}}"#));
+        us
+    };
+    let (mut tcp, mut local, mut remote) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..iterations() + WARMUP {
+        let t = echo.rtt_us();
+        let l = lock_us(next(false));
+        let r = lock_us(next(true));
+        if i >= WARMUP {
+            tcp.push(t);
+            local.push(l);
+            remote.push(r);
+        }
+    }
     drop(kids);
-    let mut tcp_thread = tcp_rtt_us(false);
-    let mut tcp = tcp_rtt_us(true);
-    let etcd = etcd_lock_us(dir.path());
+    // The same round trip back to back, with nothing else running between samples: both
+    // processes stay hot, which no lock request enjoys. Printed for comparison only.
+    let mut hot: Vec<f64> = (0..iterations()).map(|_| echo.rtt_us()).collect();
 
     let (t50, t99) = (pct(&mut tcp, 0.5), pct(&mut tcp, 0.99));
-    let (h50, h99) = (pct(&mut tcp_thread, 0.5), pct(&mut tcp_thread, 0.99));
+    let (h50, h99) = (pct(&mut hot, 0.5), pct(&mut hot, 0.99));
     let (l50, l99) = (pct(&mut local, 0.5), pct(&mut local, 0.99));
     let (r50, r99) = (pct(&mut remote, 0.5), pct(&mut remote, 0.99));
+    println!(" {pass}:");
     println!(
-        "bench-daemon: {} samples each, 3 mxfsd on 127.0.0.1",
-        iterations()
+        "  loopback TCP RTT, back to back p50 {h50:7.1} us   p99 {h99:8.1} us   (both hot; not the baseline)"
     );
-    println!("  loopback TCP RTT, 2 threads   p50 {h50:8.1} us   p99 {h99:8.1} us");
     println!(
         "  loopback TCP RTT, 2 processes p50 {t50:8.1} us   p99 {t99:8.1} us   (baseline below)"
     );
     println!("  local grant (self-mastered)   p50 {l50:8.1} us   p99 {l99:8.1} us   (ctl + core)");
     println!("  remote grant (other master)   p50 {r50:8.1} us   p99 {r99:8.1} us");
+    let verdict = |r: f64| if r <= 1.5 { "met" } else { "NOT met" };
     let ratio = r50 / (t50 + l50);
     println!(
         "  remote p50 / (TCP RTT p50 + local p50) = {ratio:.2}  (goal <= 1.50: {})",
-        if ratio <= 1.5 { "met" } else { "NOT met" }
+        verdict(ratio)
     );
-    match etcd {
-        Ok(mut e) => {
-            let (e50, e99) = (pct(&mut e, 0.5), pct(&mut e, 0.99));
-            println!(
-                "  etcd 3.x lock API (3 members) p50 {e50:8.1} us   p99 {e99:8.1} us   ({} samples; \
-                 mxfsd remote p50 is {:.1}x faster)",
-                e.len(),
-                e50 / r50
-            );
-        }
-        Err(why) => println!("  etcd: skipped ({why})"),
-    }
+    let strict = r50 / (h50 + l50);
+    println!(
+        "  the same with the back-to-back RTT  = {strict:.2}  (stricter: {})",
+        verdict(strict)
+    );
 }
 
 fn b64(data: &[u8]) -> String {

@@ -1,10 +1,12 @@
 //! TCP transport between daemons: length-delimited frames, authenticated with the cluster key.
 //!
-//! Every node dials every other node once (outbound, used for sending) and accepts the others'
-//! dials (inbound, used for receiving). Both directions run the handshake of `auth`. A peer
-//! that fails it is refused and logged; a frame that fails to decode or verify closes its
-//! connection. Messages for an unreachable peer are dropped: a peer that stays unreachable is
-//! declared lost by membership, and recovery resends what matters.
+//! Each pair of nodes shares one connection, dialled by the lower id and used in both
+//! directions, so a reply carries the TCP acknowledgement of the request it answers. Both
+//! sides run the handshake of `auth`. A peer that fails it is refused and logged; a frame that
+//! fails to decode or verify closes its connection. A newer connection from the same peer (it
+//! restarted) retires the older one. Messages for a peer with no connection up are dropped and
+//! counted: a peer that stays unreachable is declared lost by membership, and lost lock-core
+//! messages lead to a resync (see the daemon's event loop).
 
 use crate::auth::{self, Opener, Sealer};
 use crate::frame::{self, decode_frame, Frame, FrameKind, Hello, WireMsg, FRAME_LEN_MAX};
@@ -66,6 +68,7 @@ pub struct Shared {
     me: NodeId,
     key: Vec<u8>,
     peers: BTreeMap<NodeId, SocketAddr>,
+    slots: BTreeMap<NodeId, Arc<Slot>>,
     /// Test hook: drop all peer traffic in both directions (a partition on loopback).
     pub isolated: AtomicBool,
     /// Counters.
@@ -197,30 +200,38 @@ impl PeerNet {
         let listener = TcpListener::bind(listen).await?;
         let others: BTreeMap<NodeId, SocketAddr> =
             peers.into_iter().filter(|(id, _)| *id != me).collect();
+        let mut queues = BTreeMap::new();
+        let mut slots = BTreeMap::new();
+        for id in others.keys() {
+            let (qtx, qrx) = mpsc::channel(PEER_QUEUE_MAX);
+            queues.insert(*id, qtx);
+            slots.insert(*id, Arc::new(Slot::new(qrx)));
+        }
         let shared = Arc::new(Shared {
             me,
             key,
             peers: others.clone(),
+            slots,
             isolated: AtomicBool::new(false),
             stats: PeerStats::default(),
         });
-        tokio::spawn(accept_loop(listener, shared.clone(), tx));
-        let mut queues = BTreeMap::new();
+        tokio::spawn(accept_loop(listener, shared.clone(), tx.clone()));
         for (id, addr) in others {
-            let (qtx, qrx) = mpsc::channel(PEER_QUEUE_MAX);
-            queues.insert(id, qtx);
-            tokio::spawn(dial_loop(id, addr, shared.clone(), qrx));
+            if dials(me, id) {
+                tokio::spawn(dial_loop(id, addr, shared.clone(), tx.clone()));
+            }
         }
         Ok(PeerNet { shared, queues })
     }
 
-    /// Queues `msg` for `to`. Never blocks; a full queue drops the message.
+    /// Queues `msg` for `to`. Never blocks; a full queue, or a peer with no connection up,
+    /// drops the message (counted: lost lock-core messages lead to a resync).
     pub fn send(&self, to: NodeId, msg: Wire) {
-        let Some(q) = self.queues.get(&to) else {
+        let (Some(q), Some(slot)) = (self.queues.get(&to), self.shared.slots.get(&to)) else {
             tracing::error!(to, "send to unknown peer dropped");
             return;
         };
-        if self.shared.isolated.load(Ordering::Relaxed) {
+        if self.shared.isolated.load(Ordering::Relaxed) || !slot.connected.load(Ordering::Acquire) {
             count_drop(&self.shared, &msg);
             return;
         }
@@ -246,6 +257,156 @@ impl PeerNet {
     }
 }
 
+/// One TCP connection per pair of nodes, carrying both directions (so each frame's ACK rides
+/// on the reply rather than costing a packet of its own): the node with the lower id dials.
+pub fn dials(me: NodeId, peer: NodeId) -> bool {
+    me < peer
+}
+
+/// The per-peer state that outlives connections: the send queue, taken by whichever
+/// connection is current, and the connection generation that retires an older one.
+pub struct Slot {
+    queue: tokio::sync::Mutex<mpsc::Receiver<Wire>>,
+    /// Bumped by each new authenticated connection; an older connection sees the change and
+    /// closes, handing the queue over.
+    generation: tokio::sync::watch::Sender<u64>,
+    /// A connection holds the queue and is writing it.
+    connected: AtomicBool,
+}
+
+impl Slot {
+    fn new(q: mpsc::Receiver<Wire>) -> Slot {
+        Slot {
+            queue: tokio::sync::Mutex::new(q),
+            generation: tokio::sync::watch::Sender::new(0),
+            connected: AtomicBool::new(false),
+        }
+    }
+}
+
+/// How a connection ended without a protocol error.
+#[derive(Debug, PartialEq, Eq)]
+enum Ended {
+    /// The peer closed it (it stopped, restarted or lost us).
+    Closed,
+    /// A newer connection with the same peer took over.
+    Replaced,
+    /// The daemon is shutting down (its queue is gone).
+    Shutdown,
+}
+
+/// Carries one authenticated connection in both directions until it ends: frames from the
+/// peer go to the event loop, the peer's queue goes out. Whatever is still queued when it
+/// ends is dropped and counted, so the lock core learns that messages were lost.
+async fn run_conn(
+    mut c: Conn,
+    peer: NodeId,
+    mut sealer: Sealer,
+    mut opener: Opener,
+    sh: &Shared,
+    tx: &mpsc::Sender<PeerInput>,
+) -> Result<Ended, ConnError> {
+    let slot = sh.slots.get(&peer).ok_or(auth::AuthError::BadId(peer))?;
+    let mut my_gen = 0;
+    slot.generation.send_modify(|g| {
+        *g += 1;
+        my_gen = *g;
+    });
+    let mut gen_rx = slot.generation.subscribe();
+    let mut q = slot.queue.lock().await;
+    if *slot.generation.borrow() != my_gen {
+        return Ok(Ended::Replaced); // a newer connection arrived while this one waited
+    }
+    // Anything queued before this connection belongs to a lost one: drop and count it.
+    drain(&mut q, sh);
+    slot.connected.store(true, Ordering::Release);
+    let ended = serve_conn(
+        &mut c,
+        peer,
+        &mut sealer,
+        &mut opener,
+        sh,
+        tx,
+        &mut q,
+        &mut gen_rx,
+    )
+    .await;
+    slot.connected.store(false, Ordering::Release);
+    drain(&mut q, sh);
+    ended
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_conn(
+    c: &mut Conn,
+    peer: NodeId,
+    sealer: &mut Sealer,
+    opener: &mut Opener,
+    sh: &Shared,
+    tx: &mpsc::Sender<PeerInput>,
+    q: &mut mpsc::Receiver<Wire>,
+    gen_rx: &mut tokio::sync::watch::Receiver<u64>,
+) -> Result<Ended, ConnError> {
+    loop {
+        tokio::select! {
+            m = q.recv() => {
+                let Some(m) = m else { return Ok(Ended::Shutdown) };
+                let body = match frame::encode_msg(&m) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::error!(peer, "unencodable message dropped: {e}");
+                        continue;
+                    }
+                };
+                let bytes = match sealer.seal(body).encode() {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::error!(peer, "oversized message dropped: {e}");
+                        continue;
+                    }
+                };
+                if let Err(e) = c.send(Bytes::from(bytes)).await {
+                    count_drop(sh, &m);
+                    return Err(e.into());
+                }
+                sh.stats.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            f = next_frame(c) => {
+                let f = match f {
+                    Ok(f) => f,
+                    Err(ConnError::Closed) => return Ok(Ended::Closed),
+                    Err(e) => {
+                        if e.is_refusal() {
+                            sh.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                        }
+                        return Err(e);
+                    }
+                };
+                if let Err(e) = opener.open(&f) {
+                    sh.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    return Err(e.into());
+                }
+                let msg = match f.msg::<PeerMsg>() {
+                    Ok(m) => m,
+                    Err(e) => {
+                        sh.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                        return Err(e.into());
+                    }
+                };
+                if sh.isolated.load(Ordering::Relaxed) {
+                    count_drop(sh, &msg);
+                    continue;
+                }
+                sh.stats.received.fetch_add(1, Ordering::Relaxed);
+                if tx.send(PeerInput::Msg { from: peer, msg }).await.is_err() {
+                    return Ok(Ended::Shutdown);
+                }
+            }
+            _ = gen_rx.changed() => return Ok(Ended::Replaced),
+        }
+    }
+}
+
 async fn accept_loop(listener: TcpListener, sh: Arc<Shared>, tx: mpsc::Sender<PeerInput>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(INBOUND_CONNS_MAX));
     loop {
@@ -265,7 +426,7 @@ async fn accept_loop(listener: TcpListener, sh: Arc<Shared>, tx: mpsc::Sender<Pe
         let tx = tx.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = serve_inbound(sock, &sh, tx).await {
+            if let Err(e) = serve_inbound(sock, &sh, &tx).await {
                 tracing::warn!(%addr, "inbound peer connection closed: {e}");
             }
         });
@@ -275,12 +436,22 @@ async fn accept_loop(listener: TcpListener, sh: Arc<Shared>, tx: mpsc::Sender<Pe
 async fn serve_inbound(
     sock: TcpStream,
     sh: &Shared,
-    tx: mpsc::Sender<PeerInput>,
+    tx: &mpsc::Sender<PeerInput>,
 ) -> Result<(), ConnError> {
     let _ = sock.set_nodelay(true);
     let mut c = Framed::new(sock, codec());
-    let (peer, _sealer, mut opener) = match handshake_bounded(&mut c, sh, None).await {
-        Ok(x) => x,
+    // Only lower ids dial this node.
+    let (peer, sealer, opener) = match handshake_bounded(&mut c, sh, None).await {
+        Ok(x) if dials(x.0, sh.me) => x,
+        Ok((peer, ..)) => {
+            sh.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                peer,
+                "peer refused: node {peer} dialled node {} (only lower ids dial)",
+                sh.me
+            );
+            return Ok(());
+        }
         Err(e) => {
             if e.is_refusal() {
                 sh.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
@@ -292,43 +463,13 @@ async fn serve_inbound(
         }
     };
     tracing::info!(peer, "inbound peer authenticated");
-    loop {
-        let f = match next_frame(&mut c).await {
-            Ok(f) => f,
-            Err(ConnError::Closed) => return Ok(()),
-            Err(e) => {
-                if e.is_refusal() {
-                    sh.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
-                }
-                return Err(e);
-            }
-        };
-        if let Err(e) = opener.open(&f) {
-            sh.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
-            return Err(e.into());
-        }
-        let msg = match f.msg::<PeerMsg>() {
-            Ok(m) => m,
-            Err(e) => {
-                sh.stats.bad_frames.fetch_add(1, Ordering::Relaxed);
-                return Err(e.into());
-            }
-        };
-        if sh.isolated.load(Ordering::Relaxed) {
-            count_drop(sh, &msg);
-            continue;
-        }
-        sh.stats.received.fetch_add(1, Ordering::Relaxed);
-        if tx.send(PeerInput::Msg { from: peer, msg }).await.is_err() {
-            return Ok(());
-        }
-    }
+    let ended = run_conn(c, peer, sealer, opener, sh, tx).await?;
+    tracing::info!(peer, ?ended, "inbound peer connection ended");
+    Ok(())
 }
 
-async fn dial_loop(id: NodeId, addr: SocketAddr, sh: Arc<Shared>, mut q: mpsc::Receiver<Wire>) {
+async fn dial_loop(id: NodeId, addr: SocketAddr, sh: Arc<Shared>, tx: mpsc::Sender<PeerInput>) {
     let mut logged_down = false;
-    // A message whose send failed; it goes first on the next connection.
-    let mut carry: Option<Wire> = None;
     loop {
         let sock = match TcpStream::connect(addr).await {
             Ok(s) => s,
@@ -337,18 +478,14 @@ async fn dial_loop(id: NodeId, addr: SocketAddr, sh: Arc<Shared>, mut q: mpsc::R
                     tracing::info!(peer = id, %addr, "peer unreachable: {e}");
                     logged_down = true;
                 }
-                if let Some(m) = carry.take() {
-                    count_drop(&sh, &m);
-                }
-                drain(&mut q, &sh);
                 tokio::time::sleep(Duration::from_millis(REDIAL_DELAY_MS)).await;
                 continue;
             }
         };
         let _ = sock.set_nodelay(true);
         let mut c = Framed::new(sock, codec());
-        let mut sealer = match handshake_bounded(&mut c, &sh, Some(id)).await {
-            Ok((_, s, _)) => s,
+        let (_, sealer, opener) = match handshake_bounded(&mut c, &sh, Some(id)).await {
+            Ok(x) => x,
             Err(e) => {
                 if e.is_refusal() {
                     sh.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
@@ -356,53 +493,16 @@ async fn dial_loop(id: NodeId, addr: SocketAddr, sh: Arc<Shared>, mut q: mpsc::R
                 } else {
                     tracing::info!(peer = id, %addr, "outbound handshake did not complete: {e}");
                 }
-                if let Some(m) = carry.take() {
-                    count_drop(&sh, &m);
-                }
-                drain(&mut q, &sh);
                 tokio::time::sleep(Duration::from_millis(REDIAL_DELAY_MS)).await;
                 continue;
             }
         };
         tracing::info!(peer = id, "outbound peer authenticated");
         logged_down = false;
-        loop {
-            let m = match carry.take() {
-                Some(m) => m,
-                None => tokio::select! {
-                    m = q.recv() => match m {
-                        Some(m) => m,
-                        None => return,
-                    },
-                    // Nothing is ever sent back on an outbound connection: any read result
-                    // means the peer closed it (it died or restarted). Redial at once rather
-                    // than lose the next messages into a dead socket.
-                    _ = c.next() => {
-                        tracing::info!(peer = id, "outbound connection closed by peer; redialling");
-                        break;
-                    }
-                },
-            };
-            let body = match frame::encode_msg(&m) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(peer = id, "unencodable message dropped: {e}");
-                    continue;
-                }
-            };
-            let bytes = match sealer.seal(body).encode() {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(peer = id, "oversized message dropped: {e}");
-                    continue;
-                }
-            };
-            if let Err(e) = c.send(Bytes::from(bytes)).await {
-                tracing::warn!(peer = id, "peer send failed, redialling: {e}");
-                carry = Some(m);
-                break;
-            }
-            sh.stats.sent.fetch_add(1, Ordering::Relaxed);
+        match run_conn(c, id, sealer, opener, &sh, &tx).await {
+            Ok(Ended::Shutdown) => return,
+            Ok(ended) => tracing::info!(peer = id, ?ended, "peer connection ended; redialling"),
+            Err(e) => tracing::warn!(peer = id, "peer connection failed, redialling: {e}"),
         }
     }
 }

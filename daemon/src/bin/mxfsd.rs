@@ -48,10 +48,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(mxfs_daemon::daemon::run(cfg)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
+    // The event loop runs as a spawned task, not as the `block_on` future: a wake-up of a task
+    // is a push onto the run queue, while a wake-up of the `block_on` future costs the
+    // scheduler an extra zero-timeout epoll_wait before it is polled again.
+    match rt.block_on(async { tokio::spawn(mxfs_daemon::daemon::run(cfg)).await }) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
             eprintln!("mxfsd: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("mxfsd: the event loop failed: {e}");
             ExitCode::FAILURE
         }
     }
