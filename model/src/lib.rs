@@ -41,7 +41,7 @@ pub struct MxfsModel {
     pub asks: Vec<Ask>,
     /// Whether a holder may convert (PR <-> EX).
     pub converts: bool,
-    /// Crashes (partitions that end in a fence) allowed.
+    /// Crashes (partitions that end in a fence) and clean leaves allowed, together.
     pub max_crashes: u8,
 }
 
@@ -102,6 +102,8 @@ pub struct Seen {
     pub conversion: bool,
     /// A recovery finished somewhere.
     pub recovery: bool,
+    /// A node left cleanly and the membership without it fenced nobody.
+    pub clean_leave: bool,
 }
 
 /// The model state.
@@ -115,7 +117,9 @@ pub struct State {
     pub net: Vec<Envelope>,
     /// The node cut off by the crash, if any.
     pub cut: Option<NodeId>,
-    /// Crashes so far.
+    /// A node that left cleanly, until the survivors get the membership without it.
+    pub departing: Option<NodeId>,
+    /// Crashes and clean leaves so far.
     pub crashes: u8,
     /// Fence requests not yet carried out: `(by, target)`, sorted.
     pub fences: Vec<(NodeId, NodeId)>,
@@ -147,6 +151,11 @@ pub enum Step {
     Notice(NodeId),
     /// The fence agent of `by` fences `target` (killing it) and confirms.
     Fence(NodeId, NodeId),
+    /// `node`'s daemon stops cleanly (its kernel holds and waits for nothing): its core
+    /// announces the leave and the process exits.
+    Leave(NodeId),
+    /// The survivors get the membership without the node that left.
+    Depart(NodeId),
 }
 
 impl MxfsModel {
@@ -406,6 +415,7 @@ impl Model for MxfsModel {
             ],
             net: Vec::new(),
             cut: None,
+            departing: None,
             crashes: 0,
             fences: Vec::new(),
             truth: vec![0; r],
@@ -449,10 +459,19 @@ impl Model for MxfsModel {
                     acts.push(Step::Release(node, *req));
                 }
             }
-            // One partition at a time: the next may start once the last cut node is fenced.
-            let settled = s.cut.is_none_or(|c| s.cores[c as usize].is_none());
+            // One partition or leave at a time: the next may start once the last cut node is
+            // fenced and the last leaver is out of the membership.
+            let settled =
+                s.cut.is_none_or(|c| s.cores[c as usize].is_none()) && s.departing.is_none();
             if s.crashes < self.max_crashes && settled {
                 acts.push(Step::Crash(node));
+                let idle = k.held.is_empty() && k.pending.is_empty();
+                let running = s.cores[n]
+                    .as_ref()
+                    .is_some_and(|c| c.phase() != Phase::Stopped);
+                if idle && running {
+                    acts.push(Step::Leave(node));
+                }
             }
             if s.cut == Some(node) && !k.minority {
                 acts.push(Step::Notice(node));
@@ -464,6 +483,9 @@ impl Model for MxfsModel {
         acts.dedup();
         for (by, target) in &s.fences {
             acts.push(Step::Fence(*by, *target));
+        }
+        if let Some(node) = s.departing {
+            acts.push(Step::Depart(node));
         }
     }
 
@@ -558,6 +580,26 @@ impl Model for MxfsModel {
                 self.kill(&mut s, target);
                 self.feed(&mut s, by, Event::FenceConfirmed { node: target });
             }
+            Step::Leave(node) => {
+                s.crashes += 1;
+                s.departing = Some(node);
+                self.feed(&mut s, node, Event::Leave);
+                // The process exits; its announcements stay in flight.
+                s.cores[node as usize] = None;
+                s.net.retain(|e| e.to != node);
+                s.fences.retain(|(by, _)| *by != node);
+            }
+            Step::Depart(node) => {
+                s.departing = None;
+                let members = s.live();
+                let epoch = crash_epoch(s.crashes);
+                for m in members.iter() {
+                    self.feed(&mut s, m, Event::Membership { epoch, members });
+                }
+                if !s.fences.iter().any(|(_, t)| *t == node) {
+                    s.seen.clean_leave = true;
+                }
+            }
         }
         Some(s)
     }
@@ -598,6 +640,9 @@ impl Model for MxfsModel {
             Property::sometimes("a BAST", |_, s: &State| s.seen.bast),
             Property::sometimes("a conversion", |_, s: &State| s.seen.conversion),
             Property::sometimes("a recovery", |_, s: &State| s.seen.recovery),
+            Property::sometimes("a clean leave without a fence", |_, s: &State| {
+                s.seen.clean_leave
+            }),
         ]
     }
 }
@@ -712,6 +757,7 @@ pub fn mirror(s: &State) -> State {
         .collect();
     out.net.sort();
     out.cut = s.cut.map(swap_node);
+    out.departing = s.departing.map(swap_node);
     out.fences = s
         .fences
         .iter()

@@ -35,6 +35,9 @@ pub struct Core {
     pub(crate) early_cancels: BTreeMap<(NodeId, ResourceId), u64>,
     /// Self-addressed messages, delivered before `handle` returns. Always empty in between.
     pub(crate) loopback: std::collections::VecDeque<PeerBody>,
+    /// Members that announced a clean leave ([`PeerBody::Leaving`]): the membership that
+    /// drops them does not fence them.
+    pub(crate) departed: NodeSet,
 }
 
 impl Core {
@@ -78,6 +81,7 @@ impl Core {
             master_gen: 0,
             early_cancels: BTreeMap::new(),
             loopback: Default::default(),
+            departed: NodeSet::EMPTY,
             cfg,
         }
     }
@@ -106,6 +110,7 @@ impl Core {
                 id: TimerId::Request(req_id),
             } => self.request_timeout(req_id, out),
             Event::FenceConfirmed { node } => self.fence_confirmed(now_ms, node, out),
+            Event::Leave => self.leave(out),
         };
         if r.is_ok() {
             self.drain_loopback(now_ms, out);
@@ -228,6 +233,12 @@ impl Core {
                 self.check_rebuilt(out);
                 Ok(())
             }
+            PeerBody::Leaving => {
+                // Sent once, after the sender's kernel let go of everything; nothing of the
+                // sender's changes until the membership that drops it.
+                self.departed = self.departed.with(from);
+                Ok(())
+            }
             PeerBody::RebuildDone => {
                 if self.recovery.rebuilt.contains(from) {
                     return Err(Reject::Unexpected("duplicate RebuildDone"));
@@ -256,12 +267,17 @@ impl Core {
             ));
         }
         let lost = self.members.minus(members);
+        // A node that left cleanly holds nothing through its kernel and has stopped: it need
+        // not be fenced. Every other lost node must be.
+        let left = lost.minus(lost.minus(self.departed));
+        let must_fence = lost.minus(left);
+        self.departed = self.departed.minus(lost);
         self.epoch = epoch;
         self.members = members;
         self.master.clear();
         self.master_gen = 0;
         self.early_cancels.clear();
-        let unfenced = self.recovery.unfenced.union(lost).minus(members);
+        let unfenced = self.recovery.unfenced.union(must_fence).minus(members);
         self.recovery = crate::node::Recovery {
             unfenced,
             ..Default::default()
@@ -283,10 +299,12 @@ impl Core {
         });
         out.push(Action::Kernel(KernelMsg::RecoveryStart { epoch }));
         for node in lost.iter() {
-            out.push(Action::Kernel(KernelMsg::NodeStatus {
-                node,
-                state: NodeState::Suspect,
-            }));
+            let state = if left.contains(node) {
+                NodeState::Down
+            } else {
+                NodeState::Suspect
+            };
+            out.push(Action::Kernel(KernelMsg::NodeStatus { node, state }));
         }
         if !members.contains(self.cfg.node) || !quorate(members, self.cfg.cluster) {
             self.phase = Phase::Stopped;
@@ -295,7 +313,7 @@ impl Core {
             return Ok(());
         }
         self.phase = Phase::Fencing;
-        for node in lost.iter() {
+        for node in must_fence.iter() {
             out.push(Action::Fence { node });
         }
         if self.recovery.unfenced.is_empty() {
@@ -336,6 +354,24 @@ impl Core {
                 }
             }
         }
+    }
+
+    /// `Event::Leave`: announce a clean leave to every other member and stop, if the kernel
+    /// holds and waits for nothing.
+    fn leave(&mut self, out: &mut Vec<Action>) -> Result<(), Reject> {
+        if !self.reqs.is_empty() {
+            return Err(Reject::Busy(self.reqs.len()));
+        }
+        if self.phase == Phase::Stopped {
+            return Err(Reject::Unexpected(
+                "this node is stopped (minority or not a member)",
+            ));
+        }
+        for to in self.members.without(self.cfg.node).iter() {
+            self.send(to, PeerBody::Leaving, out);
+        }
+        self.phase = Phase::Stopped;
+        Ok(())
     }
 
     /// `Event::FenceConfirmed`.
@@ -453,6 +489,9 @@ impl Core {
         if w != waiting || g != granted {
             return Err(format!("request table ({w} waiting, {g} granted) disagrees with queues ({waiting}, {granted})"));
         }
+        if !self.departed.is_subset(self.members) || self.departed.contains(self.cfg.node) {
+            return Err("a departed node is not another member".into());
+        }
         if self.phase == Phase::Normal
             && !(self.members.contains(self.cfg.node) && quorate(self.members, self.cfg.cluster))
         {
@@ -551,7 +590,9 @@ fn body_resource(body: &PeerBody) -> &ResourceId {
         | PeerBody::ReleaseAck { resource, .. }
         | PeerBody::Bast { resource, .. }
         | PeerBody::Recover { resource, .. } => resource,
-        PeerBody::RecoverDone { .. } | PeerBody::RebuildDone => unreachable!("no resource"),
+        PeerBody::RecoverDone { .. } | PeerBody::RebuildDone | PeerBody::Leaving => {
+            unreachable!("no resource")
+        }
     }
 }
 

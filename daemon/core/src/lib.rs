@@ -264,6 +264,11 @@ pub enum Event {
         /// The fenced node.
         node: NodeId,
     },
+    /// The daemon is stopping. If the kernel holds and waits for nothing, the core tells every
+    /// other member that this node leaves cleanly ([`PeerBody::Leaving`]), so the next
+    /// membership without it needs no fence, and stops granting. Otherwise it is rejected
+    /// ([`Reject::Busy`]): a node whose kernel may still write must be fenced.
+    Leave,
 }
 
 /// A message to the local kernel module (one Generic Netlink command).
@@ -454,6 +459,9 @@ pub enum PeerBody {
     /// member -> every member (recovery): I have every member's `Recover` messages; my
     /// resources are rebuilt.
     RebuildDone,
+    /// member -> every member: my kernel holds and waits for nothing and I am stopping; the
+    /// next membership without me need not fence me.
+    Leaving,
 }
 
 /// A message between cores: the sender's epoch and a body. Messages whose epoch is not the
@@ -497,6 +505,8 @@ pub enum Reject {
     /// A peer message that makes no sense in the current state (e.g. a grant nobody asked
     /// for); the text says which.
     Unexpected(&'static str),
+    /// [`Event::Leave`] while the kernel holds or waits for this many requests.
+    Busy(usize),
     /// A timer or fence confirmation that matches nothing outstanding.
     Stale(&'static str),
 }

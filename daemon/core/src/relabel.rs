@@ -87,6 +87,7 @@ impl Relabel<'_> {
             },
             PeerBody::RecoverDone { count } => PeerBody::RecoverDone { count: *count },
             PeerBody::RebuildDone => PeerBody::RebuildDone,
+            PeerBody::Leaving => PeerBody::Leaving,
         };
         PeerMsg {
             epoch: m.epoch,
@@ -131,6 +132,7 @@ impl Core {
             .collect();
         let remap = |b: &BTreeMap<NodeId, u32>| b.iter().map(|(k, v)| (n(*k), *v)).collect();
         c.recovery.unfenced = map.set(self.recovery.unfenced);
+        c.departed = map.set(self.departed);
         c.recovery.expected = remap(&self.recovery.expected);
         c.recovery.received = remap(&self.recovery.received);
         c.recovery.rebuilt = map.set(self.recovery.rebuilt);

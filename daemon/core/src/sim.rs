@@ -183,6 +183,21 @@ impl Cluster {
     /// membership at `epoch`.
     pub fn crash(&mut self, node: NodeId, epoch: Epoch) {
         self.log(format_args!("n{node} CRASHES"));
+        self.drop_and_install(node, epoch);
+    }
+
+    /// `node`'s daemon stops cleanly: its core announces the leave ([`Event::Leave`]), the
+    /// announcements are delivered, the node stops, and every survivor gets the membership
+    /// without it at `epoch`. On `Err` (the kernel still holds locks) nothing happened.
+    pub fn leave(&mut self, node: NodeId, epoch: Epoch) -> Result<(), Reject> {
+        self.event(node, Event::Leave)?;
+        self.settle();
+        self.log(format_args!("n{node} STOPS"));
+        self.drop_and_install(node, epoch);
+        Ok(())
+    }
+
+    fn drop_and_install(&mut self, node: NodeId, epoch: Epoch) {
         self.cores[node as usize] = None;
         self.net.retain(|(f, t, _)| *f != node && *t != node);
         let members = self.live();
@@ -308,6 +323,7 @@ pub fn describe_event(ev: &Event) -> String {
             id: TimerId::Request(r),
         } => format!("timer req={r}"),
         Event::FenceConfirmed { node } => format!("fence of n{node} confirmed"),
+        Event::Leave => "daemon stopping: leave".into(),
     }
 }
 
@@ -374,6 +390,7 @@ pub fn describe_body(b: &PeerBody) -> String {
         }
         PeerBody::RecoverDone { count } => format!("RecoverDone count={count}"),
         PeerBody::RebuildDone => "RebuildDone".into(),
+        PeerBody::Leaving => "Leaving".into(),
     }
 }
 

@@ -877,3 +877,68 @@ fn answers_with_the_wrong_sequence_number_are_rejected() {
         "nothing is being released"
     );
 }
+
+/// A daemon that stops cleanly (its kernel holds nothing) is dropped from the membership
+/// without a fence; the locks it mastered are rebuilt on the survivors and its cached lock is
+/// gone, so a survivor gets that resource.
+#[test]
+fn clean_leave_is_not_fenced_and_recovery_rebuilds_without_it() {
+    let mut c = Cluster::new(3);
+    let all = NodeSet::first(3);
+    let mastered_by_leaver = res_mastered_by(2, all);
+    let cached_by_leaver = res_mastered_by(0, all);
+    // n0 holds a lock that the leaver masters; the leaver holds one cached (kernel released).
+    c.request(0, 1, mastered_by_leaver, LockMode::Ex).unwrap();
+    c.request(2, 1, cached_by_leaver, LockMode::Ex).unwrap();
+    c.settle();
+    c.release(2, 1, cached_by_leaver).unwrap();
+    c.settle();
+    assert_eq!(c.core(2).dump_local()[0].held, Some(LockMode::Ex));
+    c.leave(2, 2).unwrap();
+    assert!(c.fences.is_empty(), "a clean leave needs no fence");
+    for n in [0, 1] {
+        assert!(c.kernel[n].contains(&KernelMsg::NodeStatus {
+            node: 2,
+            state: NodeState::Down
+        }));
+    }
+    c.settle();
+    assert!(!c.core(0).recovering() && !c.core(1).recovering());
+    assert!(c.granted(0, 1), "n0 keeps its lock through the remastering");
+    c.request(1, 5, cached_by_leaver, LockMode::Ex).unwrap();
+    c.settle();
+    assert!(c.granted(1, 5), "the leaver's cached lock went with it");
+    c.request(1, 6, mastered_by_leaver, LockMode::Ex).unwrap();
+    c.settle();
+    assert!(!c.granted(1, 6), "n0's EX was rebuilt on the new master");
+}
+
+/// A node whose kernel still holds (or waits for) a lock cannot leave cleanly: the leave is
+/// refused with nothing sent, and when it goes anyway it is fenced.
+#[test]
+fn leave_with_kernel_locks_is_refused_and_such_a_node_is_fenced() {
+    let mut c = Cluster::new(3);
+    let r = res_mastered_by(0, NodeSet::first(3));
+    c.request(2, 1, r, LockMode::Pr).unwrap();
+    c.settle();
+    assert_eq!(c.leave(2, 2), Err(Reject::Busy(1)));
+    assert!(c.net.is_empty(), "a refused leave sends nothing");
+    c.crash(2, 2);
+    assert!(c.fences.iter().any(|(_, t)| *t == 2));
+}
+
+/// The membership may drop the leaver before its announcement arrives (it is then from an
+/// older epoch): the survivors fence it, as for any lost node.
+#[test]
+fn leave_announced_after_the_membership_change_is_fenced() {
+    let mut c = Cluster::new(3);
+    c.event(2, Event::Leave).unwrap();
+    let announcements: Vec<_> = c.net.drain(..).collect();
+    assert_eq!(announcements.len(), 2);
+    c.crash(2, 2);
+    for (from, to, msg) in announcements {
+        let r = c.event(to, Event::Peer { from, msg });
+        assert!(matches!(r, Err(Reject::StaleEpoch { .. })), "{r:?}");
+    }
+    assert_eq!(c.fences.len(), 2, "each survivor fences the leaver");
+}
