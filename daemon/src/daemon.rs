@@ -783,6 +783,25 @@ impl State {
         CtlReply::Top { lines: v }
     }
 
+    /// Tells the peers' cores that this node leaves cleanly, if its kernel holds nothing; the
+    /// membership `Leave` that follows on the same connections then drops it without a fence.
+    fn announce_leave(&mut self) {
+        let mut out = Vec::new();
+        match self.core.handle(self.now_ms(), Event::Leave, &mut out) {
+            Ok(()) => {
+                tracing::info!("left the cluster cleanly: the peers drop this node unfenced");
+                for a in out {
+                    self.act(a);
+                }
+            }
+            Err(mxfs_core::Reject::Busy(n)) => tracing::warn!(
+                requests = n,
+                "the kernel still holds or waits for locks: the peers will fence this node"
+            ),
+            Err(e) => tracing::info!("no clean leave to announce: {e}"),
+        }
+    }
+
     /// Releases every lock the ctl client holds and withdraws its waiting requests.
     fn release_all_local(&mut self) {
         let held: Vec<(ReqId, ResourceId)> =
@@ -1119,6 +1138,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     }
     tracing::info!("shutting down: releasing locks held by this node");
     st.release_all_local();
+    st.announce_leave();
     st.peers.broadcast(&WireMsg::Leave);
     tokio::time::sleep(Duration::from_millis(SHUTDOWN_FLUSH_MS)).await;
     // Remove the socket only if it is still ours (a new mxfsd may already have replaced it).

@@ -295,6 +295,19 @@ fn sigterm_releases_and_restart_rejoins() {
     let st = c.node_mut(3).terminate();
     assert!(st.success(), "mxfsd exit status {st}");
     c.wait_members(&[1, 2], &[1, 2]);
+    // A clean stop (nothing held by a kernel) is a leave, not a failure: nobody fences it.
+    let log3 = c.node(3).log_text();
+    assert!(
+        log3.contains("left the cluster cleanly"),
+        "node 3 log:\n{log3}"
+    );
+    let s1 = c.node(1).status();
+    assert_eq!(
+        s1["recoveries"].as_array().unwrap().last().unwrap()["lost"],
+        serde_json::json!([3]),
+        "{s1}"
+    );
+    assert!(c.fenced().is_empty(), "fence log: {}", c.fenced());
     assert!(granted(&c.node(1).ctl(&[
         "lock",
         r,
