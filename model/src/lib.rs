@@ -84,6 +84,8 @@ pub struct Violations {
     pub extra_reply: bool,
     /// A node that knew it was in a minority granted.
     pub minority_grant: bool,
+    /// Two nodes ran a fence agent for the same loss.
+    pub duplicate_fence: bool,
     /// A core rejected a message or event the model considers legitimate, or broke an
     /// invariant (text in `core_error`).
     pub core_error: Option<String>,
@@ -123,6 +125,9 @@ pub struct State {
     pub crashes: u8,
     /// Fence requests not yet carried out: `(by, target)`, sorted.
     pub fences: Vec<(NodeId, NodeId)>,
+    /// Fence agents started for the current loss: `(target, by)`, sorted; cleared by each
+    /// crash or leave.
+    pub fence_agents: Vec<(NodeId, NodeId)>,
     /// Ground truth data version of each resource (bumped by each write release, and by the
     /// journal replay of a node fenced while holding a write lock).
     pub truth: Vec<u8>,
@@ -264,6 +269,15 @@ impl MxfsModel {
             Action::Kernel(k) => self.kernel(s, n, k),
             Action::SetTimer { .. } | Action::CancelTimer { .. } => {}
             Action::Fence { node: target } => {
+                if s.fence_agents
+                    .iter()
+                    .any(|(t, by)| *t == target && *by != node)
+                {
+                    s.bad.duplicate_fence = true;
+                }
+                if let Err(at) = s.fence_agents.binary_search(&(target, node)) {
+                    s.fence_agents.insert(at, (target, node));
+                }
                 let at = s
                     .fences
                     .binary_search(&(node, target))
@@ -418,6 +432,7 @@ impl Model for MxfsModel {
             departing: None,
             crashes: 0,
             fences: Vec::new(),
+            fence_agents: Vec::new(),
             truth: vec![0; r],
             ops_left: self.ops,
             bad: Violations::default(),
@@ -560,6 +575,7 @@ impl Model for MxfsModel {
             }
             Step::Crash(node) => {
                 s.crashes += 1;
+                s.fence_agents.clear();
                 s.cut = Some(node);
                 s.net.retain(|e| e.from != node && e.to != node);
                 let members = s.live().without(node);
@@ -582,6 +598,7 @@ impl Model for MxfsModel {
             }
             Step::Leave(node) => {
                 s.crashes += 1;
+                s.fence_agents.clear();
                 s.departing = Some(node);
                 self.feed(&mut s, node, Event::Leave);
                 // The process exits; its announcements stay in flight.
@@ -626,6 +643,9 @@ impl Model for MxfsModel {
             ),
             Property::always("only the majority side grants", |_, s: &State| {
                 !s.bad.minority_grant
+            }),
+            Property::always("one fence agent per lost node", |_, s: &State| {
+                !s.bad.duplicate_fence
             }),
             Property::always(
                 "cores accept every legitimate event and keep their invariants",
@@ -764,6 +784,12 @@ pub fn mirror(s: &State) -> State {
         .map(|(a, b)| (swap_node(*a), swap_node(*b)))
         .collect();
     out.fences.sort();
+    out.fence_agents = s
+        .fence_agents
+        .iter()
+        .map(|(a, b)| (swap_node(*a), swap_node(*b)))
+        .collect();
+    out.fence_agents.sort();
     out.truth.swap(0, 1);
     out
 }

@@ -38,6 +38,11 @@ pub struct Core {
     /// Members that announced a clean leave ([`PeerBody::Leaving`]): the membership that
     /// drops them does not fence them.
     pub(crate) departed: NodeSet,
+    /// Non-members known to be fenced (confirmed here or announced by `Fenced`), until they
+    /// are members again.
+    pub(crate) fenced: NodeSet,
+    /// As the fencer: nodes other members asked to fence (`FenceAsk`) whose fence agent runs.
+    pub(crate) fence_asked: NodeSet,
 }
 
 impl Core {
@@ -82,6 +87,8 @@ impl Core {
             early_cancels: BTreeMap::new(),
             loopback: Default::default(),
             departed: NodeSet::EMPTY,
+            fenced: NodeSet::EMPTY,
+            fence_asked: NodeSet::EMPTY,
             cfg,
         }
     }
@@ -233,6 +240,14 @@ impl Core {
                 self.check_rebuilt(out);
                 Ok(())
             }
+            PeerBody::FenceAsk { node } => self.fence_ask(from, node, out),
+            PeerBody::Fenced { node } => {
+                if self.members.contains(node) {
+                    return Err(Reject::Stale("fence announced for a member"));
+                }
+                self.learn_fenced(node, out);
+                Ok(())
+            }
             PeerBody::Leaving => {
                 // Sent once, after the sender's kernel let go of everything; nothing of the
                 // sender's changes until the membership that drops it.
@@ -277,7 +292,14 @@ impl Core {
         self.master.clear();
         self.master_gen = 0;
         self.early_cancels.clear();
-        let unfenced = self.recovery.unfenced.union(must_fence).minus(members);
+        self.fenced = self.fenced.minus(members);
+        self.fence_asked = self.fence_asked.minus(members);
+        let unfenced = self
+            .recovery
+            .unfenced
+            .union(must_fence)
+            .minus(members)
+            .minus(self.fenced);
         self.recovery = crate::node::Recovery {
             unfenced,
             ..Default::default()
@@ -313,8 +335,16 @@ impl Core {
             return Ok(());
         }
         self.phase = Phase::Fencing;
-        for node in must_fence.iter() {
-            out.push(Action::Fence { node });
+        // One fence agent per lost node: the fencer runs it (again, for a node lost earlier
+        // whose fence is still unconfirmed: the driver ignores a fence already running), the
+        // others ask the fencer, which answers with `Fenced` when it is done.
+        let fencer = self.fencer();
+        for node in unfenced.iter() {
+            if fencer == self.cfg.node {
+                out.push(Action::Fence { node });
+            } else {
+                self.send(fencer, PeerBody::FenceAsk { node }, out);
+            }
         }
         if self.recovery.unfenced.is_empty() {
             self.start_rebuild(out);
@@ -374,17 +404,67 @@ impl Core {
         Ok(())
     }
 
-    /// `Event::FenceConfirmed`.
+    /// The member that runs the fence agents of this epoch: the lowest id.
+    pub fn fencer(&self) -> NodeId {
+        self.members.iter().next().unwrap_or(self.cfg.node)
+    }
+
+    /// `Event::FenceConfirmed`: this node's fence agent fenced `node`; every other member
+    /// learns it from `Fenced`.
     fn fence_confirmed(
         &mut self,
         _now_ms: u64,
         node: NodeId,
         out: &mut Vec<Action>,
     ) -> Result<(), Reject> {
-        if !self.recovery.unfenced.contains(node) {
+        if !self
+            .recovery
+            .unfenced
+            .union(self.fence_asked)
+            .contains(node)
+        {
             return Err(Reject::Stale(
                 "fence confirmation for a node not being fenced",
             ));
+        }
+        self.fence_asked = self.fence_asked.without(node);
+        for to in self.members.without(self.cfg.node).iter() {
+            self.send(to, PeerBody::Fenced { node }, out);
+        }
+        self.learn_fenced(node, out);
+        Ok(())
+    }
+
+    /// `PeerBody::FenceAsk` (this node is the fencer).
+    fn fence_ask(
+        &mut self,
+        from: NodeId,
+        node: NodeId,
+        out: &mut Vec<Action>,
+    ) -> Result<(), Reject> {
+        if self.members.contains(node) || !self.cfg.cluster.contains(node) {
+            return Err(Reject::Stale("fence asked for a member"));
+        }
+        if self.fenced.contains(node) {
+            self.send(from, PeerBody::Fenced { node }, out);
+        } else if !self
+            .recovery
+            .unfenced
+            .union(self.fence_asked)
+            .contains(node)
+        {
+            self.fence_asked = self.fence_asked.with(node);
+            out.push(Action::Fence { node });
+        }
+        // Otherwise its fence agent runs; `Fenced` goes to every member when it is done.
+        Ok(())
+    }
+
+    /// `node` is fenced (confirmed here or announced by a peer).
+    fn learn_fenced(&mut self, node: NodeId, out: &mut Vec<Action>) {
+        self.fenced = self.fenced.with(node);
+        if !self.recovery.unfenced.contains(node) {
+            return;
         }
         self.recovery.unfenced = self.recovery.unfenced.without(node);
         out.push(Action::Kernel(KernelMsg::NodeStatus {
@@ -394,7 +474,6 @@ impl Core {
         if self.phase == Phase::Fencing && self.recovery.unfenced.is_empty() {
             self.start_rebuild(out);
         }
-        Ok(())
     }
 
     /// Every lost node is fenced: tell each new master what this node holds, then announce
@@ -491,6 +570,18 @@ impl Core {
         }
         if !self.departed.is_subset(self.members) || self.departed.contains(self.cfg.node) {
             return Err("a departed node is not another member".into());
+        }
+        let outside = self.cfg.cluster.minus(self.members);
+        if !self.fenced.union(self.fence_asked).is_subset(outside) {
+            return Err("a member is marked fenced or being fenced".into());
+        }
+        if !self
+            .recovery
+            .unfenced
+            .minus(self.fenced)
+            .eq(&self.recovery.unfenced)
+        {
+            return Err("a node is both fenced and awaiting its fence".into());
         }
         if self.phase == Phase::Normal
             && !(self.members.contains(self.cfg.node) && quorate(self.members, self.cfg.cluster))
@@ -590,9 +681,11 @@ fn body_resource(body: &PeerBody) -> &ResourceId {
         | PeerBody::ReleaseAck { resource, .. }
         | PeerBody::Bast { resource, .. }
         | PeerBody::Recover { resource, .. } => resource,
-        PeerBody::RecoverDone { .. } | PeerBody::RebuildDone | PeerBody::Leaving => {
-            unreachable!("no resource")
-        }
+        PeerBody::RecoverDone { .. }
+        | PeerBody::RebuildDone
+        | PeerBody::Leaving
+        | PeerBody::FenceAsk { .. }
+        | PeerBody::Fenced { .. } => unreachable!("no resource"),
     }
 }
 

@@ -462,6 +462,17 @@ pub enum PeerBody {
     /// member -> every member: my kernel holds and waits for nothing and I am stopping; the
     /// next membership without me need not fence me.
     Leaving,
+    /// member -> the fencer (recovery): `node` left my membership unfenced; fence it, or tell
+    /// me it is fenced. The fencer is the lowest-id member, so one fence agent runs per loss.
+    FenceAsk {
+        /// The lost node.
+        node: NodeId,
+    },
+    /// member that ran the fence agent -> every member: `node` is fenced.
+    Fenced {
+        /// The fenced node.
+        node: NodeId,
+    },
 }
 
 /// A message between cores: the sender's epoch and a body. Messages whose epoch is not the

@@ -88,6 +88,12 @@ impl Relabel<'_> {
             PeerBody::RecoverDone { count } => PeerBody::RecoverDone { count: *count },
             PeerBody::RebuildDone => PeerBody::RebuildDone,
             PeerBody::Leaving => PeerBody::Leaving,
+            PeerBody::FenceAsk { node } => PeerBody::FenceAsk {
+                node: (self.node)(*node),
+            },
+            PeerBody::Fenced { node } => PeerBody::Fenced {
+                node: (self.node)(*node),
+            },
         };
         PeerMsg {
             epoch: m.epoch,
@@ -133,6 +139,8 @@ impl Core {
         let remap = |b: &BTreeMap<NodeId, u32>| b.iter().map(|(k, v)| (n(*k), *v)).collect();
         c.recovery.unfenced = map.set(self.recovery.unfenced);
         c.departed = map.set(self.departed);
+        c.fenced = map.set(self.fenced);
+        c.fence_asked = map.set(self.fence_asked);
         c.recovery.expected = remap(&self.recovery.expected);
         c.recovery.received = remap(&self.recovery.received);
         c.recovery.rebuilt = map.set(self.recovery.rebuilt);

@@ -391,6 +391,8 @@ pub fn describe_body(b: &PeerBody) -> String {
         PeerBody::RecoverDone { count } => format!("RecoverDone count={count}"),
         PeerBody::RebuildDone => "RebuildDone".into(),
         PeerBody::Leaving => "Leaving".into(),
+        PeerBody::FenceAsk { node } => format!("FenceAsk n{node}"),
+        PeerBody::Fenced { node } => format!("Fenced n{node}"),
     }
 }
 

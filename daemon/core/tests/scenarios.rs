@@ -381,16 +381,18 @@ fn future_epoch_messages_wait_for_their_membership() {
     let r = res_mastered_by(0, NodeSet::first(3).without(2));
     c.request(0, 1, r, LockMode::Pr).unwrap();
     c.settle();
-    // n1 hears of epoch 2 first and its rebuild messages reach n0, still at epoch 1.
+    // n1 hears of epoch 2 first; it is not the fencer (n0 is), so its `FenceAsk` reaches n0,
+    // still at epoch 1.
     let members = NodeSet::first(2);
     c.event(1, Event::Membership { epoch: 2, members }).unwrap();
-    c.event(1, Event::FenceConfirmed { node: 2 }).unwrap();
+    assert!(c.fences.is_empty(), "only the fencer runs a fence agent");
     while c.step() {}
     assert_eq!(c.core(0).epoch(), 1);
     assert!(!c.core(0).recovering());
-    // Then n0 gets the membership: the held messages are replayed and recovery completes.
+    // Then n0 gets the membership: it fences n2 once, the held ask is replayed, and its
+    // `Fenced` lets n1 go on; recovery completes.
     c.event(0, Event::Membership { epoch: 2, members }).unwrap();
-    c.event(0, Event::FenceConfirmed { node: 2 }).unwrap();
+    assert_eq!(c.fences, vec![(0, 2)]);
     c.settle();
     assert!(!c.core(0).recovering() && !c.core(1).recovering());
     c.request(1, 2, r, LockMode::Pr).unwrap();
@@ -940,5 +942,60 @@ fn leave_announced_after_the_membership_change_is_fenced() {
         let r = c.event(to, Event::Peer { from, msg });
         assert!(matches!(r, Err(Reject::StaleEpoch { .. })), "{r:?}");
     }
-    assert_eq!(c.fences.len(), 2, "each survivor fences the leaver");
+    assert_eq!(c.fences, vec![(0, 2)], "the fencer fences the leaver");
+}
+
+/// One fence agent per lost node: the lowest-id member fences, the others ask it and wait for
+/// its `Fenced`. If the fencer dies before confirming, the next fencer takes over both fences.
+#[test]
+fn one_fencer_per_loss_and_the_next_fencer_takes_over() {
+    let mut c = Cluster::new(5);
+    c.crash(4, 2);
+    assert_eq!(
+        c.fences,
+        vec![(0, 4)],
+        "only n0, the lowest id, runs the agent"
+    );
+    while c.step() {}
+    for n in 1..4 {
+        assert!(c.core(n).recovering(), "n{n} waits for the fencer's word");
+    }
+    // The fencer dies before its agent confirms.
+    c.fences.clear();
+    c.crash(0, 3);
+    let mut f = c.fences.clone();
+    f.sort();
+    assert_eq!(f, vec![(1, 0), (1, 4)], "n1 fences both, n4 included");
+    c.settle();
+    for n in 1..4 {
+        assert!(!c.core(n).recovering(), "n{n} recovered");
+        let downs: Vec<_> = c.kernel[n as usize]
+            .iter()
+            .filter(|k| {
+                matches!(
+                    k,
+                    KernelMsg::NodeStatus {
+                        state: NodeState::Down,
+                        ..
+                    }
+                )
+            })
+            .collect();
+        assert_eq!(downs.len(), 2, "n{n}: {downs:?}");
+    }
+    // A late ask for a node already fenced is answered at once, with no second agent.
+    let before = c.net.len();
+    c.event(
+        1,
+        Event::Peer {
+            from: 2,
+            msg: PeerMsg {
+                epoch: 3,
+                body: PeerBody::FenceAsk { node: 4 },
+            },
+        },
+    )
+    .unwrap();
+    assert!(c.fences.is_empty());
+    assert_eq!(c.net.len(), before + 1, "answered with Fenced");
 }
