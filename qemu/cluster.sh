@@ -162,7 +162,16 @@ else
 fi
 cat "$RUN/history-check.txt"
 
-EXPECTED=network_up,module_load,cluster_healthy,volume_registered,lock_exclusion,noqueue_deny,cache_inval,node_killed,recovery_seen,dead_node_lock_granted,daemon_stopped_enotconn,silent_daemon_etimedout,no_kernel_warnings,history_check
+# One fence agent per lost node: only the fencer (the lowest-id survivor) runs it; the others
+# wait for its word.
+agents=$(cat "$RUN"/node*.log | grep -c "fence: node $N is fenced" || true)
+if [ "$agents" = 1 ]; then
+    echo "MXFS-RESULT one_fence_agent PASS the fence agent for node $N ran once in the cluster" >>"$RUN/host.log"
+else
+    echo "MXFS-RESULT one_fence_agent FAIL the fence agent for node $N ran $agents times (want 1)" >>"$RUN/host.log"
+fi
+
+EXPECTED=network_up,module_load,cluster_healthy,volume_registered,lock_exclusion,noqueue_deny,cache_inval,node_killed,recovery_seen,dead_node_lock_granted,daemon_stopped_enotconn,silent_daemon_etimedout,no_kernel_warnings,history_check,one_fence_agent
 set +e
 result_table "$EXPECTED" "$RUN"/node*.log "$RUN/host.log"
 rc=$?
