@@ -778,18 +778,16 @@ pub fn mirror(s: &State) -> State {
     out.net.sort();
     out.cut = s.cut.map(swap_node);
     out.departing = s.departing.map(swap_node);
-    out.fences = s
-        .fences
-        .iter()
-        .map(|(a, b)| (swap_node(*a), swap_node(*b)))
-        .collect();
-    out.fences.sort();
-    out.fence_agents = s
-        .fence_agents
-        .iter()
-        .map(|(a, b)| (swap_node(*a), swap_node(*b)))
-        .collect();
-    out.fence_agents.sort();
+    let swap_pairs = |v: &[(NodeId, NodeId)]| {
+        let mut v: Vec<_> = v
+            .iter()
+            .map(|(a, b)| (swap_node(*a), swap_node(*b)))
+            .collect();
+        v.sort();
+        v
+    };
+    out.fences = swap_pairs(&s.fences);
+    out.fence_agents = swap_pairs(&s.fence_agents);
     out.truth.swap(0, 1);
     out
 }

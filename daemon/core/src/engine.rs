@@ -137,6 +137,13 @@ impl Core {
         r
     }
 
+    /// Sends `body` to every other member.
+    fn send_to_others(&mut self, body: PeerBody, out: &mut Vec<Action>) {
+        for to in self.members.without(self.cfg.node).iter() {
+            self.send(to, body.clone(), out);
+        }
+    }
+
     /// Sends `body` to `to`; a message to this node is queued on the loopback instead.
     pub(crate) fn send(&mut self, to: NodeId, body: PeerBody, out: &mut Vec<Action>) {
         if to == self.cfg.node {
@@ -397,9 +404,7 @@ impl Core {
                 "this node is stopped (minority or not a member)",
             ));
         }
-        for to in self.members.without(self.cfg.node).iter() {
-            self.send(to, PeerBody::Leaving, out);
-        }
+        self.send_to_others(PeerBody::Leaving, out);
         self.phase = Phase::Stopped;
         Ok(())
     }
@@ -428,9 +433,7 @@ impl Core {
             ));
         }
         self.fence_asked = self.fence_asked.without(node);
-        for to in self.members.without(self.cfg.node).iter() {
-            self.send(to, PeerBody::Fenced { node }, out);
-        }
+        self.send_to_others(PeerBody::Fenced { node }, out);
         self.learn_fenced(node, out);
         Ok(())
     }
