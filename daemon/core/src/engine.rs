@@ -810,6 +810,36 @@ mod tests {
     }
 
     #[test]
+    fn invariant_check_catches_one_sided_request_table_drift() {
+        let mut core = core_with_lock();
+        core.reqs.values_mut().next().unwrap().waiting = true;
+        assert!(core.check_invariants().unwrap_err().contains("disagrees"));
+    }
+
+    #[test]
+    fn invariant_check_catches_bad_departed_and_fenced_sets() {
+        let fresh = || Core::new(Config::booted(0, 3));
+        let mut core = fresh();
+        core.departed = NodeSet::EMPTY.with(0);
+        assert!(core.check_invariants().unwrap_err().contains("departed"));
+        let mut core = fresh();
+        core.members = NodeSet::first(2);
+        core.departed = NodeSet::EMPTY.with(2);
+        assert!(core.check_invariants().unwrap_err().contains("departed"));
+        let mut core = fresh();
+        core.fence_asked = NodeSet::EMPTY.with(1);
+        assert!(core
+            .check_invariants()
+            .unwrap_err()
+            .contains("being fenced"));
+        let mut core = fresh();
+        core.members = NodeSet::first(2);
+        core.recovery.unfenced = NodeSet::EMPTY.with(2);
+        core.fenced = NodeSet::EMPTY.with(2);
+        assert!(core.check_invariants().unwrap_err().contains("both fenced"));
+    }
+
+    #[test]
     fn quorum_is_a_strict_majority() {
         let four = NodeSet::first(4);
         assert!(!quorate(NodeSet::first(2), four));

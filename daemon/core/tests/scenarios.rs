@@ -381,23 +381,47 @@ fn future_epoch_messages_wait_for_their_membership() {
     let r = res_mastered_by(0, NodeSet::first(3).without(2));
     c.request(0, 1, r, LockMode::Pr).unwrap();
     c.settle();
-    // n1 hears of epoch 2 first; it is not the fencer (n0 is), so its `FenceAsk` reaches n0,
-    // still at epoch 1.
+    // n0, the fencer, hears of epoch 2 first: it fences n2 and sends its `Fenced` and rebuild
+    // messages to n1, still at epoch 1, which holds them.
     let members = NodeSet::first(2);
-    c.event(1, Event::Membership { epoch: 2, members }).unwrap();
-    assert!(c.fences.is_empty(), "only the fencer runs a fence agent");
-    while c.step() {}
-    assert_eq!(c.core(0).epoch(), 1);
-    assert!(!c.core(0).recovering());
-    // Then n0 gets the membership: it fences n2 once, the held ask is replayed, and its
-    // `Fenced` lets n1 go on; recovery completes.
     c.event(0, Event::Membership { epoch: 2, members }).unwrap();
     assert_eq!(c.fences, vec![(0, 2)]);
+    c.fences.clear();
+    c.event(0, Event::FenceConfirmed { node: 2 }).unwrap();
+    while c.step() {}
+    assert_eq!(c.core(1).epoch(), 1);
+    assert!(!c.core(1).recovering());
+    assert!(c.core(0).recovering(), "n0 waits for n1's rebuild messages");
+    // Then n1 gets the membership: the held messages are replayed and recovery completes,
+    // with no second fence agent.
+    c.event(1, Event::Membership { epoch: 2, members }).unwrap();
     c.settle();
+    assert!(c.fences.is_empty(), "only the fencer fenced");
     assert!(!c.core(0).recovering() && !c.core(1).recovering());
     c.request(1, 2, r, LockMode::Pr).unwrap();
     c.settle();
     assert!(c.granted(1, 2));
+}
+
+/// Messages two epochs ahead stay held through the membership of the epoch between.
+#[test]
+fn messages_two_epochs_ahead_wait_through_the_epoch_between() {
+    let mut c = Cluster::new(3);
+    let members = NodeSet::first(2);
+    // n0 loses n2 (epoch 2), fences it, then reinstalls the same view (epoch 3, as a resync
+    // does): its messages of both epochs reach n1, still at epoch 1.
+    c.event(0, Event::Membership { epoch: 2, members }).unwrap();
+    c.event(0, Event::FenceConfirmed { node: 2 }).unwrap();
+    c.event(0, Event::Membership { epoch: 3, members }).unwrap();
+    c.fences.clear();
+    while c.step() {}
+    c.event(1, Event::Membership { epoch: 2, members }).unwrap();
+    while c.step() {}
+    assert_eq!(c.core(1).epoch(), 2);
+    c.event(1, Event::Membership { epoch: 3, members }).unwrap();
+    c.settle();
+    assert!(!c.core(0).recovering() && !c.core(1).recovering());
+    assert!(c.fences.is_empty(), "n2 was fenced once, in epoch 2");
 }
 
 #[test]
@@ -998,4 +1022,25 @@ fn one_fencer_per_loss_and_the_next_fencer_takes_over() {
     .unwrap();
     assert!(c.fences.is_empty());
     assert_eq!(c.net.len(), before + 1, "answered with Fenced");
+}
+
+/// A `FenceAsk` that names a member (or a node outside the cluster) is refused: the fencer must
+/// never start a fence agent against a live member on a peer's word.
+#[test]
+fn fence_ask_for_a_member_or_a_stranger_is_refused() {
+    let mut c = Cluster::new(3);
+    for node in [1, 2, 7] {
+        let r = c.event(
+            0,
+            Event::Peer {
+                from: 1,
+                msg: PeerMsg {
+                    epoch: 1,
+                    body: PeerBody::FenceAsk { node },
+                },
+            },
+        );
+        assert!(matches!(r, Err(Reject::Stale(_))), "node {node}: {r:?}");
+    }
+    assert!(c.fences.is_empty() && c.net.is_empty());
 }
