@@ -142,6 +142,10 @@ pub struct StatusView {
     pub recoveries: Vec<RecoveryView>,
     /// Whether this node was told to fence itself (minority).
     pub self_fenced: bool,
+    /// The member that runs the fence agents of this epoch (the lowest id).
+    pub fencer: u32,
+    /// Lost nodes whose fence is not confirmed yet (recovery waits for them).
+    pub awaiting_fence: Vec<u32>,
     /// Test hook state.
     pub isolated: bool,
     /// Milliseconds since start.

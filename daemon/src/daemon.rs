@@ -675,6 +675,8 @@ impl State {
             peers: self.membership.peers(now),
             recoveries,
             self_fenced: self.self_fenced,
+            fencer: self.core.fencer(),
+            awaiting_fence: self.core.awaiting_fence().iter().collect(),
             isolated: self.peers.shared().isolated.load(Ordering::Relaxed),
             uptime_ms: now,
         }

@@ -166,6 +166,45 @@ fn kill9_holder_is_fenced_and_waiter_granted() {
         .find(|r| r["lost"] == serde_json::json!([2]));
     let rec = rec.unwrap_or_else(|| panic!("no recovery of node 2 in {s}"));
     assert!(rec["duration_ms"].is_u64(), "{rec}");
+    assert_eq!(s["fencer"], 1, "{s}");
+    assert_eq!(s["awaiting_fence"], serde_json::json!([]), "{s}");
+}
+
+/// While the fencer's agent runs, the other survivors wait for its word and say so: `status`
+/// names the node awaiting its fence and the fencer, and nothing is granted until the one
+/// agent run confirms.
+#[test]
+fn survivors_wait_for_the_fencers_agent_and_status_says_so() {
+    let mut c = Cluster::start(3);
+    let r = "inode:1:700";
+    assert!(granted(&c.node(2).ctl(&["lock", r, "EX"])));
+    c.hold_fences(true);
+    let mut waiter = c.node(3).lock_bg(r, "EX", &[]);
+    still_blocked(&mut waiter, 300);
+    c.node_mut(2).kill9();
+    let s = wait_for("node 3 to wait for the fence of node 2", WAIT_MS, || {
+        let s = c.node(3).status();
+        (s["awaiting_fence"] == serde_json::json!([2])).then_some(s)
+    });
+    assert_eq!(s["fencer"], 1, "{s}");
+    assert_eq!(s["phase"], "Fencing", "{s}");
+    let out = std::process::Command::new(MXFSCTL)
+        .arg("--socket")
+        .arg(&c.node(3).sock)
+        .arg("status")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("fencing: waiting for [2] (fencer node 1)"),
+        "{text}"
+    );
+    still_blocked(&mut waiter, 300);
+    assert!(c.fenced().is_empty(), "the agent is still held");
+    c.hold_fences(false);
+    let g = finish(waiter, WAIT_MS);
+    assert!(granted(&g), "{g}");
+    assert_eq!(c.fenced(), "2 n2\n", "one agent run");
 }
 
 #[test]

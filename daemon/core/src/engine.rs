@@ -409,6 +409,11 @@ impl Core {
         Ok(())
     }
 
+    /// Lost nodes whose fence is not confirmed yet; recovery waits for them.
+    pub fn awaiting_fence(&self) -> NodeSet {
+        self.recovery.unfenced
+    }
+
     /// The member that runs the fence agents of this epoch: the lowest id.
     pub fn fencer(&self) -> NodeId {
         self.members.iter().next().unwrap_or(self.cfg.node)

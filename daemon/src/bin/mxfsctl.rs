@@ -241,6 +241,12 @@ fn print_reply(r: &CtlReply) {
                     ""
                 },
             );
+            if !s.awaiting_fence.is_empty() {
+                println!(
+                    "fencing: waiting for {:?} (fencer node {})",
+                    s.awaiting_fence, s.fencer
+                );
+            }
             println!("peers:");
             for p in &s.peers {
                 let heard = p

@@ -195,7 +195,10 @@ impl Cluster {
         std::fs::write(
             &fence,
             format!(
-                "#!/bin/sh\necho \"$MXFS_FENCE_NODE_ID $2\" >> {}\n",
+                "#!/bin/sh\n# While HOLD exists the agent waits (bounded by fence_timeout_ms).\n\
+                 while [ -e {} ]; do sleep 0.05; done\n\
+                 echo \"$MXFS_FENCE_NODE_ID $2\" >> {}\n",
+                dir.path().join("fence.hold").display(),
                 fence_log.display()
             ),
         )
@@ -281,6 +284,16 @@ impl Cluster {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
+        }
+    }
+
+    /// Makes the test fence agent wait (`true`) until released (`false`).
+    pub fn hold_fences(&self, on: bool) {
+        let hold = self.fence_log.with_file_name("fence.hold");
+        if on {
+            std::fs::write(hold, "").unwrap();
+        } else {
+            std::fs::remove_file(hold).unwrap();
         }
     }
 
