@@ -365,7 +365,16 @@ async fn serve_conn(
                         continue;
                     }
                 };
-                if let Err(e) = c.send(Bytes::from(bytes)).await {
+                // A write into a peer that stopped reading can block; a newer connection from
+                // that peer must still be able to take over.
+                let sent = tokio::select! {
+                    r = c.send(Bytes::from(bytes)) => r,
+                    _ = gen_rx.changed() => {
+                        count_drop(sh, &m);
+                        return Ok(Ended::Replaced);
+                    }
+                };
+                if let Err(e) = sent {
                     count_drop(sh, &m);
                     return Err(e.into());
                 }
@@ -504,6 +513,8 @@ async fn dial_loop(id: NodeId, addr: SocketAddr, sh: Arc<Shared>, tx: mpsc::Send
             Ok(ended) => tracing::info!(peer = id, ?ended, "peer connection ended; redialling"),
             Err(e) => tracing::warn!(peer = id, "peer connection failed, redialling: {e}"),
         }
+        // A peer that closes right after the handshake must not turn this into a busy loop.
+        tokio::time::sleep(Duration::from_millis(REDIAL_DELAY_MS)).await;
     }
 }
 
