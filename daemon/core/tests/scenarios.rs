@@ -983,6 +983,8 @@ fn one_fencer_per_loss_and_the_next_fencer_takes_over() {
     while c.step() {}
     for n in 1..4 {
         assert!(c.core(n).recovering(), "n{n} waits for the fencer's word");
+        assert_eq!(c.core(n).awaiting_fence(), NodeSet::EMPTY.with(4));
+        assert_eq!(c.core(n).fencer(), 0);
     }
     // The fencer dies before its agent confirms.
     c.fences.clear();
