@@ -376,19 +376,8 @@ impl Core {
                         id: TimerId::Request(w.req_id),
                     });
                 }
-                out.push(Action::Kernel(KernelMsg::Deny {
-                    req_id: w.req_id,
-                    resource: *resource,
-                    errno,
-                }));
-                let st = self
-                    .reqs
-                    .get_mut(&w.req_id)
-                    .expect("queued request is known");
-                st.waiting = false;
-                if st.granted.is_none() {
-                    self.reqs.remove(&w.req_id);
-                }
+                Self::kdeny(out, w.req_id, *resource, errno);
+                crate::node::stop_waiting(&mut self.reqs, w.req_id);
             }
         }
     }

@@ -91,6 +91,22 @@ pub(crate) struct Recovery {
 use crate::engine::Core;
 use crate::modes::{covers, gives_up_write, sup};
 
+/// `req_id` no longer waits: it leaves the request table unless the kernel still holds it (a
+/// denied or abandoned conversion keeps its old mode). Returns its resource.
+pub(crate) fn stop_waiting(
+    reqs: &mut std::collections::BTreeMap<ReqId, ReqState>,
+    req_id: ReqId,
+) -> ResourceId {
+    let st = reqs.get_mut(&req_id).expect("a waiting request is known");
+    debug_assert!(st.waiting);
+    st.waiting = false;
+    let resource = st.resource;
+    if st.granted.is_none() {
+        reqs.remove(&req_id);
+    }
+    resource
+}
+
 /// `CACHE_INVAL` for `resource`, or `None` for `AG` resources (metadata buffers, no page
 /// cache: the AG buffers are re-read under the lock by XFS itself).
 pub(crate) fn cache_inval(resource: &ResourceId) -> Option<KernelMsg> {
@@ -112,7 +128,7 @@ pub(crate) fn cache_inval(resource: &ResourceId) -> Option<KernelMsg> {
 }
 
 impl Core {
-    fn kdeny(out: &mut Vec<Action>, req_id: ReqId, resource: ResourceId, errno: i32) {
+    pub(crate) fn kdeny(out: &mut Vec<Action>, req_id: ReqId, resource: ResourceId, errno: i32) {
         out.push(Action::Kernel(KernelMsg::Deny {
             req_id,
             resource,
@@ -331,13 +347,7 @@ impl Core {
     /// (even if other local waiters remain: they may need a weaker lock, and must not wait
     /// behind a request nobody wants; found by the proptest, see `tests/regressions.rs`).
     fn abandon(&mut self, req_id: ReqId, errno: Option<i32>, out: &mut Vec<Action>) {
-        let st = self.reqs.get_mut(&req_id).expect("caller checked");
-        debug_assert!(st.waiting);
-        let resource = st.resource;
-        st.waiting = false;
-        if st.granted.is_none() {
-            self.reqs.remove(&req_id);
-        }
+        let resource = stop_waiting(&mut self.reqs, req_id);
         let l = self
             .local
             .get_mut(&resource)
@@ -449,14 +459,7 @@ impl Core {
             }
             if w.noqueue && !(normal && others_ok && l.outstanding.is_none() && !l.bast) {
                 let w = l.waiters.pop_front().expect("front exists");
-                let st = self
-                    .reqs
-                    .get_mut(&w.req_id)
-                    .expect("queued request is known");
-                st.waiting = false;
-                if st.granted.is_none() {
-                    self.reqs.remove(&w.req_id);
-                }
+                stop_waiting(&mut self.reqs, w.req_id);
                 Self::kdeny(out, w.req_id, *resource, EAGAIN);
                 continue;
             }
@@ -470,14 +473,7 @@ impl Core {
                 continue;
             }
             let w = l.waiters.remove(i).expect("in range");
-            let st = self
-                .reqs
-                .get_mut(&w.req_id)
-                .expect("queued request is known");
-            st.waiting = false;
-            if st.granted.is_none() {
-                self.reqs.remove(&w.req_id);
-            }
+            stop_waiting(&mut self.reqs, w.req_id);
             Self::kdeny(out, w.req_id, *resource, EAGAIN);
         }
         if !normal || l.outstanding.is_some() {
