@@ -136,6 +136,11 @@ impl State {
 
     /// Feeds one event to the core and carries out its actions.
     fn feed(&mut self, ev: Event) {
+        let _ = self.try_feed(ev);
+    }
+
+    /// [`State::feed`], returning why the core rejected the event (already logged and counted).
+    fn try_feed(&mut self, ev: Event) -> Result<(), mxfs_core::Reject> {
         let now = self.now_ms();
         let asked = match &ev {
             Event::KernelRequest { req_id, .. } => Some(*req_id),
@@ -157,13 +162,14 @@ impl State {
                     });
                 }
             }
-            return;
+            return Err(r);
         }
         for a in out {
             self.act(a);
         }
         let mut c = self.status_cache.lock().unwrap_or_else(|e| e.into_inner());
         *c = (self.core.members().len(), self.core.epoch());
+        Ok(())
     }
 
     fn count_resource(&mut self, r: ResourceId, wait: bool) {
@@ -788,14 +794,8 @@ impl State {
     /// Tells the peers' cores that this node leaves cleanly, if its kernel holds nothing; the
     /// membership `Leave` that follows on the same connections then drops it without a fence.
     fn announce_leave(&mut self) {
-        let mut out = Vec::new();
-        match self.core.handle(self.now_ms(), Event::Leave, &mut out) {
-            Ok(()) => {
-                tracing::info!("left the cluster cleanly: the peers drop this node unfenced");
-                for a in out {
-                    self.act(a);
-                }
-            }
+        match self.try_feed(Event::Leave) {
+            Ok(()) => tracing::info!("left the cluster cleanly: the peers drop this node unfenced"),
             Err(mxfs_core::Reject::Busy(n)) => tracing::warn!(
                 requests = n,
                 "the kernel still holds or waits for locks: the peers will fence this node"
