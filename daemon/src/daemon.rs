@@ -676,7 +676,7 @@ impl State {
             epoch: self.core.epoch(),
             members: members.iter().collect(),
             cluster_size: cluster.len(),
-            quorum: 2 * members.len() > cluster.len(),
+            quorum: mxfs_core::quorate(members, cluster),
             phase: format!("{:?}", self.core.phase()),
             peers: self.membership.peers(now),
             recoveries,

@@ -661,8 +661,9 @@ impl Core {
 #[cfg(debug_assertions)]
 const DEBUG_CHECK_ENTRIES_MAX: usize = 4096;
 
-/// Whether `members` is a strict majority of `cluster`.
-pub(crate) fn quorate(members: NodeSet, cluster: NodeSet) -> bool {
+/// Whether `members` is a strict majority of `cluster` (members outside `cluster` do not count).
+/// The one quorum rule: the core grants only under it, and `mxfsd` reports it.
+pub fn quorate(members: NodeSet, cluster: NodeSet) -> bool {
     let live = members.minus(members.minus(cluster)).len();
     2 * live > cluster.len()
 }

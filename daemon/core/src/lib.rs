@@ -30,7 +30,7 @@ pub mod sim;
 #[cfg(feature = "serde")]
 mod wire;
 
-pub use crate::engine::Core;
+pub use crate::engine::{quorate, Core};
 pub use hash::{master_of, rendezvous_weight};
 pub use mxfs_proto::{LockFlags, LockMode, NodeState, ResourceId, ResourceType};
 pub use relabel::Relabel;
