@@ -313,18 +313,23 @@ fn doit(st: &Mxfs, command: Command, portid: u32, bytes: &[u8], info: *mut c_voi
     }
 }
 
-/// Hands a grant or deny to its waiter; a late one is handed back with `LOCK_RELEASE`.
+/// Hands a grant or deny to its waiter. A late grant is handed back with `LOCK_RELEASE` (no
+/// mode) so the lock does not leak; a late deny granted nothing and is only dropped.
 fn deliver(st: &Mxfs, req_id: u64, resource: proto::ResourceId, r: Reply) -> Result {
     match st.pending.complete(req_id, resource, r) {
         Delivery::Delivered => Ok(()),
-        Delivery::Late => {
-            pr_info!("late reply for request {}; releasing it\n", req_id);
+        late @ Delivery::Late(_) if late.hand_back() => {
+            pr_info!("late grant for request {}; handing it back\n", req_id);
             let rel = Message::LockRelease(LockRelease {
                 req_id,
                 resource,
                 mode: None,
             });
             send_to_daemon(st, &rel)
+        }
+        Delivery::Late(_) => {
+            pr_info!("late deny for request {} dropped\n", req_id);
+            Ok(())
         }
         Delivery::Duplicate => {
             pr_warn!("duplicate reply for request {} dropped\n", req_id);

@@ -14,9 +14,11 @@
 //!
 //! The wait is bounded: a waiter sleeps at most [`PendingSync::grant_budget`] (the platform's
 //! rendering of `GRANT_TIMEOUT_MS`), then marks itself expired, frees its slot and returns
-//! [`PendingError::TimedOut`]. A grant that arrives after that finds no entry, or an expired one;
-//! [`PendingTable::complete`] then answers [`Delivery::Late`] and the caller hands the lock back
-//! with `LOCK_RELEASE`, so no lock leaks. Loom does not model timeouts, so the tests race a
+//! [`PendingError::TimedOut`]. A reply that arrives after that finds no entry, or an expired one;
+//! [`PendingTable::complete`] then answers [`Delivery::Late`] with the reply, and the caller hands
+//! the lock back with `LOCK_RELEASE` if it was a grant ([`Delivery::hand_back`]), so no lock
+//! leaks. A late deny is only dropped: the daemon granted nothing, so there is nothing to hand
+//! back (a release of it would tell the daemon to release a lock it never granted). Loom does not model timeouts, so the tests race a
 //! timer thread calling [`PendingTable::expire`], which takes the same path as a timed-out wait.
 
 use core::ops::DerefMut;
@@ -129,13 +131,23 @@ pub enum PendingError {
 pub enum Delivery {
     /// The waiter got it.
     Delivered,
-    /// Nobody waits for it any more (timed out, cancelled or never known): drop it, and if it
-    /// was a grant, hand the lock back with `LOCK_RELEASE` for that request id.
-    Late,
+    /// Nobody waits for it any more (timed out, cancelled or never known). Carries the reply
+    /// that came late: a grant must be handed back with `LOCK_RELEASE` for that request id, a
+    /// deny is only dropped (see [`Delivery::hand_back`]).
+    Late(Reply),
     /// The request already has its reply; this one is dropped.
     Duplicate,
     /// The request id exists but names another resource; the reply is refused.
     Mismatch,
+}
+
+impl Delivery {
+    /// Whether the caller must answer this outcome with `LOCK_RELEASE` (no mode) for the
+    /// request: only a late grant, so that the lock the daemon granted does not leak. A late
+    /// deny granted nothing and is dropped.
+    pub fn hand_back(self) -> bool {
+        matches!(self, Delivery::Late(Reply::Grant))
+    }
 }
 
 /// A reply from the daemon.
@@ -273,7 +285,7 @@ pub trait PendingTable: PendingSync {
         let bucket = self.bucket_of(req_id);
         let mut g = self.lock(bucket);
         let Some(i) = g.find(req_id) else {
-            return Delivery::Late;
+            return Delivery::Late(reply);
         };
         let slot = &mut g.slots[i];
         if slot.resource != resource {
@@ -290,8 +302,8 @@ pub trait PendingTable: PendingSync {
                 Delivery::Delivered
             }
             SlotState::Granted | SlotState::Denied(_) => Delivery::Duplicate,
-            SlotState::Expired | SlotState::Cancelled(_) => Delivery::Late,
-            SlotState::Free => Delivery::Late,
+            SlotState::Expired | SlotState::Cancelled(_) => Delivery::Late(reply),
+            SlotState::Free => Delivery::Late(reply),
         }
     }
 

@@ -1,5 +1,6 @@
 //! Loom tests of the pending table (DESIGN.md §4): grant or deny against the timeout, duplicate
-//! and late grants, two waiters on one resource, and module exit while waiters wait.
+//! and late grants, late denies (dropped, never handed back), two waiters on one resource, and
+//! module exit while waiters wait.
 //!
 //! `just loom` runs them in release mode at `LOOM_MAX_PREEMPTIONS=3`; without the variable the
 //! tests use that bound too, so `cargo test` stays fast.
@@ -53,9 +54,9 @@ fn grant_vs_timeout() {
             }
             Err(PendingError::TimedOut) => {
                 assert!(expired);
-                assert_eq!(
-                    delivery,
-                    Delivery::Late,
+                assert_eq!(delivery, Delivery::Late(Reply::Grant));
+                assert!(
+                    delivery.hand_back(),
                     "a grant after the timeout must be released"
                 );
             }
@@ -84,7 +85,11 @@ fn deny_vs_timeout() {
             }
             Err(PendingError::TimedOut) => {
                 assert!(expired);
-                assert_eq!(delivery, Delivery::Late);
+                assert_eq!(delivery, Delivery::Late(Reply::Deny(-EAGAIN)));
+                assert!(
+                    !delivery.hand_back(),
+                    "a deny after the timeout granted nothing: it must not be released"
+                );
             }
             other => panic!("unexpected outcome {other:?}"),
         }
@@ -112,7 +117,7 @@ fn duplicate_grant() {
         for d in [first, second] {
             assert!(matches!(
                 d,
-                Delivery::Delivered | Delivery::Duplicate | Delivery::Late
+                Delivery::Delivered | Delivery::Duplicate | Delivery::Late(Reply::Grant)
             ));
         }
         assert_eq!(t.occupied(), 0);
@@ -128,7 +133,44 @@ fn late_grant_after_timeout() {
         let timer = spawn(&t, move |t| assert!(t.expire(9)));
         timer.join().unwrap();
         assert_eq!(t.wait_reply(ticket), Err(PendingError::TimedOut));
-        assert_eq!(t.complete(9, res(3), Reply::Grant), Delivery::Late);
+        let d = t.complete(9, res(3), Reply::Grant);
+        assert_eq!(d, Delivery::Late(Reply::Grant));
+        assert!(d.hand_back(), "a late grant is handed back");
+        // A grant for a request the table never knew is late too, and handed back.
+        assert!(t.complete(77, res(3), Reply::Grant).hand_back());
+        assert_eq!(t.occupied(), 0);
+    });
+}
+
+/// A deny after the waiter timed out and left, or for a request the table never knew, is late
+/// and only dropped: handing it back would tell the daemon to release a lock it never granted.
+#[test]
+fn late_deny_is_not_handed_back() {
+    model(|| {
+        let t = Arc::new(LoomTable::new(2));
+        let ticket = t.insert(9, res(3)).unwrap();
+        let timer = spawn(&t, move |t| t.expire(9));
+        let d = t.complete(9, res(3), Reply::Deny(-EAGAIN));
+        let expired = timer.join().unwrap();
+        let got = t.wait_reply(ticket);
+        if expired {
+            assert_eq!(got, Err(PendingError::TimedOut));
+            assert_eq!(d, Delivery::Late(Reply::Deny(-EAGAIN)));
+        } else {
+            assert_eq!(got, Err(PendingError::Denied(-EAGAIN)));
+            assert_eq!(d, Delivery::Delivered);
+        }
+        // Whichever came first, the deny is never handed back.
+        assert!(matches!(
+            d,
+            Delivery::Delivered | Delivery::Late(Reply::Deny(_))
+        ));
+        assert!(!d.hand_back(), "late deny handed back: {d:?}");
+        let d = t.complete(9, res(3), Reply::Deny(-EAGAIN));
+        assert_eq!(d, Delivery::Late(Reply::Deny(-EAGAIN)));
+        assert!(!d.hand_back(), "late deny handed back: {d:?}");
+        let never = t.complete(78, res(3), Reply::Deny(-ENOTCONN));
+        assert!(!never.hand_back(), "unknown deny handed back: {never:?}");
         assert_eq!(t.occupied(), 0);
     });
 }
@@ -177,7 +219,8 @@ fn module_exit_while_waiting() {
             Ok(()) => assert_eq!(d, Delivery::Delivered),
             Err(PendingError::Cancelled(e)) => {
                 assert_eq!(e, -ESHUTDOWN);
-                assert_eq!(d, Delivery::Late, "a grant after exit must be released");
+                assert_eq!(d, Delivery::Late(Reply::Grant));
+                assert!(d.hand_back(), "a grant after exit must be released");
             }
             other => panic!("unexpected outcome {other:?}"),
         }
