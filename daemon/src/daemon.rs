@@ -50,6 +50,9 @@ pub enum DaemonError {
     /// Kernel port.
     #[error("{0}")]
     Kernel(#[from] crate::kernel::KernelError),
+    /// The kernel module became unreachable while running (see `kernel.rs`).
+    #[error("{0}")]
+    KernelLost(String),
     /// A socket could not be bound.
     #[error("cannot bind {what} {addr}: {err}")]
     Bind {
@@ -139,16 +142,27 @@ impl State {
         let _ = self.try_feed(ev);
     }
 
+    /// An event from the kernel. One the core refuses changes nothing; it is logged, for
+    /// example a `LOCK_RELEASE` of a request that is not granted here (an older mxfs.ko hands
+    /// back a late deny that way) or of a request this daemon does not know.
+    fn kernel_event(&mut self, ev: Event) {
+        if let Event::KernelRequest { req_id, .. } = &ev {
+            self.asked.insert(*req_id, Instant::now());
+        }
+        if let Err(r) = self.try_feed(ev.clone()) {
+            tracing::warn!(?ev, "kernel message ignored: the lock core refused it: {r}");
+        }
+    }
+
     /// [`State::feed`], returning why the core rejected the event (already logged and counted).
     fn try_feed(&mut self, ev: Event) -> Result<(), mxfs_core::Reject> {
         let now = self.now_ms();
-        let asked = match &ev {
-            Event::KernelRequest { req_id, .. } => Some(*req_id),
+        let (asked, released) = match &ev {
+            Event::KernelRequest { req_id, .. } => (Some(*req_id), None),
             Event::KernelRelease { req_id, .. } | Event::KernelCancel { req_id } => {
-                self.held_since.remove(req_id);
-                None
+                (None, Some(*req_id))
             }
-            _ => None,
+            _ => (None, None),
         };
         let mut out = Vec::new();
         if let Err(r) = self.core.handle(now, ev, &mut out) {
@@ -163,6 +177,9 @@ impl State {
                 }
             }
             return Err(r);
+        }
+        if let Some(req_id) = released {
+            self.held_since.remove(&req_id);
         }
         for a in out {
             self.act(a);
@@ -971,10 +988,14 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let (kev_tx, mut kev_rx) = mpsc::channel::<Event>(INPUT_QUEUE_MAX);
     let (ctl_tx, mut ctl_rx) = mpsc::channel::<CtlCall>(CTL_CONNS_MAX);
     let (int_tx, mut int_rx) = mpsc::channel::<Internal>(INPUT_QUEUE_MAX);
+    // The netlink port reports here, once, that mxfs.ko became unreachable.
+    let (klost_tx, mut klost_rx) = mpsc::channel::<String>(1);
 
     let kernel: Box<dyn KernelPort> = match cfg.kernel {
         KernelKind::None => Box::new(NullPort),
-        KernelKind::Netlink => Box::new(NetlinkPort::start(kev_tx.clone()).await?),
+        KernelKind::Netlink => {
+            Box::new(NetlinkPort::start(kev_tx.clone(), klost_tx.clone()).await?)
+        }
     };
     let ctl_listener = bind_ctl(&cfg.ctl_socket)?;
     let ctl_ino = socket_ino(&cfg.ctl_socket);
@@ -1097,6 +1118,8 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
             err,
         })?;
     let _keep_kernel_tx = kev_tx;
+    let _keep_klost_tx = klost_tx;
+    let mut kernel_lost = None;
     // One sleep for the earliest lock-core timer, re-armed only when that deadline changes.
     let idle = || tokio::time::Instant::now() + Duration::from_secs(86_400);
     let timer = tokio::time::sleep_until(idle());
@@ -1118,12 +1141,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
                 timer_at_ms = None; // the sleep has completed: re-arm it on the next turn
             }
             Some(PeerInput::Msg { from, msg }) = peer_rx.recv() => st.on_peer(from, msg),
-            Some(ev) = kev_rx.recv() => {
-                if let Event::KernelRequest { req_id, .. } = &ev {
-                    st.asked.insert(*req_id, Instant::now());
-                }
-                st.feed(ev)
-            }
+            Some(ev) = kev_rx.recv() => st.kernel_event(ev),
             Some(call) = ctl_rx.recv() => st.ctl(call),
             Some(i) = int_rx.recv() => match i {
                 Internal::Fenced { node } => {
@@ -1134,19 +1152,32 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
                 Internal::CtlGone { conn } => st.ctl_gone(conn),
             },
             _ = tick.tick() => st.tick(),
+            Some(why) = klost_rx.recv() => {
+                kernel_lost = Some(why);
+                break;
+            }
             _ = sigterm.recv() => break,
             _ = sigint.recv() => break,
+        }
+        // Kernel-bound messages are never dropped: what this turn delivered that did not fit
+        // the netlink send queue goes in before the loop takes more input (backpressure).
+        if st.kernel.backlog() > 0 {
+            st.kernel.flush().await;
         }
     }
     tracing::info!("shutting down: releasing locks held by this node");
     st.release_all_local();
     st.announce_leave();
     st.peers.broadcast(&WireMsg::Leave);
+    st.kernel.flush().await;
     tokio::time::sleep(Duration::from_millis(SHUTDOWN_FLUSH_MS)).await;
     // Remove the socket only if it is still ours (a new mxfsd may already have replaced it).
     if socket_ino(&st.cfg.ctl_socket) == ctl_ino {
         let _ = std::fs::remove_file(&st.cfg.ctl_socket);
     }
     tracing::info!("mxfsd stopped");
-    Ok(())
+    match kernel_lost {
+        Some(why) => Err(DaemonError::KernelLost(why)),
+        None => Ok(()),
+    }
 }

@@ -6,17 +6,43 @@
 //! - [`NetlinkPort`] (`kernel = "netlink"`): the real `mxfs.ko` over Generic Netlink. neli
 //!   resolves the family and multicast groups; messages are encoded and parsed with `mxfs-proto`
 //!   only (one strict parser shared with the module and the fuzz targets).
+//!
+//! Kernel-bound messages are never dropped. A lost `CACHE_INVAL` would let a stale grant
+//! through and a lost grant would leak the lock, so:
+//! - [`KernelPort::deliver`] queues in order and never blocks; what does not fit the bounded
+//!   send queue ([`NL_SEND_QUEUE_MAX`]) waits in the port's backlog, and the event loop awaits
+//!   [`KernelPort::flush`] before it takes more input (backpressure, see [`SendQueue`]).
+//! - The writer task sends one datagram at a time. A send that would block waits for the
+//!   socket; a transient failure (`ENOBUFS`, `ENOMEM`, `EINTR`) sends the same message again
+//!   after [`NL_SEND_RETRY_MS`], so order is kept. Any other failure means mxfsd cannot reach
+//!   the kernel at all: the writer logs it as such and reports it, and the daemon stops with
+//!   an error (the peers then fence this node if its kernel held locks) rather than run on
+//!   with a kernel it cannot tell about grants and invalidations.
 
 use mxfs_core::{Event, KernelMsg};
 use mxfs_proto as proto;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Where the daemon's kernel messages go.
 pub trait KernelPort: Send {
-    /// Delivers one message to the kernel, in order; never blocks.
+    /// Queues one message for the kernel, after every message delivered before it; never
+    /// blocks and never drops it (what does not fit the send queue waits for [`Self::flush`]).
     fn deliver(&mut self, msg: &KernelMsg);
+    /// Messages delivered but not yet in the send queue.
+    fn backlog(&self) -> usize {
+        0
+    }
+    /// Waits until the backlog is in the send queue. The event loop awaits this after every
+    /// turn, before it takes more input, so a full queue slows the daemon down instead of
+    /// losing a message.
+    fn flush(&mut self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(std::future::ready(()))
+    }
     /// A short description for status output.
     fn describe(&self) -> String;
 }
@@ -52,15 +78,123 @@ pub enum KernelError {
 pub const NL_RECV_BYTES_MAX: usize = 64 * 1024;
 /// Kernel messages queued for the writer task.
 pub const NL_SEND_QUEUE_MAX: usize = 65_536;
+/// Pause before the writer sends a message again after a transient failure (`ENOBUFS`,
+/// `ENOMEM`, `EINTR`).
+pub const NL_SEND_RETRY_MS: u64 = 10;
+/// While one message keeps failing transiently, the writer logs every this many retries (the
+/// first one included), so a long stall is visible without flooding the log.
+pub const NL_SEND_RETRY_LOG_EVERY: u64 = 100;
 const NLMSG_ERROR: u16 = 2;
+/// `ENOBUFS` on Linux (std has no `ErrorKind` for it).
+const ENOBUFS: i32 = 105;
 
 /// The real module over Generic Netlink.
 pub struct NetlinkPort {
     family: u16,
     portid: u32,
     volumes: Arc<Mutex<BTreeSet<u64>>>,
-    out: mpsc::Sender<Vec<u8>>,
+    out: SendQueue,
     seq: u32,
+}
+
+/// The ordered, lossless hand-off from the event loop to the writer task: a bounded channel of
+/// encoded datagrams, and a backlog for what did not fit. Once anything waits in the backlog,
+/// later messages queue behind it, so the kernel sees them in delivery order.
+pub struct SendQueue {
+    tx: mpsc::Sender<Vec<u8>>,
+    backlog: VecDeque<Vec<u8>>,
+}
+
+impl SendQueue {
+    /// A queue of `capacity` datagrams (the daemon uses [`NL_SEND_QUEUE_MAX`]) and the receiving
+    /// end for the writer.
+    pub fn new(capacity: usize) -> (SendQueue, mpsc::Receiver<Vec<u8>>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let q = SendQueue {
+            tx,
+            backlog: VecDeque::new(),
+        };
+        (q, rx)
+    }
+
+    /// A sender for other tasks (the reader's `VOLUME_MOUNT` ack), which wait for room.
+    pub fn sender(&self) -> mpsc::Sender<Vec<u8>> {
+        self.tx.clone()
+    }
+
+    /// Queues a datagram without waiting.
+    pub fn push(&mut self, b: Vec<u8>) {
+        if !self.backlog.is_empty() {
+            self.backlog.push_back(b);
+            return;
+        }
+        match self.tx.try_send(b) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(b)) => self.backlog.push_back(b),
+            Err(mpsc::error::TrySendError::Closed(_)) => writer_gone(1),
+        }
+    }
+
+    /// Datagrams waiting for room in the channel.
+    pub fn backlog(&self) -> usize {
+        self.backlog.len()
+    }
+
+    /// Moves the backlog into the channel, waiting for room. Cancel-safe: a datagram leaves the
+    /// backlog only together with the channel slot reserved for it.
+    pub async fn flush(&mut self) {
+        while !self.backlog.is_empty() {
+            match self.tx.reserve().await {
+                Ok(permit) => {
+                    if let Some(b) = self.backlog.pop_front() {
+                        permit.send(b);
+                    }
+                }
+                Err(_) => {
+                    writer_gone(self.backlog.len());
+                    self.backlog.clear();
+                }
+            }
+        }
+    }
+}
+
+/// The writer stopped because the kernel is unreachable (it said why, and the daemon is
+/// stopping): nothing can carry these messages any more.
+fn writer_gone(n: usize) {
+    tracing::error!(
+        messages = n,
+        "netlink writer stopped (mxfs.ko unreachable): kernel-bound messages not delivered"
+    );
+}
+
+/// What the writer does after a failed send.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SendFailure {
+    /// Out of buffers or memory, or interrupted: send the same message again after
+    /// [`NL_SEND_RETRY_MS`].
+    Transient,
+    /// The socket or the kernel refuses for good (closed or invalid socket, connection refused,
+    /// bad message): mxfsd cannot reach the kernel.
+    Fatal,
+}
+
+/// Sorts a send error (would-block is not an error here: the writer waits for the socket).
+pub fn send_failure(e: &std::io::Error) -> SendFailure {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::OutOfMemory | ErrorKind::Interrupted | ErrorKind::WouldBlock => {
+            SendFailure::Transient
+        }
+        _ if e.raw_os_error() == Some(ENOBUFS) => SendFailure::Transient,
+        _ => SendFailure::Fatal,
+    }
+}
+
+/// Sends one datagram to the kernel, waiting while the socket would block.
+pub trait NlSink: Send + Sync + 'static {
+    /// `Ok` once sent; the OS error otherwise.
+    fn send(&self, b: &[u8]) -> impl Future<Output = std::io::Result<()>> + Send;
 }
 
 /// Converts a parsed kernel message into a core event, if it is one.
@@ -145,7 +279,12 @@ pub fn messages_of(msg: &KernelMsg, volumes: &BTreeSet<u64>) -> Vec<proto::Messa
 impl NetlinkPort {
     /// Resolves the family, joins the `locks` and `status` groups, registers with
     /// `STATUS_REQ`, and starts the reader (events to `events`) and writer tasks.
-    pub async fn start(events: mpsc::Sender<Event>) -> Result<NetlinkPort, KernelError> {
+    /// If the kernel becomes unreachable (a send fails for good, or the socket cannot be read
+    /// any more), the reason goes to `lost` once and the daemon should stop.
+    pub async fn start(
+        events: mpsc::Sender<Event>,
+        lost: mpsc::Sender<String>,
+    ) -> Result<NetlinkPort, KernelError> {
         use neli::consts::socket::NlFamily;
         use neli::router::asynchronous::NlRouter;
         use neli::utils::Groups;
@@ -175,35 +314,44 @@ impl NetlinkPort {
         // its fd exclusively and closes it only on drop, after `AsyncFd` deregisters it.
         #[allow(deprecated)]
         let fd = Arc::new(tokio::io::unix::AsyncFd::new(sock)?);
-        let volumes = Arc::new(Mutex::new(BTreeSet::new()));
-        let (out, out_rx) = mpsc::channel(NL_SEND_QUEUE_MAX);
-        tokio::spawn(writer(fd.clone(), out_rx));
+        let (mut port, out_rx) = NetlinkPort::detached(family, portid, NL_SEND_QUEUE_MAX);
+        tokio::spawn(writer(fd.clone(), out_rx, lost.clone()));
         tokio::spawn(reader(
             fd,
             family,
             portid,
-            volumes.clone(),
+            port.volumes.clone(),
             events,
-            out.clone(),
+            port.out.sender(),
+            lost,
         ));
-        let mut port = NetlinkPort {
-            family,
-            portid,
-            volumes,
-            out,
-            seq: 0,
-        };
         port.send(&proto::Message::StatusReq(proto::StatusReq));
         tracing::info!(family, portid, ?groups, "netlink: registered with mxfs.ko");
         Ok(port)
     }
 
+    /// A port with no socket behind it: what it delivers comes out of the returned receiver
+    /// (the writer's end). `start` wires it to the socket; tests read it directly.
+    pub fn detached(
+        family: u16,
+        portid: u32,
+        capacity: usize,
+    ) -> (NetlinkPort, mpsc::Receiver<Vec<u8>>) {
+        let (out, rx) = SendQueue::new(capacity);
+        let port = NetlinkPort {
+            family,
+            portid,
+            volumes: Arc::new(Mutex::new(BTreeSet::new())),
+            out,
+            seq: 0,
+        };
+        (port, rx)
+    }
+
     fn send(&mut self, m: &proto::Message<'_>) {
         self.seq = self.seq.wrapping_add(1);
         if let Some(b) = encode(self.family, self.portid, self.seq, m) {
-            if self.out.try_send(b).is_err() {
-                tracing::error!("netlink send queue full; {:?} dropped", m.command());
-            }
+            self.out.push(b);
         }
     }
 }
@@ -235,6 +383,12 @@ impl KernelPort for NetlinkPort {
             self.send(&m);
         }
     }
+    fn backlog(&self) -> usize {
+        self.out.backlog()
+    }
+    fn flush(&mut self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        Box::pin(self.out.flush())
+    }
     fn describe(&self) -> String {
         format!("netlink (family {}, portid {})", self.family, self.portid)
     }
@@ -242,21 +396,51 @@ impl KernelPort for NetlinkPort {
 
 type Fd = Arc<tokio::io::unix::AsyncFd<neli::socket::NlSocket>>;
 
-async fn writer(fd: Fd, mut rx: mpsc::Receiver<Vec<u8>>) {
-    use neli::consts::socket::Msg;
-    while let Some(b) = rx.recv().await {
+impl NlSink for Fd {
+    async fn send(&self, b: &[u8]) -> std::io::Result<()> {
+        use neli::consts::socket::Msg;
         loop {
-            let Ok(mut g) = fd.writable().await else {
-                return;
-            };
-            match g.try_io(|s| s.get_ref().send(&b, Msg::empty())) {
-                Ok(Ok(_)) => break,
-                Ok(Err(e)) => {
-                    tracing::error!("netlink send: {e}");
-                    break;
-                }
+            let mut g = self.writable().await?;
+            match g.try_io(|s| s.get_ref().send(b, Msg::empty())) {
+                Ok(r) => return r.map(|_| ()),
                 Err(_would_block) => continue,
             }
+        }
+    }
+}
+
+/// Sends every queued datagram in order, none dropped: a transient failure sends the same
+/// datagram again after [`NL_SEND_RETRY_MS`]; a fatal one is reported to `lost` and ends the
+/// writer (the queue then closes, see [`SendQueue`]). Ends when every sender is gone.
+pub async fn writer<S: NlSink>(
+    sink: S,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    lost: mpsc::Sender<String>,
+) {
+    while let Some(b) = rx.recv().await {
+        let mut retries: u64 = 0;
+        loop {
+            let Err(e) = sink.send(&b).await else {
+                break;
+            };
+            if send_failure(&e) == SendFailure::Fatal {
+                let why = format!(
+                    "netlink send failed: {e}: mxfsd cannot reach mxfs.ko any more, so grants \
+                     and CACHE_INVAL cannot be delivered; stopping"
+                );
+                tracing::error!("{why}");
+                let _ = lost.try_send(why);
+                return;
+            }
+            if retries.is_multiple_of(NL_SEND_RETRY_LOG_EVERY) {
+                tracing::warn!(
+                    retries,
+                    "netlink send: {e}; sending the same message again in {NL_SEND_RETRY_MS} ms \
+                     (nothing is dropped)"
+                );
+            }
+            retries += 1;
+            tokio::time::sleep(Duration::from_millis(NL_SEND_RETRY_MS)).await;
         }
     }
 }
@@ -268,6 +452,7 @@ async fn reader(
     volumes: Arc<Mutex<BTreeSet<u64>>>,
     events: mpsc::Sender<Event>,
     out: mpsc::Sender<Vec<u8>>,
+    lost: mpsc::Sender<String>,
 ) {
     use neli::consts::socket::Msg;
     let mut buf = vec![0u8; NL_RECV_BYTES_MAX];
@@ -279,8 +464,18 @@ async fn reader(
             };
             match g.try_io(|s| s.get_ref().recv(&mut buf[..], Msg::empty())) {
                 Ok(Ok((n, _))) => break n,
+                // The receive buffer overflowed (a burst of multicasts or acks): those are
+                // gone, but the socket works; keep reading.
+                Ok(Err(e)) if e.raw_os_error() == Some(ENOBUFS) => {
+                    tracing::error!("netlink recv: {e}: messages from mxfs.ko were lost");
+                    continue;
+                }
                 Ok(Err(e)) => {
-                    tracing::error!("netlink recv: {e}");
+                    let why = format!(
+                        "netlink recv failed: {e}: mxfsd cannot hear mxfs.ko any more; stopping"
+                    );
+                    tracing::error!("{why}");
+                    let _ = lost.try_send(why);
                     return;
                 }
                 Err(_would_block) => continue,
@@ -330,7 +525,11 @@ async fn reader(
                         generation: None,
                     });
                     if let Some(b) = encode(family, portid, seq, &ack) {
-                        let _ = out.try_send(b);
+                        // Waits for room like every kernel-bound message; fails only once the
+                        // writer stopped (already reported).
+                        if out.send(b).await.is_err() {
+                            writer_gone(1);
+                        }
                     }
                 }
                 proto::Message::VolumeUmount(v) => {
@@ -366,6 +565,215 @@ async fn reader(
 mod tests {
     use super::*;
     use mxfs_core::{LockMode, ResourceId};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// A writer's socket that takes 1 ms per datagram and answers `ENOBUFS` to every
+    /// `fail_every`-th attempt (0: never), or `fatal` to every attempt.
+    struct SlowSink {
+        sent: Arc<Mutex<Vec<Vec<u8>>>>,
+        attempts: AtomicU64,
+        fail_every: u64,
+        fatal: Option<i32>,
+    }
+
+    impl SlowSink {
+        fn new(fail_every: u64, fatal: Option<i32>) -> (SlowSink, Arc<Mutex<Vec<Vec<u8>>>>) {
+            let sent = Arc::new(Mutex::new(Vec::new()));
+            let sink = SlowSink {
+                sent: sent.clone(),
+                attempts: AtomicU64::new(0),
+                fail_every,
+                fatal,
+            };
+            (sink, sent)
+        }
+    }
+
+    impl NlSink for SlowSink {
+        async fn send(&self, b: &[u8]) -> std::io::Result<()> {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            if let Some(e) = self.fatal {
+                return Err(std::io::Error::from_raw_os_error(e));
+            }
+            let n = self.attempts.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.fail_every > 0 && n.is_multiple_of(self.fail_every) {
+                return Err(std::io::Error::from_raw_os_error(ENOBUFS));
+            }
+            self.sent.lock().unwrap().push(b.to_vec());
+            Ok(())
+        }
+    }
+
+    fn grant(req_id: u64) -> KernelMsg {
+        KernelMsg::Grant {
+            req_id,
+            resource: ResourceId::inode(1, req_id),
+            mode: LockMode::Ex,
+        }
+    }
+
+    fn granted_ids(datagrams: &[Vec<u8>]) -> Vec<u64> {
+        datagrams
+            .iter()
+            .map(|b| match proto::parse_message(b) {
+                Ok((_, proto::Message::LockGrant(g))) => g.req_id,
+                other => panic!("not a grant: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// A queue of one datagram, a writer that is slow and sometimes out of buffers: every
+    /// message the event loop delivers still reaches the socket, in delivery order. (With the
+    /// old `try_send`, everything past the first message of a turn was dropped.)
+    #[tokio::test]
+    async fn a_full_queue_waits_and_nothing_is_lost_or_reordered() {
+        const TURNS: u64 = 40;
+        const PER_TURN: u64 = 3;
+        let (mut port, rx) = NetlinkPort::detached(0x20, 7, 1);
+        let (sink, sent) = SlowSink::new(10, None);
+        let (lost_tx, mut lost_rx) = mpsc::channel(1);
+        let w = tokio::spawn(writer(sink, rx, lost_tx));
+        let mut most_waiting = 0;
+        for turn in 0..TURNS {
+            for i in 0..PER_TURN {
+                port.deliver(&grant(turn * PER_TURN + i));
+            }
+            most_waiting = most_waiting.max(port.backlog());
+            port.flush().await;
+            assert_eq!(port.backlog(), 0, "flush leaves nothing behind");
+        }
+        drop(port);
+        tokio::time::timeout(Duration::from_secs(10), w)
+            .await
+            .expect("the writer ends once the port is gone")
+            .unwrap();
+        let want: Vec<u64> = (0..TURNS * PER_TURN).collect();
+        assert_eq!(granted_ids(&sent.lock().unwrap()), want);
+        assert!(most_waiting > 0, "the test must fill the queue");
+        assert!(lost_rx.try_recv().is_err(), "ENOBUFS is retried, not fatal");
+    }
+
+    /// A socket that refuses for good: the writer says that mxfs.ko is unreachable, reports it
+    /// once and stops; later deliveries do not hang the event loop.
+    #[tokio::test]
+    async fn a_dead_socket_is_reported_and_does_not_hang_the_loop() {
+        const EBADF: i32 = 9;
+        let (mut port, rx) = NetlinkPort::detached(0x20, 7, 1);
+        let (sink, sent) = SlowSink::new(0, Some(EBADF));
+        let (lost_tx, mut lost_rx) = mpsc::channel(1);
+        let w = tokio::spawn(writer(sink, rx, lost_tx));
+        port.deliver(&grant(1));
+        let why = tokio::time::timeout(Duration::from_secs(5), lost_rx.recv())
+            .await
+            .expect("reported")
+            .expect("a reason");
+        assert!(why.contains("cannot reach mxfs.ko"), "{why}");
+        w.await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            for i in 2..10 {
+                port.deliver(&grant(i));
+                port.flush().await;
+            }
+        })
+        .await
+        .expect("flush returns once the writer is gone");
+        assert!(sent.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn send_errors_are_sorted_into_retry_and_unreachable() {
+        use std::io::Error;
+        for e in [
+            ENOBUFS, 12, /* ENOMEM */
+            4,  /* EINTR */
+            11, /* EAGAIN */
+        ] {
+            assert_eq!(
+                send_failure(&Error::from_raw_os_error(e)),
+                SendFailure::Transient,
+                "errno {e}"
+            );
+        }
+        for e in [
+            9,   /* EBADF */
+            111, /* ECONNREFUSED */
+            90,  /* EMSGSIZE */
+            32,
+        ] {
+            assert_eq!(
+                send_failure(&Error::from_raw_os_error(e)),
+                SendFailure::Fatal,
+                "errno {e}"
+            );
+        }
+    }
+
+    /// What mxfsd relies on when the kernel hands something back that is not granted (an older
+    /// mxfs.ko answered a late deny with `LOCK_RELEASE`): the core refuses it and changes
+    /// nothing, so `kernel_event` only logs it.
+    #[test]
+    fn a_release_of_a_request_not_granted_changes_nothing() {
+        use mxfs_core::{Core, LockFlags};
+        let mut core = Core::new(mxfs_core::Config::booted(0, 1));
+        let r = ResourceId::inode(1, 5);
+        let mut out = Vec::new();
+        let req = |req_id, flags| Event::KernelRequest {
+            req_id,
+            resource: r,
+            mode: LockMode::Ex,
+            flags,
+            timeout_ms: 0,
+        };
+        core.handle(0, req(1, LockFlags::empty()), &mut out)
+            .unwrap();
+        core.handle(0, req(2, LockFlags::NOQUEUE), &mut out)
+            .unwrap();
+        core.handle(0, req(3, LockFlags::empty()), &mut out)
+            .unwrap();
+        assert!(
+            out.iter().any(|a| matches!(
+                a,
+                mxfs_core::Action::Kernel(KernelMsg::Deny { req_id: 2, .. })
+            )),
+            "{out:?}"
+        );
+        let before = (core.dump_master(), core.dump_local());
+        let release = |req_id, mode| {
+            let b = encode(
+                0x20,
+                0,
+                1,
+                &proto::Message::LockRelease(proto::LockRelease {
+                    req_id,
+                    resource: r,
+                    mode,
+                }),
+            )
+            .unwrap();
+            let (_, m) = proto::parse_message(&b).unwrap();
+            event_of(&m).unwrap()
+        };
+        for (ev, what) in [
+            (release(2, None), "late deny handed back"),
+            (
+                release(3, Some(LockMode::Ex)),
+                "release of a waiting request",
+            ),
+            (
+                release(9, Some(LockMode::Ex)),
+                "release of an unknown request",
+            ),
+        ] {
+            let mut out = Vec::new();
+            assert!(core.handle(1, ev, &mut out).is_err(), "{what} accepted");
+            assert!(out.is_empty(), "{what}: {out:?}");
+            assert_eq!(
+                (core.dump_master(), core.dump_local()),
+                before,
+                "{what} changed state"
+            );
+        }
+    }
 
     #[test]
     fn core_messages_round_trip_through_the_proto_codec() {
