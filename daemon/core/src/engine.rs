@@ -1,9 +1,11 @@
-//! [`Core`]: the event loop body. Dispatches events to the node, master and recovery layers.
+//! [`Core`]: routes events and messages between the node table (`node.rs`), the master table
+//! (`master.rs`) and recovery (`recovery.rs`). The grant rule they share is in `grant.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
-use crate::master::MasterRes;
-use crate::node::{LocalRes, ReqState};
+use crate::master::MasterTable;
+use crate::node::{KernelAsk, NodeTable};
+use crate::recovery::{fencer, quorate, Recovery};
 use crate::*;
 
 /// The lock core of one node. See the crate docs.
@@ -14,35 +16,99 @@ pub struct Core {
     pub(crate) cfg: Config,
     pub(crate) epoch: Epoch,
     pub(crate) members: NodeSet,
-    pub(crate) phase: Phase,
-    /// Node layer: this node's view of each resource it uses.
-    pub(crate) local: BTreeMap<ResourceId, LocalRes>,
-    /// Node layer: every outstanding kernel request.
-    pub(crate) reqs: BTreeMap<ReqId, ReqState>,
-    /// Master layer: resources this node masters.
-    pub(crate) master: BTreeMap<ResourceId, MasterRes>,
-    /// Next sequence number for a node -> master message.
-    pub(crate) next_seq: u64,
-    pub(crate) recovery: crate::node::Recovery,
-    pub(crate) history: Vec<RecoveryRecord>,
+    /// Node layer: this node's locks, the kernel's holders and waiters.
+    pub(crate) node: NodeTable,
+    /// Master layer: the resources this node masters.
+    pub(crate) master: MasterTable,
+    /// Recovery layer: phase, fences, rebuild barrier, history.
+    pub(crate) recovery: Recovery,
+    /// Peer messages of a future epoch, held until its membership arrives.
     pub(crate) future: Vec<(NodeId, PeerMsg)>,
-    /// Next counter of [`Version`]s this master issues in this epoch.
-    pub(crate) master_gen: u64,
-    /// Master layer: `Cancel`s that arrived before the `Lock` they withdraw (the network may
-    /// reorder), by sender and resource: the `Lock` with that sequence number is denied on
-    /// arrival. A stale entry (its `Lock` was already answered) is dropped by the sender's next
-    /// message about the resource, whose sequence number is higher.
-    pub(crate) early_cancels: BTreeMap<(NodeId, ResourceId), u64>,
     /// Self-addressed messages, delivered before `handle` returns. Always empty in between.
-    pub(crate) loopback: std::collections::VecDeque<PeerBody>,
-    /// Members that announced a clean leave ([`PeerBody::Leaving`]): the membership that
-    /// drops them does not fence them.
-    pub(crate) departed: NodeSet,
-    /// Non-members known to be fenced (confirmed here or announced by `Fenced`), until they
-    /// are members again.
-    pub(crate) fenced: NodeSet,
-    /// As the fencer: nodes other members asked to fence (`FenceAsk`) whose fence agent runs.
-    pub(crate) fence_asked: NodeSet,
+    pub(crate) loopback: VecDeque<PeerBody>,
+}
+
+/// What a layer knows of the event being handled, and where its output goes: the actions of
+/// this `handle` call, in order, and the loopback for messages to this node itself.
+pub(crate) struct Ctx<'a> {
+    /// This node.
+    pub me: NodeId,
+    /// The current epoch.
+    pub epoch: Epoch,
+    /// The current members.
+    pub members: NodeSet,
+    /// The time of the event.
+    pub now_ms: u64,
+    /// Self-addressed messages.
+    loopback: &'a mut VecDeque<PeerBody>,
+    /// The actions, in order.
+    pub out: &'a mut Vec<Action>,
+}
+
+impl Ctx<'_> {
+    /// Sends `body` to `to`; a message to this node is queued on the loopback instead.
+    pub(crate) fn send(&mut self, to: NodeId, body: PeerBody) {
+        if to == self.me {
+            self.loopback.push_back(body);
+        } else {
+            self.out.push(Action::Send {
+                to,
+                msg: PeerMsg {
+                    epoch: self.epoch,
+                    body,
+                },
+            });
+        }
+    }
+
+    /// Sends `body` to every other member.
+    pub(crate) fn send_to_others(&mut self, body: PeerBody) {
+        for to in self.members.without(self.me).iter() {
+            self.send(to, body.clone());
+        }
+    }
+
+    /// Sends `body` about `resource` to its master (self-addressed messages loop back).
+    pub(crate) fn send_master(&mut self, resource: &ResourceId, body: PeerBody) {
+        let master = master_of(self.members, resource).expect("lock traffic has members");
+        self.send(master, body);
+    }
+
+    /// A message to the local kernel.
+    pub(crate) fn kernel(&mut self, msg: KernelMsg) {
+        self.out.push(Action::Kernel(msg));
+    }
+
+    /// `LOCK_DENY` for `req_id`.
+    pub(crate) fn deny(&mut self, req_id: ReqId, resource: ResourceId, errno: i32) {
+        self.kernel(KernelMsg::Deny {
+            req_id,
+            resource,
+            errno,
+        });
+    }
+
+    /// Disarms the timeout of `req_id`.
+    pub(crate) fn cancel_timer(&mut self, req_id: ReqId) {
+        self.out.push(Action::CancelTimer {
+            id: TimerId::Request(req_id),
+        });
+    }
+}
+
+/// A [`Ctx`] for `$core` at `$now` writing to `$out` (a macro, so that the borrow of the
+/// core's loopback stays disjoint from the borrow of the layer it is passed to).
+macro_rules! ctx {
+    ($core:ident, $now:expr, $out:expr) => {
+        Ctx {
+            me: $core.cfg.node,
+            epoch: $core.epoch,
+            members: $core.members,
+            now_ms: $now,
+            loopback: &mut $core.loopback,
+            out: $out,
+        }
+    };
 }
 
 impl Core {
@@ -68,27 +134,14 @@ impl Core {
         } else {
             Phase::Stopped
         };
-        let recovery = crate::node::Recovery {
-            master_ready: phase == Phase::Normal,
-            ..Default::default()
-        };
         Core {
             epoch: cfg.epoch,
             members: cfg.members,
-            phase,
-            local: BTreeMap::new(),
-            reqs: BTreeMap::new(),
-            master: BTreeMap::new(),
-            next_seq: 1,
-            recovery,
-            history: Vec::new(),
+            node: NodeTable::default(),
+            master: MasterTable::default(),
+            recovery: Recovery::new(phase),
             future: Vec::new(),
-            master_gen: 0,
-            early_cancels: BTreeMap::new(),
-            loopback: Default::default(),
-            departed: NodeSet::EMPTY,
-            fenced: NodeSet::EMPTY,
-            fence_asked: NodeSet::EMPTY,
+            loopback: VecDeque::new(),
             cfg,
         }
     }
@@ -99,6 +152,7 @@ impl Core {
     pub fn handle(&mut self, now_ms: u64, ev: Event, out: &mut Vec<Action>) -> Result<(), Reject> {
         debug_assert!(self.loopback.is_empty());
         let mark = out.len();
+        let normal = self.recovery.phase == Phase::Normal;
         let r = match ev {
             Event::KernelRequest {
                 req_id,
@@ -106,18 +160,42 @@ impl Core {
                 mode,
                 flags,
                 timeout_ms,
-            } => self.kernel_request(now_ms, req_id, resource, mode, flags, timeout_ms, out),
-            Event::KernelRelease { req_id, resource } => {
-                self.kernel_release(req_id, Some(resource), out)
+            } => {
+                let ask = KernelAsk {
+                    req_id,
+                    resource,
+                    mode,
+                    flags,
+                    timeout_ms,
+                };
+                let phase = self.recovery.phase;
+                self.node
+                    .kernel_request(ask, phase, &mut ctx!(self, now_ms, out))
             }
-            Event::KernelCancel { req_id } => self.kernel_cancel(req_id, out),
+            Event::KernelRelease { req_id, resource } => self.node.kernel_release(
+                req_id,
+                Some(resource),
+                normal,
+                &mut ctx!(self, now_ms, out),
+            ),
+            Event::KernelCancel { req_id } => {
+                self.node
+                    .kernel_cancel(req_id, normal, &mut ctx!(self, now_ms, out))
+            }
             Event::Peer { from, msg } => self.peer(now_ms, from, msg, out),
             Event::Membership { epoch, members } => self.membership(now_ms, epoch, members, out),
             Event::Timer {
                 id: TimerId::Request(req_id),
-            } => self.request_timeout(req_id, out),
-            Event::FenceConfirmed { node } => self.fence_confirmed(now_ms, node, out),
-            Event::Leave => self.leave(out),
+            } => self
+                .node
+                .request_timeout(req_id, normal, &mut ctx!(self, now_ms, out)),
+            Event::FenceConfirmed { node } => {
+                let r = self
+                    .recovery
+                    .fence_confirmed(node, &mut ctx!(self, now_ms, out));
+                r.map(|rebuild| self.rebuild_if(rebuild, now_ms, out))
+            }
+            Event::Leave => self.leave(now_ms, out),
         };
         if r.is_ok() {
             self.drain_loopback(now_ms, out);
@@ -129,34 +207,12 @@ impl Core {
         // The full check walks every table; past a few thousand entries it would make debug
         // builds quadratic, so big tables rely on the tests and the model instead.
         #[cfg(debug_assertions)]
-        if self.local.len() + self.master.len() <= DEBUG_CHECK_ENTRIES_MAX {
+        if self.node.local.len() + self.master.res.len() <= DEBUG_CHECK_ENTRIES_MAX {
             if let Err(e) = self.check_invariants() {
                 panic!("lock core invariant broken on node {}: {e}", self.cfg.node);
             }
         }
         r
-    }
-
-    /// Sends `body` to every other member.
-    fn send_to_others(&mut self, body: PeerBody, out: &mut Vec<Action>) {
-        for to in self.members.without(self.cfg.node).iter() {
-            self.send(to, body.clone(), out);
-        }
-    }
-
-    /// Sends `body` to `to`; a message to this node is queued on the loopback instead.
-    pub(crate) fn send(&mut self, to: NodeId, body: PeerBody, out: &mut Vec<Action>) {
-        if to == self.cfg.node {
-            self.loopback.push_back(body);
-        } else {
-            out.push(Action::Send {
-                to,
-                msg: PeerMsg {
-                    epoch: self.epoch,
-                    body,
-                },
-            });
-        }
     }
 
     fn drain_loopback(&mut self, now_ms: u64, out: &mut Vec<Action>) {
@@ -196,7 +252,7 @@ impl Core {
         if !self.members.contains(from) {
             return Err(Reject::NotMember(from));
         }
-        if self.phase == Phase::Stopped {
+        if self.recovery.phase == Phase::Stopped {
             return Err(Reject::Unexpected(
                 "this node is stopped (minority or not a member)",
             ));
@@ -204,6 +260,7 @@ impl Core {
         self.dispatch(now_ms, from, msg.body, out)
     }
 
+    /// Routes a peer message of the current epoch to the layer it is for.
     fn dispatch(
         &mut self,
         now_ms: u64,
@@ -211,9 +268,16 @@ impl Core {
         body: PeerBody,
         out: &mut Vec<Action>,
     ) -> Result<(), Reject> {
+        let phase = self.recovery.phase;
         match body {
             PeerBody::Lock { .. } | PeerBody::Release { .. } | PeerBody::Cancel { .. } => {
-                self.master_msg(now_ms, from, body, out)
+                if !self.recovery.master_ready {
+                    return Err(Reject::Unexpected(
+                        "lock traffic before this master is rebuilt",
+                    ));
+                }
+                debug_assert!(phase != Phase::Stopped);
+                self.master.msg(from, body, &mut ctx!(self, now_ms, out))
             }
             PeerBody::Grant { .. }
             | PeerBody::Deny { .. }
@@ -227,48 +291,64 @@ impl Core {
                 // A master that finished rebuilding may BAST a node that is still waiting for
                 // the last `RebuildDone`s; keep it (the pump acts once the node resumes).
                 // Grants and acks cannot come before this node's own lock traffic resumes.
-                if self.phase == Phase::Fencing
-                    || (self.phase == Phase::Rebuilding && !matches!(body, PeerBody::Bast { .. }))
+                if phase == Phase::Fencing
+                    || (phase == Phase::Rebuilding && !matches!(body, PeerBody::Bast { .. }))
                 {
                     return Err(Reject::Unexpected("node-layer message during recovery"));
                 }
-                self.node_msg(body, out)
+                let normal = phase == Phase::Normal;
+                self.node.msg(body, normal, &mut ctx!(self, now_ms, out))
             }
             PeerBody::Recover { resource, mode } => {
-                self.on_recover(now_ms, from, resource, mode)?;
-                self.check_rebuilt(out);
+                if self.recovery.master_ready {
+                    return Err(Reject::Unexpected("recover message after rebuild"));
+                }
+                self.master
+                    .on_recover(from, resource, mode, &ctx!(self, now_ms, out))?;
+                self.recovery.count_recover(from);
+                self.recovery.check_rebuilt(&mut ctx!(self, now_ms, out));
                 Ok(())
             }
             PeerBody::RecoverDone { count } => {
-                if self.recovery.expected.contains_key(&from) {
-                    return Err(Reject::Unexpected("duplicate RecoverDone"));
-                }
-                self.recovery.expected.insert(from, count);
-                self.check_rebuilt(out);
+                self.recovery.recover_done(from, count)?;
+                self.recovery.check_rebuilt(&mut ctx!(self, now_ms, out));
                 Ok(())
             }
-            PeerBody::FenceAsk { node } => self.fence_ask(from, node, out),
+            PeerBody::FenceAsk { node } => {
+                let cluster = self.cfg.cluster;
+                self.recovery
+                    .fence_ask(from, node, cluster, &mut ctx!(self, now_ms, out))
+            }
             PeerBody::Fenced { node } => {
-                if self.members.contains(node) {
-                    return Err(Reject::Stale("fence announced for a member"));
-                }
-                self.learn_fenced(node, out);
-                Ok(())
+                let r = self
+                    .recovery
+                    .fenced_announced(node, &mut ctx!(self, now_ms, out));
+                r.map(|rebuild| self.rebuild_if(rebuild, now_ms, out))
             }
             PeerBody::Leaving => {
                 // Sent once, after the sender's kernel let go of everything; nothing of the
                 // sender's changes until the membership that drops it.
-                self.departed = self.departed.with(from);
+                self.recovery.departed = self.recovery.departed.with(from);
                 Ok(())
             }
             PeerBody::RebuildDone => {
-                if self.recovery.rebuilt.contains(from) {
-                    return Err(Reject::Unexpected("duplicate RebuildDone"));
+                let resumed = self
+                    .recovery
+                    .rebuild_done(from, &mut ctx!(self, now_ms, out))?;
+                if resumed {
+                    self.node.pump_all(true, &mut ctx!(self, now_ms, out));
                 }
-                self.recovery.rebuilt = self.recovery.rebuilt.with(from);
-                self.check_resumed(now_ms, out);
                 Ok(())
             }
+        }
+    }
+
+    /// Starts the rebuild when the last fence came in.
+    fn rebuild_if(&mut self, rebuild: bool, now_ms: u64, out: &mut Vec<Action>) {
+        if rebuild {
+            let held = self.node.held();
+            self.recovery
+                .start_rebuild(held, &mut ctx!(self, now_ms, out));
         }
     }
 
@@ -289,72 +369,24 @@ impl Core {
             ));
         }
         let lost = self.members.minus(members);
-        // A node that left cleanly holds nothing through its kernel and has stopped: it need
-        // not be fenced. Every other lost node must be.
-        let left = lost.minus(lost.minus(self.departed));
-        let must_fence = lost.minus(left);
-        self.departed = self.departed.minus(lost);
         self.epoch = epoch;
         self.members = members;
-        self.master.clear();
-        self.master_gen = 0;
-        self.early_cancels.clear();
-        self.fenced = self.fenced.minus(members);
-        self.fence_asked = self.fence_asked.minus(members);
-        let unfenced = self
-            .recovery
-            .unfenced
-            .union(must_fence)
-            .minus(members)
-            .minus(self.fenced);
-        self.recovery = crate::node::Recovery {
-            unfenced,
-            ..Default::default()
-        };
-        for l in self.local.values_mut() {
-            // Whatever was in flight belongs to the old epoch and is void; the new masters
-            // learn what this node holds from its `Recover` messages.
-            l.outstanding = None;
-            l.bast = false;
-        }
-        if self.history.len() >= RECOVERY_HISTORY_MAX {
-            self.history.remove(0);
-        }
-        self.history.push(RecoveryRecord {
-            epoch,
-            lost,
-            started_ms: now_ms,
-            finished_ms: None,
-        });
-        out.push(Action::Kernel(KernelMsg::RecoveryStart { epoch }));
-        for node in lost.iter() {
-            let state = if left.contains(node) {
-                NodeState::Down
-            } else {
-                NodeState::Suspect
-            };
-            out.push(Action::Kernel(KernelMsg::NodeStatus { node, state }));
-        }
+        self.master.reset();
+        self.node.void_in_flight();
+        self.recovery
+            .begin(lost, members, &mut ctx!(self, now_ms, out));
         if !members.contains(self.cfg.node) || !quorate(members, self.cfg.cluster) {
-            self.phase = Phase::Stopped;
-            self.deny_all_waiters(ENOLCK, out);
+            self.recovery.phase = Phase::Stopped;
+            self.node
+                .deny_all_waiters(ENOLCK, &mut ctx!(self, now_ms, out));
             out.push(Action::SelfFence { epoch });
             return Ok(());
         }
-        self.phase = Phase::Fencing;
-        // One fence agent per lost node: the fencer runs it (again, for a node lost earlier
-        // whose fence is still unconfirmed: the driver ignores a fence already running), the
-        // others ask the fencer, which answers with `Fenced` when it is done.
-        let fencer = self.fencer();
-        for node in unfenced.iter() {
-            if fencer == self.cfg.node {
-                out.push(Action::Fence { node });
-            } else {
-                self.send(fencer, PeerBody::FenceAsk { node }, out);
-            }
-        }
-        if self.recovery.unfenced.is_empty() {
-            self.start_rebuild(out);
+        let none_to_fence = self.recovery.start_fencing(&mut ctx!(self, now_ms, out));
+        if none_to_fence {
+            let held = self.node.held();
+            self.recovery
+                .start_rebuild(held, &mut ctx!(self, now_ms, out));
         }
         // Messages of this epoch that arrived early.
         let future = std::mem::take(&mut self.future);
@@ -368,226 +400,31 @@ impl Core {
         Ok(())
     }
 
-    fn deny_all_waiters(&mut self, errno: i32, out: &mut Vec<Action>) {
-        for (resource, l) in self.local.iter_mut() {
-            for w in l.waiters.drain(..) {
-                if w.timer {
-                    out.push(Action::CancelTimer {
-                        id: TimerId::Request(w.req_id),
-                    });
-                }
-                Self::kdeny(out, w.req_id, *resource, errno);
-                crate::node::stop_waiting(&mut self.reqs, w.req_id);
-            }
-        }
-    }
-
     /// `Event::Leave`: announce a clean leave to every other member and stop, if the kernel
     /// holds and waits for nothing.
-    fn leave(&mut self, out: &mut Vec<Action>) -> Result<(), Reject> {
-        if !self.reqs.is_empty() {
-            return Err(Reject::Busy(self.reqs.len()));
+    fn leave(&mut self, now_ms: u64, out: &mut Vec<Action>) -> Result<(), Reject> {
+        if !self.node.reqs.is_empty() {
+            return Err(Reject::Busy(self.node.reqs.len()));
         }
-        if self.phase == Phase::Stopped {
+        if self.recovery.phase == Phase::Stopped {
             return Err(Reject::Unexpected(
                 "this node is stopped (minority or not a member)",
             ));
         }
-        self.send_to_others(PeerBody::Leaving, out);
-        self.phase = Phase::Stopped;
+        ctx!(self, now_ms, out).send_to_others(PeerBody::Leaving);
+        self.recovery.phase = Phase::Stopped;
         Ok(())
-    }
-
-    /// Lost nodes whose fence is not confirmed yet; recovery waits for them.
-    pub fn awaiting_fence(&self) -> NodeSet {
-        self.recovery.unfenced
-    }
-
-    /// The member that runs the fence agents of this epoch: the lowest id.
-    pub fn fencer(&self) -> NodeId {
-        self.members.iter().next().unwrap_or(self.cfg.node)
-    }
-
-    /// `Event::FenceConfirmed`: this node's fence agent fenced `node`; every other member
-    /// learns it from `Fenced`.
-    fn fence_confirmed(
-        &mut self,
-        _now_ms: u64,
-        node: NodeId,
-        out: &mut Vec<Action>,
-    ) -> Result<(), Reject> {
-        if !self
-            .recovery
-            .unfenced
-            .union(self.fence_asked)
-            .contains(node)
-        {
-            return Err(Reject::Stale(
-                "fence confirmation for a node not being fenced",
-            ));
-        }
-        self.fence_asked = self.fence_asked.without(node);
-        self.send_to_others(PeerBody::Fenced { node }, out);
-        self.learn_fenced(node, out);
-        Ok(())
-    }
-
-    /// `PeerBody::FenceAsk` (this node is the fencer).
-    fn fence_ask(
-        &mut self,
-        from: NodeId,
-        node: NodeId,
-        out: &mut Vec<Action>,
-    ) -> Result<(), Reject> {
-        if self.members.contains(node) || !self.cfg.cluster.contains(node) {
-            return Err(Reject::Stale("fence asked for a member"));
-        }
-        if self.fenced.contains(node) {
-            self.send(from, PeerBody::Fenced { node }, out);
-        } else if !self
-            .recovery
-            .unfenced
-            .union(self.fence_asked)
-            .contains(node)
-        {
-            self.fence_asked = self.fence_asked.with(node);
-            out.push(Action::Fence { node });
-        }
-        // Otherwise its fence agent runs; `Fenced` goes to every member when it is done.
-        Ok(())
-    }
-
-    /// `node` is fenced (confirmed here or announced by a peer).
-    fn learn_fenced(&mut self, node: NodeId, out: &mut Vec<Action>) {
-        self.fenced = self.fenced.with(node);
-        if !self.recovery.unfenced.contains(node) {
-            return;
-        }
-        self.recovery.unfenced = self.recovery.unfenced.without(node);
-        out.push(Action::Kernel(KernelMsg::NodeStatus {
-            node,
-            state: NodeState::Down,
-        }));
-        if self.phase == Phase::Fencing && self.recovery.unfenced.is_empty() {
-            self.start_rebuild(out);
-        }
-    }
-
-    /// Every lost node is fenced: tell each new master what this node holds, then announce
-    /// how many such messages each member should expect.
-    fn start_rebuild(&mut self, out: &mut Vec<Action>) {
-        debug_assert_eq!(self.phase, Phase::Fencing);
-        self.phase = Phase::Rebuilding;
-        let mut counts = [0u32; NODES_MAX];
-        let held: Vec<(ResourceId, LockMode)> = self
-            .local
-            .iter()
-            .filter_map(|(r, l)| l.held.map(|m| (*r, m)))
-            .collect();
-        for (resource, mode) in held {
-            let master = master_of(self.members, &resource).expect("members include this node");
-            counts[master as usize] += 1;
-            self.send(master, PeerBody::Recover { resource, mode }, out);
-        }
-        for node in self.members.iter() {
-            self.send(
-                node,
-                PeerBody::RecoverDone {
-                    count: counts[node as usize],
-                },
-                out,
-            );
-        }
-    }
-
-    /// Master side of the barrier: every member's `Recover` messages are in.
-    fn check_rebuilt(&mut self, out: &mut Vec<Action>) {
-        let rc = &self.recovery;
-        // This node's own `RecoverDone` (sent after its fences) is among the expected ones.
-        if rc.master_ready {
-            return;
-        }
-        let complete = self.members.iter().all(|n| {
-            rc.expected
-                .get(&n)
-                .is_some_and(|e| *e == rc.received.get(&n).copied().unwrap_or(0))
-        });
-        if !complete {
-            return;
-        }
-        self.recovery.master_ready = true;
-        for node in self.members.iter() {
-            self.send(node, PeerBody::RebuildDone, out);
-        }
-    }
-
-    /// Every master is rebuilt: resume granting.
-    fn check_resumed(&mut self, now_ms: u64, out: &mut Vec<Action>) {
-        if self.phase != Phase::Rebuilding || self.recovery.rebuilt != self.members {
-            return;
-        }
-        self.phase = Phase::Normal;
-        if let Some(h) = self.history.last_mut() {
-            h.finished_ms = Some(now_ms);
-        }
-        out.push(Action::Kernel(KernelMsg::RecoveryDone {
-            epoch: self.epoch,
-        }));
-        let resources: Vec<ResourceId> = self.local.keys().copied().collect();
-        for r in resources {
-            self.pump(&r, out);
-        }
     }
 
     /// Checks every internal invariant (granted modes pairwise compatible on each master,
-    /// local holders compatible and covered by the node's lock, queue bounds, ...). The tests
-    /// and the model call this after every step; `handle` calls it in debug builds.
+    /// local holders compatible and covered by the node's lock, queue bounds, recovery sets,
+    /// ...). The tests and the model call this after every step; `handle` calls it in debug
+    /// builds.
     pub fn check_invariants(&self) -> Result<(), String> {
-        for (r, m) in &self.master {
-            m.check(r)?;
-            if master_of(self.members, r) != Some(self.cfg.node) {
-                return Err(format!("{r:?}: mastered here but its master is elsewhere"));
-            }
-        }
-        let mut waiting = 0;
-        let mut granted = 0;
-        for (r, l) in &self.local {
-            l.check(r, &self.reqs)?;
-            waiting += l.waiters.len();
-            granted += l.holders.len();
-        }
-        let (w, g) = self.reqs.values().fold((0, 0), |(w, g), st| {
-            (
-                w + usize::from(st.waiting),
-                g + usize::from(st.granted.is_some()),
-            )
-        });
-        if w != waiting || g != granted {
-            return Err(format!("request table ({w} waiting, {g} granted) disagrees with queues ({waiting}, {granted})"));
-        }
-        if !self.departed.is_subset(self.members) || self.departed.contains(self.cfg.node) {
-            return Err("a departed node is not another member".into());
-        }
-        let outside = self.cfg.cluster.minus(self.members);
-        if !self.fenced.union(self.fence_asked).is_subset(outside) {
-            return Err("a member is marked fenced or being fenced".into());
-        }
-        if !self
-            .recovery
-            .unfenced
-            .minus(self.fenced)
-            .eq(&self.recovery.unfenced)
-        {
-            return Err("a node is both fenced and awaiting its fence".into());
-        }
-        if self.phase == Phase::Normal
-            && !(self.members.contains(self.cfg.node) && quorate(self.members, self.cfg.cluster))
-        {
-            return Err("granting without being a member of a quorate membership".into());
-        }
-        if self.phase == Phase::Normal && !self.recovery.master_ready {
-            return Err("normal phase with master tables not rebuilt".into());
-        }
+        self.master.check(self.cfg.node, self.members)?;
+        self.node.check()?;
+        self.recovery
+            .check(self.cfg.node, self.members, self.cfg.cluster)?;
         if !self.loopback.is_empty() {
             return Err("loopback not drained".into());
         }
@@ -610,15 +447,23 @@ impl Core {
     }
     /// Recovery phase.
     pub fn phase(&self) -> Phase {
-        self.phase
+        self.recovery.phase
     }
     /// Whether lock traffic is frozen (recovering or stopped).
     pub fn recovering(&self) -> bool {
-        self.phase != Phase::Normal
+        self.recovery.phase != Phase::Normal
     }
     /// Finished and running recoveries, oldest first (at most [`RECOVERY_HISTORY_MAX`]).
     pub fn recovery_history(&self) -> &[RecoveryRecord] {
-        &self.history
+        &self.recovery.history
+    }
+    /// Lost nodes whose fence is not confirmed yet; recovery waits for them.
+    pub fn awaiting_fence(&self) -> NodeSet {
+        self.recovery.unfenced
+    }
+    /// The member that runs the fence agents of this epoch: the lowest id.
+    pub fn fencer(&self) -> NodeId {
+        fencer(self.members, self.cfg.node)
     }
     /// The master of `resource` in the current membership.
     pub fn master_of(&self, resource: &ResourceId) -> Option<NodeId> {
@@ -626,47 +471,22 @@ impl Core {
     }
     /// Queues of every resource this node masters, in resource order.
     pub fn dump_master(&self) -> Vec<ResourceDump> {
-        self.master
-            .iter()
-            .map(|(r, m)| m.dump(*r, self.cfg.node))
-            .collect()
+        self.master.dump(self.cfg.node)
     }
     /// Every node that appears in a queue (granted, converting or waiting) of a resource this
     /// node masters. Cheaper than [`Core::dump_master`] when only the set is needed.
     pub fn master_queue_nodes(&self) -> NodeSet {
-        let mut set = NodeSet::EMPTY;
-        for m in self.master.values() {
-            for n in m
-                .granted
-                .iter()
-                .map(|g| g.node)
-                .chain(m.converting.iter().chain(&m.waiting).map(|p| p.node))
-            {
-                set = set.with(n);
-            }
-        }
-        set
+        self.master.queue_nodes()
     }
-
     /// This node's own view of every resource it uses, in resource order.
     pub fn dump_local(&self) -> Vec<LocalDump> {
-        self.local
-            .iter()
-            .map(|(r, l)| l.dump(*r, self.master_of(r)))
-            .collect()
+        self.node.dump(self.members)
     }
 }
 
 /// Largest table size for which debug builds run `check_invariants` after every event.
 #[cfg(debug_assertions)]
 const DEBUG_CHECK_ENTRIES_MAX: usize = 4096;
-
-/// Whether `members` is a strict majority of `cluster` (members outside `cluster` do not count).
-/// The one quorum rule: the core grants only under it, and `mxfsd` reports it.
-pub fn quorate(members: NodeSet, cluster: NodeSet) -> bool {
-    let live = members.minus(members.minus(cluster)).len();
-    2 * live > cluster.len()
-}
 
 /// The resource a node-layer message is about.
 fn body_resource(body: &PeerBody) -> &ResourceId {
@@ -710,7 +530,7 @@ mod tests {
     #[test]
     fn invariant_check_catches_incompatible_master_grants() {
         let mut core = core_with_lock();
-        let m = core.master.values_mut().next().unwrap();
+        let m = core.master.res.values_mut().next().unwrap();
         m.granted.push(Granted {
             node: 1,
             mode: LockMode::Ex,
@@ -727,10 +547,10 @@ mod tests {
     #[test]
     fn invariant_check_catches_request_table_drift() {
         let mut core = core_with_lock();
-        core.reqs.clear();
+        core.node.reqs.clear();
         assert!(core.check_invariants().is_err());
         let mut core = core_with_lock();
-        core.local.values_mut().next().unwrap().held = None;
+        core.node.local.values_mut().next().unwrap().held = None;
         assert!(core.check_invariants().unwrap_err().contains("not covered"));
     }
 
@@ -754,7 +574,7 @@ mod tests {
             since_ms: 0,
         };
         let mut core = core_with_lock();
-        let m = core.master.values_mut().next().unwrap();
+        let m = core.master.res.values_mut().next().unwrap();
         let g = m.granted[0].clone();
         m.granted.push(g);
         assert!(core
@@ -763,6 +583,7 @@ mod tests {
             .contains("granted twice"));
         let mut core = core_with_lock();
         core.master
+            .res
             .values_mut()
             .next()
             .unwrap()
@@ -774,6 +595,7 @@ mod tests {
             .contains("holds nothing"));
         let mut core = core_with_lock();
         core.master
+            .res
             .values_mut()
             .next()
             .unwrap()
@@ -784,7 +606,7 @@ mod tests {
             .unwrap_err()
             .contains("waits while holding"));
         let mut core = core_with_lock();
-        let m = core.master.values_mut().next().unwrap();
+        let m = core.master.res.values_mut().next().unwrap();
         for n in 0..WAITERS_PER_RESOURCE_MAX as u32 {
             m.waiting.push_back(pending(n + 100));
         }
@@ -793,21 +615,21 @@ mod tests {
             Ok(()),
             "exactly at the limit is fine"
         );
-        let m = core.master.values_mut().next().unwrap();
+        let m = core.master.res.values_mut().next().unwrap();
         m.converting.push_back(pending(0));
         assert!(core
             .check_invariants()
             .unwrap_err()
             .contains("WAITERS_PER_RESOURCE_MAX"));
         let mut core = core_with_lock();
-        core.master.values_mut().next().unwrap().granted.clear();
+        core.master.res.values_mut().next().unwrap().granted.clear();
         assert!(core.check_invariants().unwrap_err().contains("idle"));
     }
 
     #[test]
     fn invariant_check_catches_one_sided_request_table_drift() {
         let mut core = core_with_lock();
-        core.reqs.values_mut().next().unwrap().waiting = true;
+        core.node.reqs.values_mut().next().unwrap().waiting = true;
         assert!(core.check_invariants().unwrap_err().contains("disagrees"));
     }
 
@@ -815,14 +637,14 @@ mod tests {
     fn invariant_check_catches_bad_departed_and_fenced_sets() {
         let fresh = || Core::new(Config::booted(0, 3));
         let mut core = fresh();
-        core.departed = NodeSet::EMPTY.with(0);
+        core.recovery.departed = NodeSet::EMPTY.with(0);
         assert!(core.check_invariants().unwrap_err().contains("departed"));
         let mut core = fresh();
         core.members = NodeSet::first(2);
-        core.departed = NodeSet::EMPTY.with(2);
+        core.recovery.departed = NodeSet::EMPTY.with(2);
         assert!(core.check_invariants().unwrap_err().contains("departed"));
         let mut core = fresh();
-        core.fence_asked = NodeSet::EMPTY.with(1);
+        core.recovery.fence_asked = NodeSet::EMPTY.with(1);
         assert!(core
             .check_invariants()
             .unwrap_err()
@@ -830,7 +652,7 @@ mod tests {
         let mut core = fresh();
         core.members = NodeSet::first(2);
         core.recovery.unfenced = NodeSet::EMPTY.with(2);
-        core.fenced = NodeSet::EMPTY.with(2);
+        core.recovery.fenced = NodeSet::EMPTY.with(2);
         assert!(core.check_invariants().unwrap_err().contains("both fenced"));
     }
 

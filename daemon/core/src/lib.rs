@@ -8,29 +8,37 @@
 //! Ordering contract: actions in one batch must be carried out in the order given. In
 //! particular a [`KernelMsg::CacheInval`] always precedes the [`KernelMsg::Grant`] it protects.
 //!
-//! Layers inside one core:
-//! - the *node* layer keeps this node's cluster lock per resource (cached after the kernel
-//!   releases it), the local holders and a FIFO of local waiters, and talks to masters;
-//! - the *master* layer keeps, for the resources this node masters (rendezvous hashing over
-//!   the live members), the granted, convert and wait queues and the data version;
-//! - the *recovery* layer freezes, fences, rebuilds master state and resumes on membership
-//!   changes, and enforces the strict-majority quorum.
+//! Layers inside one core, each a type in its own file; [`Core`] (`engine.rs`) routes events
+//! and messages between them:
+//! - the *node* table (`node.rs`) keeps this node's cluster lock per resource (cached after
+//!   the kernel releases it), the local holders and a FIFO of local waiters, and talks to
+//!   masters;
+//! - the *master* table (`master.rs`) keeps, for the resources this node masters (rendezvous
+//!   hashing over the live members), the granted, convert and wait queues and the data
+//!   version;
+//! - *recovery* (`recovery.rs`) freezes, fences, rebuilds master state and resumes on
+//!   membership changes, and holds the strict-majority quorum rule.
+//!
+//! Who may hold what — compatibility, covers and supremum, when a master may grant, when a
+//! node may grant locally — is decided in one file, `grant.rs`, for every layer.
 //!
 //! Messages the node addresses to itself (it masters the resource) never leave the core.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod engine;
+mod grant;
 mod hash;
 mod master;
-mod modes;
 mod node;
+mod recovery;
 mod relabel;
 pub mod sim;
 #[cfg(feature = "serde")]
 mod wire;
 
-pub use crate::engine::{quorate, Core};
+pub use crate::engine::Core;
+pub use crate::recovery::quorate;
 pub use hash::{master_of, rendezvous_weight};
 pub use mxfs_proto::{LockFlags, LockMode, NodeState, ResourceId, ResourceType};
 pub use relabel::Relabel;

@@ -1,7 +1,10 @@
-//! Master layer: per-resource granted, convert and wait queues, FIFO grants, BASTs, versions.
+//! Master layer: for the resources this node masters, the granted, convert and wait queues,
+//! FIFO grants by the rule of `grant.rs`, BASTs, data versions and early cancels.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
+use crate::engine::Ctx;
+use crate::grant::{self, covers, gives_up_write, MasterScan};
 use crate::*;
 
 /// A granted lock on the master.
@@ -32,52 +35,19 @@ pub(crate) struct MasterRes {
     pub waiting: VecDeque<Pending>,
 }
 
-impl MasterRes {
-    pub fn dump(&self, resource: ResourceId, master: NodeId) -> ResourceDump {
-        let held = |node: NodeId| self.granted.iter().find(|g| g.node == node).map(|g| g.mode);
-        ResourceDump {
-            resource,
-            master,
-            version: self.version,
-            granted: self
-                .granted
-                .iter()
-                .map(|g| QueueEntry {
-                    node: g.node,
-                    seq: g.seq,
-                    mode: g.mode,
-                    held: None,
-                    since_ms: g.since_ms,
-                })
-                .collect(),
-            converting: self
-                .converting
-                .iter()
-                .map(|p| QueueEntry {
-                    node: p.node,
-                    seq: p.seq,
-                    mode: p.mode,
-                    held: held(p.node),
-                    since_ms: p.since_ms,
-                })
-                .collect(),
-            waiting: self
-                .waiting
-                .iter()
-                .map(|p| QueueEntry {
-                    node: p.node,
-                    seq: p.seq,
-                    mode: p.mode,
-                    held: None,
-                    since_ms: p.since_ms,
-                })
-                .collect(),
-        }
-    }
+/// The master table of one node: every resource it masters in the current epoch.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct MasterTable {
+    /// Resources this node masters, with their queues.
+    pub res: BTreeMap<ResourceId, MasterRes>,
+    /// Next counter of [`Version`]s this master issues in this epoch.
+    pub gen: u64,
+    /// `Cancel`s that arrived before the `Lock` they withdraw (the network may reorder), by
+    /// sender and resource: the `Lock` with that sequence number is denied on arrival. A stale
+    /// entry (its `Lock` was already answered) is dropped by the sender's next message about
+    /// the resource, whose sequence number is higher.
+    pub early_cancels: BTreeMap<(NodeId, ResourceId), u64>,
 }
-
-use crate::engine::Core;
-use crate::modes::{covers, gives_up_write};
 
 impl MasterRes {
     fn new(version: Version) -> MasterRes {
@@ -100,21 +70,55 @@ impl MasterRes {
             .any(|p| p.node == node)
     }
 
-    /// Granted locks of nodes other than `node` that `mode` is incompatible with.
-    fn blockers(&self, node: NodeId, mode: LockMode) -> impl Iterator<Item = &Granted> {
+    /// Every node in a queue of this resource.
+    fn nodes(&self) -> impl Iterator<Item = NodeId> + '_ {
         self.granted
             .iter()
-            .filter(move |g| g.node != node && !g.mode.compatible(mode))
+            .map(|g| g.node)
+            .chain(self.converting.iter().chain(&self.waiting).map(|p| p.node))
+    }
+
+    fn dump(&self, resource: ResourceId, master: NodeId) -> ResourceDump {
+        let held = |node: NodeId| self.granted.iter().find(|g| g.node == node).map(|g| g.mode);
+        let pending = |p: &Pending, held: Option<LockMode>| QueueEntry {
+            node: p.node,
+            seq: p.seq,
+            mode: p.mode,
+            held,
+            since_ms: p.since_ms,
+        };
+        ResourceDump {
+            resource,
+            master,
+            version: self.version,
+            granted: self
+                .granted
+                .iter()
+                .map(|g| QueueEntry {
+                    node: g.node,
+                    seq: g.seq,
+                    mode: g.mode,
+                    held: None,
+                    since_ms: g.since_ms,
+                })
+                .collect(),
+            converting: self
+                .converting
+                .iter()
+                .map(|p| pending(p, held(p.node)))
+                .collect(),
+            waiting: self.waiting.iter().map(|p| pending(p, None)).collect(),
+        }
     }
 
     /// Checks the master invariants of this resource.
-    pub(crate) fn check(&self, r: &ResourceId) -> Result<(), String> {
+    fn check(&self, r: &ResourceId) -> Result<(), String> {
         for (i, a) in self.granted.iter().enumerate() {
             for b in &self.granted[i + 1..] {
                 if a.node == b.node {
                     return Err(format!("{r:?}: node {} granted twice", a.node));
                 }
-                if !a.mode.compatible(b.mode) {
+                if !grant::compatible(a.mode, b.mode) {
                     return Err(format!("{r:?}: incompatible grants {a:?} {b:?}"));
                 }
             }
@@ -142,55 +146,40 @@ impl MasterRes {
     }
 }
 
-impl Core {
+impl MasterTable {
+    /// A new epoch: every queue is rebuilt from the survivors' `Recover` messages.
+    pub(crate) fn reset(&mut self) {
+        *self = MasterTable::default();
+    }
+
     /// A fresh, never issued version of this master's epoch.
-    fn fresh_version(&mut self) -> Version {
+    fn fresh_version(&mut self, epoch: Epoch) -> Version {
         let v = Version {
-            epoch: self.epoch,
-            counter: self.master_gen,
+            epoch,
+            counter: self.gen,
         };
-        self.master_gen += 1;
+        self.gen += 1;
         v
     }
 
-    fn send_to(&mut self, to: NodeId, body: PeerBody, out: &mut Vec<Action>) {
-        self.send(to, body, out);
-    }
-
-    /// A master-layer message (`Lock`, `Release`, `Cancel`) from `from`.
-    pub(crate) fn master_msg(
-        &mut self,
-        now_ms: u64,
-        from: NodeId,
-        body: PeerBody,
-        out: &mut Vec<Action>,
-    ) -> Result<(), Reject> {
-        if !self.recovery.master_ready {
-            return Err(Reject::Unexpected(
-                "lock traffic before this master is rebuilt",
-            ));
-        }
-        let resource = match &body {
-            PeerBody::Lock { resource, .. }
-            | PeerBody::Release { resource, .. }
-            | PeerBody::Cancel { resource, .. } => *resource,
+    /// A master-layer message (`Lock`, `Release`, `Cancel`) from `from`. The caller checked
+    /// that this master's tables are rebuilt.
+    pub(crate) fn msg(&mut self, from: NodeId, body: PeerBody, cx: &mut Ctx) -> Result<(), Reject> {
+        let (resource, seq) = match &body {
+            PeerBody::Lock { resource, seq, .. }
+            | PeerBody::Release { resource, seq, .. }
+            | PeerBody::Cancel { resource, seq, .. } => (*resource, *seq),
             _ => return Err(Reject::Unexpected("not a master-layer message")),
         };
-        if master_of(self.members, &resource) != Some(self.cfg.node) {
+        if master_of(cx.members, &resource) != Some(cx.me) {
             return Err(Reject::Unexpected(
                 "lock traffic for a resource this node does not master",
             ));
         }
-        let seq = match &body {
-            PeerBody::Lock { seq, .. }
-            | PeerBody::Release { seq, .. }
-            | PeerBody::Cancel { seq, .. } => *seq,
-            _ => unreachable!("matched above"),
-        };
         if let Some(c) = self.early_cancels.get(&(from, resource)).copied() {
             if c == seq && matches!(body, PeerBody::Lock { .. }) {
                 self.early_cancels.remove(&(from, resource));
-                self.deny_msg(from, resource, ECANCELED, seq, out);
+                deny_msg(cx, from, resource, ECANCELED, seq);
                 return Ok(());
             }
             if c < seq {
@@ -198,27 +187,20 @@ impl Core {
             }
         }
         match body {
-            PeerBody::Lock {
-                mode, noqueue, seq, ..
-            } => self.on_lock(now_ms, from, resource, mode, noqueue, seq, out)?,
-            PeerBody::Release { to, seq, .. } => self.on_release(from, resource, to, seq, out)?,
-            PeerBody::Cancel { seq, .. } => self.on_cancel(from, resource, seq, out),
+            PeerBody::Lock { mode, noqueue, .. } => {
+                self.on_lock(from, resource, mode, noqueue, seq, cx)?
+            }
+            PeerBody::Release { to, .. } => self.on_release(from, resource, to, seq, cx)?,
+            PeerBody::Cancel { .. } => self.on_cancel(from, resource, seq, cx),
             _ => unreachable!("matched above"),
         }
-        self.process(now_ms, &resource, out);
+        self.process(&resource, cx);
         Ok(())
     }
 
-    fn grant_msg(
-        &mut self,
-        to: NodeId,
-        resource: ResourceId,
-        mode: LockMode,
-        seq: u64,
-        out: &mut Vec<Action>,
-    ) {
-        let version = self.master[&resource].version;
-        self.send_to(
+    fn grant_msg(&self, cx: &mut Ctx, to: NodeId, resource: ResourceId, mode: LockMode, seq: u64) {
+        let version = self.res[&resource].version;
+        cx.send(
             to,
             PeerBody::Grant {
                 resource,
@@ -226,98 +208,67 @@ impl Core {
                 version,
                 seq,
             },
-            out,
         );
     }
 
-    fn deny_msg(
-        &mut self,
-        to: NodeId,
-        resource: ResourceId,
-        errno: i32,
-        seq: u64,
-        out: &mut Vec<Action>,
-    ) {
-        self.send_to(
-            to,
-            PeerBody::Deny {
-                resource,
-                errno,
-                seq,
-            },
-            out,
-        );
-    }
-
-    #[allow(clippy::too_many_arguments)]
     fn on_lock(
         &mut self,
-        now_ms: u64,
         from: NodeId,
         resource: ResourceId,
         mode: LockMode,
         noqueue: bool,
         seq: u64,
-        out: &mut Vec<Action>,
+        cx: &mut Ctx,
     ) -> Result<(), Reject> {
-        if !self.master.contains_key(&resource) {
-            if self.master.len() >= MASTER_RESOURCES_MAX {
-                self.deny_msg(from, resource, ENOMEM, seq, out);
+        if !self.res.contains_key(&resource) {
+            if self.res.len() >= MASTER_RESOURCES_MAX {
+                deny_msg(cx, from, resource, ENOMEM, seq);
                 return Ok(());
             }
-            let v = self.fresh_version();
-            self.master.insert(resource, MasterRes::new(v));
+            let v = self.fresh_version(cx.epoch);
+            self.res.insert(resource, MasterRes::new(v));
         }
-        let node = self.cfg.node;
-        let m = self.master.get_mut(&resource).expect("inserted");
+        let m = self.res.get_mut(&resource).expect("inserted");
         if m.queued(from) {
             return Err(Reject::Unexpected(
                 "second lock request from a node already queued",
             ));
         }
-        let _ = node;
         let held = m.granted.iter().position(|g| g.node == from);
         if let Some(gi) = held {
             let old = m.granted[gi].mode;
             if covers(old, mode) {
                 // Down-conversion (or no change): always grantable at once.
                 if gives_up_write(old, Some(mode)) {
-                    let v = self.fresh_version();
-                    let m = self.master.get_mut(&resource).expect("present");
-                    m.version = v;
+                    let v = self.fresh_version(cx.epoch);
+                    self.res.get_mut(&resource).expect("present").version = v;
                 }
-                let m = self.master.get_mut(&resource).expect("present");
-                let g = &mut m.granted[gi];
-                g.mode = mode;
-                g.seq = seq;
-                g.bast_sent = false;
-                self.grant_msg(from, resource, mode, seq, out);
+                self.grant_now(cx, from, resource, mode, seq);
                 return Ok(());
             }
         }
-        let grantable_now = m.blockers(from, mode).next().is_none()
-            && m.converting.is_empty()
-            && (held.is_some() || m.waiting.is_empty());
+        let grantable_now =
+            grant::master_may_grant_now(&m.granted, &m.converting, &m.waiting, from, mode);
         if noqueue {
             if grantable_now {
-                self.grant_now(now_ms, from, resource, mode, seq, out);
+                self.grant_now(cx, from, resource, mode, seq);
             } else {
                 // DLM_LKF_NOQUEUEBAST: tell the blockers, so cached locks get given up and a
                 // later try-lock succeeds.
-                self.send_basts(&resource, from, mode, out);
-                self.deny_msg(from, resource, EAGAIN, seq, out);
+                self.send_basts(&resource, from, mode, cx);
+                deny_msg(cx, from, resource, EAGAIN, seq);
             }
             return Ok(());
         }
         if m.converting.len() + m.waiting.len() >= WAITERS_PER_RESOURCE_MAX {
-            self.deny_msg(from, resource, EAGAIN, seq, out);
+            deny_msg(cx, from, resource, EAGAIN, seq);
             return Ok(());
         }
         let p = Pending {
             node: from,
             mode,
             seq,
-            since_ms: now_ms,
+            since_ms: cx.now_ms,
         };
         if held.is_some() {
             m.converting.push_back(p);
@@ -327,16 +278,16 @@ impl Core {
         Ok(())
     }
 
+    /// Grants (or converts) `from`'s lock to `mode` and tells it.
     fn grant_now(
         &mut self,
-        now_ms: u64,
+        cx: &mut Ctx,
         from: NodeId,
         resource: ResourceId,
         mode: LockMode,
         seq: u64,
-        out: &mut Vec<Action>,
     ) {
-        let m = self.master.get_mut(&resource).expect("present");
+        let m = self.res.get_mut(&resource).expect("present");
         match m.granted.iter_mut().find(|g| g.node == from) {
             Some(g) => {
                 g.mode = mode;
@@ -347,11 +298,11 @@ impl Core {
                 node: from,
                 mode,
                 seq,
-                since_ms: now_ms,
+                since_ms: cx.now_ms,
                 bast_sent: false,
             }),
         }
-        self.grant_msg(from, resource, mode, seq, out);
+        self.grant_msg(cx, from, resource, mode, seq);
     }
 
     fn on_release(
@@ -360,16 +311,19 @@ impl Core {
         resource: ResourceId,
         to: Option<LockMode>,
         seq: u64,
-        out: &mut Vec<Action>,
+        cx: &mut Ctx,
     ) -> Result<(), Reject> {
-        let gi = self
-            .master
-            .get(&resource)
-            .and_then(|m| m.granted.iter().position(|g| g.node == from))
+        let m = self.res.get_mut(&resource);
+        let (m, gi) = m
+            .and_then(|m| {
+                m.granted
+                    .iter()
+                    .position(|g| g.node == from)
+                    .map(|gi| (m, gi))
+            })
             .ok_or(Reject::Unexpected(
                 "release of a lock the master does not know",
             ))?;
-        let m = self.master.get_mut(&resource).expect("found");
         let old = m.granted[gi].mode;
         if to.is_some_and(|t| !covers(old, t)) {
             return Err(Reject::Unexpected("release to a stronger mode"));
@@ -385,186 +339,179 @@ impl Core {
             }
         }
         if gives_up_write(old, to) {
-            let v = self.fresh_version();
-            self.master.get_mut(&resource).expect("present").version = v;
+            let v = self.fresh_version(cx.epoch);
+            self.res.get_mut(&resource).expect("present").version = v;
         }
-        let version = self.master[&resource].version;
-        self.send_to(
+        let version = self.res[&resource].version;
+        cx.send(
             from,
             PeerBody::ReleaseAck {
                 resource,
                 version,
                 seq,
             },
-            out,
         );
         Ok(())
     }
 
-    fn on_cancel(&mut self, from: NodeId, resource: ResourceId, seq: u64, out: &mut Vec<Action>) {
-        let answered = self
-            .master
-            .get(&resource)
-            .is_some_and(|m| m.granted.iter().any(|g| g.node == from && g.seq >= seq));
-        let queued = self.master.get(&resource).is_some_and(|m| {
-            m.waiting
-                .iter()
-                .chain(m.converting.iter())
-                .any(|p| p.node == from && p.seq == seq)
-        });
-        if !answered && !queued {
-            // Not arrived yet (or already answered by a deny): remember it for the `Lock`.
-            if self.early_cancels.len() >= EARLY_CANCELS_MAX {
-                let oldest = *self.early_cancels.keys().next().expect("not empty");
-                self.early_cancels.remove(&oldest);
-            }
-            self.early_cancels.insert((from, resource), seq);
-            return;
-        }
-        let Some(m) = self.master.get_mut(&resource) else {
+    fn on_cancel(&mut self, from: NodeId, resource: ResourceId, seq: u64, cx: &mut Ctx) {
+        let hit = |p: &Pending| p.node == from && p.seq == seq;
+        let Some(m) = self.res.get_mut(&resource) else {
+            self.remember_cancel(from, resource, seq);
             return;
         };
-        let hit = |p: &Pending| p.node == from && p.seq == seq;
         let found = if let Some(i) = m.waiting.iter().position(hit) {
             m.waiting.remove(i).is_some()
         } else if let Some(i) = m.converting.iter().position(hit) {
             m.converting.remove(i).is_some()
         } else {
-            // Already answered (a grant is on its way and will be cached), or not yet arrived
-            // (it will be queued and granted later, then cached and given up on a BAST).
             false
         };
         if found {
-            self.deny_msg(from, resource, ECANCELED, seq, out);
+            deny_msg(cx, from, resource, ECANCELED, seq);
+        } else if !m.granted.iter().any(|g| g.node == from && g.seq >= seq) {
+            // Not arrived yet (or already answered by a deny): remember it for the `Lock`.
+            self.remember_cancel(from, resource, seq);
         }
+        // Otherwise already granted: the grant is on its way and will be cached, then given
+        // up on a BAST.
+    }
+
+    fn remember_cancel(&mut self, from: NodeId, resource: ResourceId, seq: u64) {
+        if self.early_cancels.len() >= EARLY_CANCELS_MAX {
+            let oldest = *self.early_cancels.keys().next().expect("not empty");
+            self.early_cancels.remove(&oldest);
+        }
+        self.early_cancels.insert((from, resource), seq);
     }
 
     /// Sends a BAST for a blocked request of `node` in `mode` to each blocker not told yet.
-    fn send_basts(
-        &mut self,
-        resource: &ResourceId,
-        node: NodeId,
-        mode: LockMode,
-        out: &mut Vec<Action>,
-    ) {
-        let m = self.master.get_mut(resource).expect("present");
-        let mut to = [0 as NodeId; NODES_MAX];
-        let mut n = 0;
+    fn send_basts(&mut self, resource: &ResourceId, node: NodeId, mode: LockMode, cx: &mut Ctx) {
+        let m = self.res.get_mut(resource).expect("present");
         for g in m.granted.iter_mut() {
-            if g.node != node && !g.mode.compatible(mode) && !g.bast_sent {
+            if grant::blocks(g, node, mode) && !g.bast_sent {
                 g.bast_sent = true;
-                to[n] = g.node;
-                n += 1;
+                cx.send(
+                    g.node,
+                    PeerBody::Bast {
+                        resource: *resource,
+                        mode,
+                    },
+                );
             }
-        }
-        for holder in &to[..n] {
-            self.send_to(
-                *holder,
-                PeerBody::Bast {
-                    resource: *resource,
-                    mode,
-                },
-                out,
-            );
         }
     }
 
-    /// The grant pass: converts first (FIFO), then waiters (FIFO), each only while grantable;
-    /// then BASTs to the holders blocking the head; drops the entry when idle.
-    pub(crate) fn process(&mut self, now_ms: u64, resource: &ResourceId, out: &mut Vec<Action>) {
-        // Callers are the lock traffic of a rebuilt master (`master_msg` checks).
-        debug_assert!(self.recovery.master_ready && self.phase != Phase::Stopped);
-        if !self.master.contains_key(resource) {
-            return;
-        }
-        // Ends: every `continue` pops an entry from the convert or the wait queue.
+    /// The grant pass (`grant::master_scan`): converts first (FIFO), then waiters (FIFO),
+    /// each only while grantable; then BASTs to the holders blocking the head; drops the entry
+    /// when idle.
+    fn process(&mut self, resource: &ResourceId, cx: &mut Ctx) {
+        // Ends: every step but `Stop` pops an entry from the convert or the wait queue.
         loop {
-            let m = self.master.get_mut(resource).expect("present");
-            if let Some(c) = m.converting.front() {
-                if m.blockers(c.node, c.mode).next().is_none() {
-                    let c = m.converting.pop_front().expect("front");
-                    self.grant_now(now_ms, c.node, *resource, c.mode, c.seq, out);
-                    continue;
+            let Some(m) = self.res.get_mut(resource) else {
+                return;
+            };
+            match grant::master_scan(&m.granted, &m.converting, &m.waiting) {
+                MasterScan::GrantConvert => {
+                    let c = m.converting.pop_front().expect("head");
+                    self.grant_now(cx, c.node, *resource, c.mode, c.seq);
                 }
-                // Conversion deadlock: every blocker is itself waiting to convert. Deny the
-                // head (it keeps its granted mode), as the Linux DLM does.
-                let deadlock = m
-                    .blockers(c.node, c.mode)
-                    .all(|b| m.converting.iter().any(|p| p.node == b.node));
-                if deadlock {
-                    let c = m.converting.pop_front().expect("front");
-                    self.deny_msg(c.node, *resource, EDEADLK, c.seq, out);
-                    continue;
+                MasterScan::Deadlock => {
+                    let c = m.converting.pop_front().expect("head");
+                    deny_msg(cx, c.node, *resource, EDEADLK, c.seq);
                 }
-                break;
+                MasterScan::GrantWaiter => {
+                    let w = m.waiting.pop_front().expect("head");
+                    self.grant_now(cx, w.node, *resource, w.mode, w.seq);
+                }
+                MasterScan::Stop => break,
             }
-            if let Some(w) = m.waiting.front() {
-                if m.blockers(w.node, w.mode).next().is_none() {
-                    let w = m.waiting.pop_front().expect("front");
-                    self.grant_now(now_ms, w.node, *resource, w.mode, w.seq, out);
-                    continue;
-                }
-            }
-            break;
         }
-        let m = self.master.get(resource).expect("present");
+        let m = &self.res[resource];
         if let Some(h) = m.converting.front().or(m.waiting.front()) {
             let (node, mode) = (h.node, h.mode);
-            self.send_basts(resource, node, mode, out);
+            self.send_basts(resource, node, mode, cx);
         }
-        if self.master[resource].is_idle() {
-            self.master.remove(resource);
+        if self.res[resource].is_idle() {
+            self.res.remove(resource);
         }
     }
 
-    /// Recovery: `from` holds `resource` in `mode`.
+    /// Recovery: `from` holds `resource` in `mode`. The caller checked that the table is
+    /// being rebuilt.
     pub(crate) fn on_recover(
         &mut self,
-        now_ms: u64,
         from: NodeId,
         resource: ResourceId,
         mode: LockMode,
+        cx: &Ctx,
     ) -> Result<(), Reject> {
-        if self.recovery.master_ready {
-            return Err(Reject::Unexpected("recover message after rebuild"));
-        }
-        if master_of(self.members, &resource) != Some(self.cfg.node) {
+        if master_of(cx.members, &resource) != Some(cx.me) {
             return Err(Reject::Unexpected(
                 "recover message for a resource this node does not master",
             ));
         }
-        if self
-            .master
-            .get(&resource)
-            .is_some_and(|m| m.granted.iter().any(|g| g.node == from))
-        {
-            return Err(Reject::Unexpected("duplicate recover message"));
+        if let Some(m) = self.res.get(&resource) {
+            if m.granted.iter().any(|g| g.node == from) {
+                return Err(Reject::Unexpected("duplicate recover message"));
+            }
+            // Survivors hold pairwise compatible locks, so a conflicting claim can only come
+            // from a stale core (e.g. a node that was cut off, fenced, and came back without
+            // restarting). Refusing it keeps the granted queue compatible; the first claim
+            // stands.
+            if m.granted.iter().any(|g| !grant::compatible(g.mode, mode)) {
+                return Err(Reject::Unexpected(
+                    "recover message conflicting with a rebuilt grant",
+                ));
+            }
+        } else {
+            let v = self.fresh_version(cx.epoch);
+            self.res.insert(resource, MasterRes::new(v));
         }
-        // Survivors hold pairwise compatible locks, so a conflicting claim can only come from a
-        // stale core (e.g. a node that was cut off, fenced, and came back without restarting).
-        // Refusing it keeps the granted queue compatible; the first claim stands.
-        if self
-            .master
-            .get(&resource)
-            .is_some_and(|m| m.granted.iter().any(|g| !g.mode.compatible(mode)))
-        {
-            return Err(Reject::Unexpected(
-                "recover message conflicting with a rebuilt grant",
-            ));
-        }
-        if !self.master.contains_key(&resource) {
-            let v = self.fresh_version();
-            self.master.insert(resource, MasterRes::new(v));
-        }
-        let m = self.master.get_mut(&resource).expect("present");
+        let m = self.res.get_mut(&resource).expect("present");
         m.granted.push(Granted {
             node: from,
             mode,
             seq: 0,
-            since_ms: now_ms,
+            since_ms: cx.now_ms,
             bast_sent: false,
         });
-        *self.recovery.received.entry(from).or_default() += 1;
         Ok(())
     }
+
+    /// Checks every mastered resource, and that each is mastered here (`me` in `members`).
+    pub(crate) fn check(&self, me: NodeId, members: NodeSet) -> Result<(), String> {
+        for (r, m) in &self.res {
+            m.check(r)?;
+            if master_of(members, r) != Some(me) {
+                return Err(format!("{r:?}: mastered here but its master is elsewhere"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues of every resource mastered here, in resource order.
+    pub(crate) fn dump(&self, me: NodeId) -> Vec<ResourceDump> {
+        self.res.iter().map(|(r, m)| m.dump(*r, me)).collect()
+    }
+
+    /// Every node that appears in a queue.
+    pub(crate) fn queue_nodes(&self) -> NodeSet {
+        self.res
+            .values()
+            .flat_map(MasterRes::nodes)
+            .fold(NodeSet::EMPTY, NodeSet::with)
+    }
+}
+
+/// Tells `to` that its `Lock` with sequence `seq` is denied.
+fn deny_msg(cx: &mut Ctx, to: NodeId, resource: ResourceId, errno: i32, seq: u64) {
+    cx.send(
+        to,
+        PeerBody::Deny {
+            resource,
+            errno,
+            seq,
+        },
+    );
 }

@@ -1,8 +1,11 @@
-//! Node layer: this node's cluster lock per resource, local holders and waiters, caching,
-//! BAST handling and cache invalidation.
+//! Node layer: this node's cluster lock per resource (cached after the kernel releases it),
+//! the kernel's holders and FIFO waiters, BAST handling and cache invalidation. Local grants
+//! follow the rule of `grant.rs`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
+use crate::engine::Ctx;
+use crate::grant::{self, covers, gives_up_write, NodeView};
 use crate::*;
 
 /// A kernel request waiting locally.
@@ -45,24 +48,6 @@ pub(crate) struct LocalRes {
     pub bast: bool,
 }
 
-impl LocalRes {
-    pub fn dump(&self, resource: ResourceId, master: Option<NodeId>) -> LocalDump {
-        LocalDump {
-            resource,
-            master,
-            held: self.held,
-            version: self.version,
-            holders: self.holders.clone(),
-            waiting: self
-                .waiters
-                .iter()
-                .map(|w| (w.req_id, w.mode, w.since_ms))
-                .collect(),
-            bast_pending: self.bast,
-        }
-    }
-}
-
 /// Where a kernel request stands.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct ReqState {
@@ -73,38 +58,26 @@ pub(crate) struct ReqState {
     pub waiting: bool,
 }
 
-/// Recovery bookkeeping for the current epoch.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
-pub(crate) struct Recovery {
-    /// Removed members whose fence is not yet confirmed.
-    pub unfenced: NodeSet,
-    /// `RecoverDone` counts announced by each member.
-    pub expected: std::collections::BTreeMap<NodeId, u32>,
-    /// `Recover` messages received from each member.
-    pub received: std::collections::BTreeMap<NodeId, u32>,
-    /// Members whose `RebuildDone` arrived.
-    pub rebuilt: NodeSet,
-    /// This node sent its `RebuildDone`s (its master tables are complete).
-    pub master_ready: bool,
+/// The node table: this node's view of each resource it uses and every outstanding kernel
+/// request.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct NodeTable {
+    /// This node's view of each resource it uses.
+    pub local: BTreeMap<ResourceId, LocalRes>,
+    /// Every outstanding kernel request (waiting or granted).
+    pub reqs: BTreeMap<ReqId, ReqState>,
+    /// Next sequence number for a node -> master message.
+    pub next_seq: u64,
 }
 
-use crate::engine::Core;
-use crate::modes::{covers, gives_up_write, sup};
-
-/// `req_id` no longer waits: it leaves the request table unless the kernel still holds it (a
-/// denied or abandoned conversion keeps its old mode). Returns its resource.
-pub(crate) fn stop_waiting(
-    reqs: &mut std::collections::BTreeMap<ReqId, ReqState>,
-    req_id: ReqId,
-) -> ResourceId {
-    let st = reqs.get_mut(&req_id).expect("a waiting request is known");
-    debug_assert!(st.waiting);
-    st.waiting = false;
-    let resource = st.resource;
-    if st.granted.is_none() {
-        reqs.remove(&req_id);
+impl Default for NodeTable {
+    fn default() -> NodeTable {
+        NodeTable {
+            local: BTreeMap::new(),
+            reqs: BTreeMap::new(),
+            next_seq: 1,
+        }
     }
-    resource
 }
 
 /// `CACHE_INVAL` for `resource`, or `None` for `AG` resources (metadata buffers, no page
@@ -127,27 +100,32 @@ pub(crate) fn cache_inval(resource: &ResourceId) -> Option<KernelMsg> {
     }
 }
 
-impl Core {
-    pub(crate) fn kdeny(out: &mut Vec<Action>, req_id: ReqId, resource: ResourceId, errno: i32) {
-        out.push(Action::Kernel(KernelMsg::Deny {
-            req_id,
-            resource,
-            errno,
-        }));
-    }
+/// What the kernel asked for in one `LOCK_REQ`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct KernelAsk {
+    pub req_id: ReqId,
+    pub resource: ResourceId,
+    pub mode: LockMode,
+    pub flags: LockFlags,
+    pub timeout_ms: u32,
+}
 
-    /// `Event::KernelRequest`.
-    #[allow(clippy::too_many_arguments)]
+impl NodeTable {
+    /// `Event::KernelRequest`. `phase` is the recovery phase (nothing is granted unless it
+    /// is `Normal`; everything is denied when `Stopped`).
     pub(crate) fn kernel_request(
         &mut self,
-        now_ms: u64,
-        req_id: ReqId,
-        resource: ResourceId,
-        mode: LockMode,
-        flags: LockFlags,
-        timeout_ms: u32,
-        out: &mut Vec<Action>,
+        ask: KernelAsk,
+        phase: Phase,
+        cx: &mut Ctx,
     ) -> Result<(), Reject> {
+        let KernelAsk {
+            req_id,
+            resource,
+            mode,
+            flags,
+            timeout_ms,
+        } = ask;
         if !flags.is_valid() {
             return Err(Reject::InvalidFlags(flags.0));
         }
@@ -160,36 +138,38 @@ impl Core {
         match self.reqs.get(&req_id) {
             Some(st) if st.waiting || !convert => return Err(Reject::DuplicateRequest(req_id)),
             Some(st) if st.resource != resource => {
-                Self::kdeny(out, req_id, resource, EINVAL);
+                cx.deny(req_id, resource, EINVAL);
                 return Ok(());
             }
             None if convert => {
-                Self::kdeny(out, req_id, resource, EINVAL);
+                cx.deny(req_id, resource, EINVAL);
                 return Ok(());
             }
             _ => {}
         }
-        if self.phase == Phase::Stopped {
-            Self::kdeny(out, req_id, resource, ENOLCK);
+        if phase == Phase::Stopped {
+            cx.deny(req_id, resource, ENOLCK);
             return Ok(());
         }
         if !convert && self.reqs.len() >= REQUESTS_MAX {
-            Self::kdeny(out, req_id, resource, ENOMEM);
+            cx.deny(req_id, resource, ENOMEM);
             return Ok(());
         }
-        if !self.local.contains_key(&resource) && !self.make_room(out) {
-            Self::kdeny(out, req_id, resource, ENOMEM);
+        if !self.local.contains_key(&resource) && !self.make_room(cx) {
+            cx.deny(req_id, resource, ENOMEM);
             return Ok(());
         }
-        let normal = self.phase == Phase::Normal;
+        let normal = phase == Phase::Normal;
         let l = self.local.entry(resource).or_default();
-        // Fast path: a cached lock that covers the request, nobody queued, no BAST.
+        // Fast path: nothing queued and the local rule grants it from the cached lock.
         if !convert
-            && normal
             && l.waiters.is_empty()
-            && !l.bast
-            && l.held.is_some_and(|h| covers(h, mode))
-            && l.holders.iter().all(|(_, m)| m.compatible(mode))
+            && grant::node_may_grant(
+                l.view(normal, false),
+                mode,
+                l.others_compatible(req_id, mode),
+                false,
+            )
         {
             l.holders.push((req_id, mode));
             self.reqs.insert(
@@ -200,21 +180,21 @@ impl Core {
                     waiting: false,
                 },
             );
-            out.push(Action::Kernel(KernelMsg::Grant {
+            cx.kernel(KernelMsg::Grant {
                 req_id,
                 resource,
                 mode,
-            }));
+            });
             return Ok(());
         }
         if l.waiters.len() >= WAITERS_PER_RESOURCE_MAX {
-            Self::kdeny(out, req_id, resource, EAGAIN);
+            cx.deny(req_id, resource, EAGAIN);
             return Ok(());
         }
         let w = Waiter {
             req_id,
             mode,
-            since_ms: now_ms,
+            since_ms: cx.now_ms,
             noqueue,
             convert,
             timer,
@@ -240,19 +220,21 @@ impl Core {
             );
         }
         if timer {
-            let at_ms = now_ms.saturating_add(u64::from(timeout_ms).min(REQUEST_TIMEOUT_MAX_MS));
-            out.push(Action::SetTimer {
+            let at_ms = cx
+                .now_ms
+                .saturating_add(u64::from(timeout_ms).min(REQUEST_TIMEOUT_MAX_MS));
+            cx.out.push(Action::SetTimer {
                 id: TimerId::Request(req_id),
                 at_ms,
             });
         }
-        self.pump(&resource, out);
+        self.pump(&resource, normal, cx);
         Ok(())
     }
 
     /// Evicts one idle resource entry (no lock, no request, nothing in flight) when the table
     /// is full, invalidating its pages since its version is forgotten. False if none.
-    fn make_room(&mut self, out: &mut Vec<Action>) -> bool {
+    fn make_room(&mut self, cx: &mut Ctx) -> bool {
         if self.local.len() < RESOURCES_MAX {
             return true;
         }
@@ -264,7 +246,9 @@ impl Core {
         match idle {
             Some(r) => {
                 self.local.remove(&r);
-                out.extend(cache_inval(&r).map(Action::Kernel));
+                if let Some(k) = cache_inval(&r) {
+                    cx.kernel(k);
+                }
                 true
             }
             None => false,
@@ -276,7 +260,8 @@ impl Core {
         &mut self,
         req_id: ReqId,
         resource: Option<ResourceId>,
-        out: &mut Vec<Action>,
+        normal: bool,
+        cx: &mut Ctx,
     ) -> Result<(), Reject> {
         let st = self
             .reqs
@@ -298,15 +283,13 @@ impl Core {
         l.holders.retain(|(id, _)| *id != req_id);
         if st.waiting {
             // Its conversion dies with it, silently: the kernel released the lock.
-            if let Some(w) = remove_waiter(l, req_id) {
+            if let Some(w) = l.remove_waiter(req_id) {
                 if w.timer {
-                    out.push(Action::CancelTimer {
-                        id: TimerId::Request(req_id),
-                    });
+                    cx.cancel_timer(req_id);
                 }
             }
         }
-        self.pump(&st.resource, out);
+        self.pump(&st.resource, normal, cx);
         Ok(())
     }
 
@@ -314,16 +297,17 @@ impl Core {
     pub(crate) fn kernel_cancel(
         &mut self,
         req_id: ReqId,
-        out: &mut Vec<Action>,
+        normal: bool,
+        cx: &mut Ctx,
     ) -> Result<(), Reject> {
         let st = self
             .reqs
             .get(&req_id)
             .ok_or(Reject::UnknownRequest(req_id))?;
         if st.granted.is_some() {
-            return self.kernel_release(req_id, None, out);
+            return self.kernel_release(req_id, None, normal, cx);
         }
-        self.abandon(req_id, None, out);
+        self.abandon(req_id, None, normal, cx);
         Ok(())
     }
 
@@ -331,11 +315,12 @@ impl Core {
     pub(crate) fn request_timeout(
         &mut self,
         req_id: ReqId,
-        out: &mut Vec<Action>,
+        normal: bool,
+        cx: &mut Ctx,
     ) -> Result<(), Reject> {
         match self.reqs.get(&req_id) {
             Some(st) if st.waiting => {
-                self.abandon(req_id, Some(ETIMEDOUT), out);
+                self.abandon(req_id, Some(ETIMEDOUT), normal, cx);
                 Ok(())
             }
             _ => Err(Reject::Stale("timer of a request no longer waiting")),
@@ -346,22 +331,21 @@ impl Core {
     /// it with `errno` if given, and withdraws the `Lock` that was sent for it at the master
     /// (even if other local waiters remain: they may need a weaker lock, and must not wait
     /// behind a request nobody wants; found by the proptest, see `tests/regressions.rs`).
-    fn abandon(&mut self, req_id: ReqId, errno: Option<i32>, out: &mut Vec<Action>) {
+    fn abandon(&mut self, req_id: ReqId, errno: Option<i32>, normal: bool, cx: &mut Ctx) {
         let resource = stop_waiting(&mut self.reqs, req_id);
         let l = self
             .local
             .get_mut(&resource)
             .expect("a waiting request has a resource");
-        let w = remove_waiter(l, req_id).expect("a waiting request is queued");
+        let w = l
+            .remove_waiter(req_id)
+            .expect("a waiting request is queued");
         if w.timer && errno != Some(ETIMEDOUT) {
-            out.push(Action::CancelTimer {
-                id: TimerId::Request(req_id),
-            });
+            cx.cancel_timer(req_id);
         }
         if let Some(errno) = errno {
-            Self::kdeny(out, req_id, resource, errno);
+            cx.deny(req_id, resource, errno);
         }
-        let mut cancel = None;
         if let Some(Outstanding::Lock {
             seq,
             for_req,
@@ -373,25 +357,50 @@ impl Core {
                 *for_req = None;
                 if !*cancelled {
                     *cancelled = true;
-                    cancel = Some(*seq);
+                    let seq = *seq;
+                    cx.send_master(&resource, PeerBody::Cancel { resource, seq });
                 }
             }
         }
-        if let Some(seq) = cancel {
-            self.send_master(&resource, PeerBody::Cancel { resource, seq }, out);
-        }
-        self.pump(&resource, out);
+        self.pump(&resource, normal, cx);
     }
 
-    /// Sends `body` about `resource` to its master (self-addressed messages loop back).
-    pub(crate) fn send_master(
-        &mut self,
-        resource: &ResourceId,
-        body: PeerBody,
-        out: &mut Vec<Action>,
-    ) {
-        let master = master_of(self.members, resource).expect("normal phase has members");
-        self.send(master, body, out);
+    /// Denies every waiting kernel request with `errno` (the node stopped granting).
+    pub(crate) fn deny_all_waiters(&mut self, errno: i32, cx: &mut Ctx) {
+        for (resource, l) in self.local.iter_mut() {
+            for w in l.waiters.drain(..) {
+                if w.timer {
+                    cx.cancel_timer(w.req_id);
+                }
+                cx.deny(w.req_id, *resource, errno);
+                stop_waiting(&mut self.reqs, w.req_id);
+            }
+        }
+    }
+
+    /// A new epoch: whatever was in flight belongs to the old one and is void; the new masters
+    /// learn what this node holds from its `Recover` messages.
+    pub(crate) fn void_in_flight(&mut self) {
+        for l in self.local.values_mut() {
+            l.outstanding = None;
+            l.bast = false;
+        }
+    }
+
+    /// Every cluster lock this node holds (cached or used), in resource order.
+    pub(crate) fn held(&self) -> Vec<(ResourceId, LockMode)> {
+        self.local
+            .iter()
+            .filter_map(|(r, l)| l.held.map(|m| (*r, m)))
+            .collect()
+    }
+
+    /// Pumps every resource (after a recovery).
+    pub(crate) fn pump_all(&mut self, normal: bool, cx: &mut Ctx) {
+        let resources: Vec<ResourceId> = self.local.keys().copied().collect();
+        for r in resources {
+            self.pump(&r, normal, cx);
+        }
     }
 
     fn next_seq(&mut self) -> u64 {
@@ -402,16 +411,15 @@ impl Core {
 
     /// Grants what can be granted locally, then starts the one master exchange the resource
     /// needs next (a lock, an up-conversion, or giving the lock up for a BAST).
-    pub(crate) fn pump(&mut self, resource: &ResourceId, out: &mut Vec<Action>) {
-        self.pump_with(resource, false, out);
+    pub(crate) fn pump(&mut self, resource: &ResourceId, normal: bool, cx: &mut Ctx) {
+        self.pump_with(resource, normal, false, cx);
     }
 
-    /// [`Core::pump`]; `fresh_grant` lets the waiters a just-arrived grant was asked for be
-    /// served even if a BAST is already pending (it may overtake the grant on the network).
+    /// [`NodeTable::pump`]; `fresh_grant` lets the waiters a just-arrived grant was asked for
+    /// be served even if a BAST is already pending (it may overtake the grant on the network).
     /// Without that, two nodes waiting for one lock can pass it back and forth forever, each
     /// giving it up on arrival (found by the model: see `tests/regressions.rs`).
-    fn pump_with(&mut self, resource: &ResourceId, fresh_grant: bool, out: &mut Vec<Action>) {
-        let normal = self.phase == Phase::Normal;
+    fn pump_with(&mut self, resource: &ResourceId, normal: bool, fresh_grant: bool, cx: &mut Ctx) {
         let Some(l) = self.local.get_mut(resource) else {
             return;
         };
@@ -421,13 +429,11 @@ impl Core {
             // the proptest, see `tests/regressions.rs`).
             l.bast = false;
         }
+        let view = l.view(normal, fresh_grant);
         // 1. Local grants and try-lock denials, FIFO.
         while let Some(w) = l.waiters.front() {
             let others_ok = l.others_compatible(w.req_id, w.mode);
-            let covered = l.held.is_some_and(|h| covers(h, w.mode));
-            // A BAST stops new local holders (so the remote waiter is not starved), not
-            // conversions of existing ones, nor the waiters a fresh grant was asked for.
-            if normal && others_ok && covered && (!l.bast || fresh_grant || w.convert) {
+            if grant::node_may_grant(view, w.mode, others_ok, w.convert) {
                 let w = l.waiters.pop_front().expect("front exists");
                 if w.convert {
                     let h = l
@@ -446,21 +452,19 @@ impl Core {
                 st.granted = Some(w.mode);
                 st.waiting = false;
                 if w.timer {
-                    out.push(Action::CancelTimer {
-                        id: TimerId::Request(w.req_id),
-                    });
+                    cx.cancel_timer(w.req_id);
                 }
-                out.push(Action::Kernel(KernelMsg::Grant {
+                cx.kernel(KernelMsg::Grant {
                     req_id: w.req_id,
                     resource: *resource,
                     mode: w.mode,
-                }));
+                });
                 continue;
             }
-            if w.noqueue && !(normal && others_ok && l.outstanding.is_none() && !l.bast) {
+            if w.noqueue && !grant::try_lock_may_proceed(view, others_ok, l.outstanding.is_some()) {
                 let w = l.waiters.pop_front().expect("front exists");
                 stop_waiting(&mut self.reqs, w.req_id);
-                Self::kdeny(out, w.req_id, *resource, EAGAIN);
+                cx.deny(w.req_id, *resource, EAGAIN);
                 continue;
             }
             break;
@@ -474,20 +478,18 @@ impl Core {
             }
             let w = l.waiters.remove(i).expect("in range");
             stop_waiting(&mut self.reqs, w.req_id);
-            Self::kdeny(out, w.req_id, *resource, EAGAIN);
+            cx.deny(w.req_id, *resource, EAGAIN);
         }
+        let l = self.local.get_mut(resource).expect("present");
         if !normal || l.outstanding.is_some() {
             return;
         }
         // 2. The head waiter needs the master.
         if let Some(w) = l.waiters.front() {
-            // A holder's up-conversion goes to the master even with a BAST pending: the
-            // holder cannot give the lock up while it waits, and the master serves converts
-            // before waiters (found by the model: see `tests/regressions.rs`).
-            if l.others_compatible(w.req_id, w.mode) && (!l.bast || w.convert) {
+            if grant::node_may_ask(l.bast, l.others_compatible(w.req_id, w.mode), w.convert) {
                 let (req_id, mode, noqueue) = (w.req_id, w.mode, w.noqueue);
-                let seq = self.next_seq;
-                self.next_seq += 1;
+                let seq = self.next_seq();
+                let l = self.local.get_mut(resource).expect("present");
                 let body = match l.held {
                     // An unused cached lock is given up before asking for a stronger one, so
                     // two nodes upgrading cached locks cannot deadlock in the convert queue.
@@ -500,7 +502,7 @@ impl Core {
                         }
                     }
                     held => {
-                        let want = held.map_or(mode, |h| sup(h, mode));
+                        let want = grant::mode_to_ask(held, mode);
                         l.outstanding = Some(Outstanding::Lock {
                             seq,
                             mode: want,
@@ -515,34 +517,31 @@ impl Core {
                         }
                     }
                 };
-                self.send_master(resource, body, out);
+                cx.send_master(resource, body);
                 return;
             }
         }
         // 3. A BAST asked for the lock: give up what the holders do not need.
-        if l.bast {
-            if let Some(h) = l.held {
-                let needed = l.holders.iter().map(|(_, m)| *m).reduce(sup);
-                if needed != Some(h) {
-                    let seq = self.next_seq();
-                    let l = self.local.get_mut(resource).expect("present");
-                    l.give_up(h, needed, seq);
-                    self.send_master(
-                        resource,
-                        PeerBody::Release {
-                            resource: *resource,
-                            to: needed,
-                            seq,
-                        },
-                        out,
-                    );
-                }
+        if let (true, Some(h)) = (l.bast, l.held) {
+            let needed = grant::needed_by(l.holders.iter().map(|(_, m)| *m));
+            if needed != Some(h) {
+                let seq = self.next_seq();
+                let l = self.local.get_mut(resource).expect("present");
+                l.give_up(h, needed, seq);
+                cx.send_master(
+                    resource,
+                    PeerBody::Release {
+                        resource: *resource,
+                        to: needed,
+                        seq,
+                    },
+                );
             }
         }
     }
 
-    /// A node-layer message from `resource`'s master.
-    pub(crate) fn node_msg(&mut self, body: PeerBody, out: &mut Vec<Action>) -> Result<(), Reject> {
+    /// A node-layer message (`Grant`, `Deny`, `ReleaseAck`, `Bast`) from `resource`'s master.
+    pub(crate) fn msg(&mut self, body: PeerBody, normal: bool, cx: &mut Ctx) -> Result<(), Reject> {
         match body {
             PeerBody::Grant {
                 resource,
@@ -555,9 +554,11 @@ impl Core {
                 l.held = Some(mode);
                 if l.version != Some(version) {
                     l.version = Some(version);
-                    out.extend(cache_inval(&resource).map(Action::Kernel));
+                    if let Some(k) = cache_inval(&resource) {
+                        cx.kernel(k);
+                    }
                 }
-                self.pump_with(&resource, true, out);
+                self.pump_with(&resource, normal, true, cx);
                 Ok(())
             }
             PeerBody::Deny {
@@ -571,9 +572,9 @@ impl Core {
                 };
                 match for_req {
                     Some(req_id) if self.reqs.get(&req_id).is_some_and(|st| st.waiting) => {
-                        self.abandon(req_id, Some(errno), out)
+                        self.abandon(req_id, Some(errno), normal, cx)
                     }
-                    _ => self.pump(&resource, out),
+                    _ => self.pump(&resource, normal, cx),
                 }
                 Ok(())
             }
@@ -595,7 +596,7 @@ impl Core {
                     }
                     _ => return Err(Reject::Unexpected("release ack matches no release")),
                 }
-                self.pump(&resource, out);
+                self.pump(&resource, normal, cx);
                 Ok(())
             }
             PeerBody::Bast { resource, .. } => {
@@ -608,7 +609,7 @@ impl Core {
                     return Err(Reject::Stale("bast for a lock not held"));
                 }
                 l.bast = true;
-                self.pump(&resource, out);
+                self.pump(&resource, normal, cx);
                 Ok(())
             }
             _ => Err(Reject::Unexpected("not a node-layer message")),
@@ -625,23 +626,76 @@ impl Core {
             _ => Err(Reject::Unexpected("answer matches no outstanding lock")),
         }
     }
+
+    /// Checks every resource's node-side invariants, and that the request table agrees with
+    /// the queues.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        let mut waiting = 0;
+        let mut granted = 0;
+        for (r, l) in &self.local {
+            l.check(r, &self.reqs)?;
+            waiting += l.waiters.len();
+            granted += l.holders.len();
+        }
+        let (w, g) = self.reqs.values().fold((0, 0), |(w, g), st| {
+            (
+                w + usize::from(st.waiting),
+                g + usize::from(st.granted.is_some()),
+            )
+        });
+        if w != waiting || g != granted {
+            return Err(format!("request table ({w} waiting, {g} granted) disagrees with queues ({waiting}, {granted})"));
+        }
+        Ok(())
+    }
+
+    /// This node's own view of every resource it uses, in resource order.
+    pub(crate) fn dump(&self, members: NodeSet) -> Vec<LocalDump> {
+        self.local
+            .iter()
+            .map(|(r, l)| l.dump(*r, master_of(members, r)))
+            .collect()
+    }
 }
 
-fn remove_waiter(l: &mut LocalRes, req_id: ReqId) -> Option<Waiter> {
-    let at = l.waiters.iter().position(|w| w.req_id == req_id)?;
-    l.waiters.remove(at)
+/// `req_id` no longer waits: it leaves the request table unless the kernel still holds it (a
+/// denied or abandoned conversion keeps its old mode). Returns its resource.
+fn stop_waiting(reqs: &mut BTreeMap<ReqId, ReqState>, req_id: ReqId) -> ResourceId {
+    let st = reqs.get_mut(&req_id).expect("a waiting request is known");
+    debug_assert!(st.waiting);
+    st.waiting = false;
+    let resource = st.resource;
+    if st.granted.is_none() {
+        reqs.remove(&req_id);
+    }
+    resource
 }
 
 impl LocalRes {
+    /// What the grant rule needs to know about this resource.
+    fn view(&self, normal: bool, fresh_grant: bool) -> NodeView {
+        NodeView {
+            normal,
+            held: self.held,
+            bast: self.bast,
+            fresh_grant,
+        }
+    }
+
     /// Whether `mode` is compatible with every local holder other than `req_id`.
     fn others_compatible(&self, req_id: ReqId, mode: LockMode) -> bool {
         self.holders
             .iter()
-            .all(|(id, m)| *id == req_id || m.compatible(mode))
+            .all(|(id, m)| *id == req_id || grant::compatible(*m, mode))
+    }
+
+    fn remove_waiter(&mut self, req_id: ReqId) -> Option<Waiter> {
+        let at = self.waiters.iter().position(|w| w.req_id == req_id)?;
+        self.waiters.remove(at)
     }
 
     /// Nothing held, waited for or in flight: the entry only remembers a version.
-    pub(crate) fn is_idle(&self) -> bool {
+    fn is_idle(&self) -> bool {
         self.held.is_none()
             && self.holders.is_empty()
             && self.waiters.is_empty()
@@ -658,18 +712,28 @@ impl LocalRes {
             wrote: gives_up_write(from, to),
         });
     }
-}
 
-impl LocalRes {
+    fn dump(&self, resource: ResourceId, master: Option<NodeId>) -> LocalDump {
+        LocalDump {
+            resource,
+            master,
+            held: self.held,
+            version: self.version,
+            holders: self.holders.clone(),
+            waiting: self
+                .waiters
+                .iter()
+                .map(|w| (w.req_id, w.mode, w.since_ms))
+                .collect(),
+            bast_pending: self.bast,
+        }
+    }
+
     /// Checks the node-side invariants of this resource against the request table.
-    pub(crate) fn check(
-        &self,
-        r: &ResourceId,
-        reqs: &std::collections::BTreeMap<ReqId, ReqState>,
-    ) -> Result<(), String> {
+    fn check(&self, r: &ResourceId, reqs: &BTreeMap<ReqId, ReqState>) -> Result<(), String> {
         for (i, (a, am)) in self.holders.iter().enumerate() {
             for (b, bm) in &self.holders[i + 1..] {
-                if !am.compatible(*bm) {
+                if !grant::compatible(*am, *bm) {
                     return Err(format!(
                         "{r:?}: local holders {a} {am:?} and {b} {bm:?} incompatible"
                     ));

@@ -3,6 +3,9 @@
 use std::collections::BTreeMap;
 
 use crate::engine::Core;
+use crate::master::{Granted, MasterRes, MasterTable, Pending};
+use crate::node::{LocalRes, NodeTable, ReqState};
+use crate::recovery::Recovery;
 use crate::*;
 
 /// A renaming of node ids and resources. For the renamed state to be a state of the same
@@ -104,59 +107,203 @@ impl Relabel<'_> {
 
 impl Core {
     /// This core's state with nodes and resources renamed by `map` (see [`Relabel`]).
+    ///
+    /// Every struct is taken apart field by field (no `..`), so a new field that may hold a
+    /// node id or a resource does not compile until it is handled here.
     pub fn relabel(&self, map: &Relabel<'_>) -> Core {
         let n = |x: NodeId| (map.node)(x);
         let r = |x: &ResourceId| (map.resource)(x);
-        let mut c = self.clone();
-        c.cfg.node = n(self.cfg.node);
-        c.cfg.cluster = map.set(self.cfg.cluster);
-        c.cfg.members = map.set(self.cfg.members);
-        c.members = map.set(self.members);
-        c.local = self.local.iter().map(|(k, v)| (r(k), v.clone())).collect();
-        c.reqs = self
-            .reqs
+        let set = |s: NodeSet| map.set(s);
+        let Core {
+            cfg,
+            epoch,
+            members,
+            node,
+            master,
+            recovery,
+            future,
+            loopback,
+        } = self;
+        let Config {
+            node: me,
+            cluster,
+            members: initial,
+            epoch: initial_epoch,
+        } = cfg;
+        let NodeTable {
+            local,
+            reqs,
+            next_seq,
+        } = node;
+        let MasterTable {
+            res,
+            gen,
+            early_cancels,
+        } = master;
+        let Recovery {
+            phase,
+            unfenced,
+            expected,
+            received,
+            rebuilt,
+            master_ready,
+            departed,
+            fenced,
+            fence_asked,
+            history,
+        } = recovery;
+        let local = local
+            .iter()
+            .map(|(k, l)| {
+                // Modes, versions, request ids and sequence numbers: nothing to rename.
+                let LocalRes {
+                    held,
+                    version,
+                    holders,
+                    waiters,
+                    outstanding,
+                    bast,
+                } = l;
+                let l = LocalRes {
+                    held: *held,
+                    version: *version,
+                    holders: holders.clone(),
+                    waiters: waiters.clone(),
+                    outstanding: outstanding.clone(),
+                    bast: *bast,
+                };
+                (r(k), l)
+            })
+            .collect();
+        let reqs = reqs
             .iter()
             .map(|(id, st)| {
-                let mut st = st.clone();
-                st.resource = r(&st.resource);
+                let ReqState {
+                    resource,
+                    granted,
+                    waiting,
+                } = st;
+                let st = ReqState {
+                    resource: r(resource),
+                    granted: *granted,
+                    waiting: *waiting,
+                };
                 (*id, st)
             })
             .collect();
-        c.master = self
-            .master
+        let res = res
             .iter()
             .map(|(k, m)| {
-                let mut m = m.clone();
-                for g in m.granted.iter_mut() {
-                    g.node = n(g.node);
-                }
-                for p in m.converting.iter_mut().chain(m.waiting.iter_mut()) {
-                    p.node = n(p.node);
-                }
+                let MasterRes {
+                    version,
+                    granted,
+                    converting,
+                    waiting,
+                } = m;
+                let pending = |p: &Pending| {
+                    let Pending {
+                        node,
+                        mode,
+                        seq,
+                        since_ms,
+                    } = p;
+                    Pending {
+                        node: n(*node),
+                        mode: *mode,
+                        seq: *seq,
+                        since_ms: *since_ms,
+                    }
+                };
+                let m = MasterRes {
+                    version: *version,
+                    granted: granted
+                        .iter()
+                        .map(|g| {
+                            let Granted {
+                                node,
+                                mode,
+                                seq,
+                                since_ms,
+                                bast_sent,
+                            } = g;
+                            Granted {
+                                node: n(*node),
+                                mode: *mode,
+                                seq: *seq,
+                                since_ms: *since_ms,
+                                bast_sent: *bast_sent,
+                            }
+                        })
+                        .collect(),
+                    converting: converting.iter().map(pending).collect(),
+                    waiting: waiting.iter().map(pending).collect(),
+                };
                 (r(k), m)
             })
             .collect();
         let remap = |b: &BTreeMap<NodeId, u32>| b.iter().map(|(k, v)| (n(*k), *v)).collect();
-        c.recovery.unfenced = map.set(self.recovery.unfenced);
-        c.departed = map.set(self.departed);
-        c.fenced = map.set(self.fenced);
-        c.fence_asked = map.set(self.fence_asked);
-        c.recovery.expected = remap(&self.recovery.expected);
-        c.recovery.received = remap(&self.recovery.received);
-        c.recovery.rebuilt = map.set(self.recovery.rebuilt);
-        for h in c.history.iter_mut() {
-            h.lost = map.set(h.lost);
+        let history = history
+            .iter()
+            .map(|h| {
+                let RecoveryRecord {
+                    epoch,
+                    lost,
+                    started_ms,
+                    finished_ms,
+                } = h;
+                RecoveryRecord {
+                    epoch: *epoch,
+                    lost: set(*lost),
+                    started_ms: *started_ms,
+                    finished_ms: *finished_ms,
+                }
+            })
+            .collect();
+        Core {
+            cfg: Config {
+                node: n(*me),
+                cluster: set(*cluster),
+                members: set(*initial),
+                epoch: *initial_epoch,
+            },
+            epoch: *epoch,
+            members: set(*members),
+            node: NodeTable {
+                local,
+                reqs,
+                next_seq: *next_seq,
+            },
+            master: MasterTable {
+                res,
+                gen: *gen,
+                early_cancels: early_cancels
+                    .iter()
+                    .map(|((f, res), s)| ((n(*f), r(res)), *s))
+                    .collect(),
+            },
+            recovery: Recovery {
+                phase: *phase,
+                unfenced: set(*unfenced),
+                expected: remap(expected),
+                received: remap(received),
+                rebuilt: set(*rebuilt),
+                master_ready: *master_ready,
+                departed: set(*departed),
+                fenced: set(*fenced),
+                fence_asked: set(*fence_asked),
+                history,
+            },
+            future: future.iter().map(|(f, m)| (n(*f), map.msg(m))).collect(),
+            loopback: loopback
+                .iter()
+                .map(|b| {
+                    map.msg(&PeerMsg {
+                        epoch: 0,
+                        body: b.clone(),
+                    })
+                    .body
+                })
+                .collect(),
         }
-        c.early_cancels = self
-            .early_cancels
-            .iter()
-            .map(|((f, res), s)| ((n(*f), r(res)), *s))
-            .collect();
-        c.future = self
-            .future
-            .iter()
-            .map(|(f, m)| (n(*f), map.msg(m)))
-            .collect();
-        c
     }
 }
