@@ -195,6 +195,10 @@ impl Core {
                     .fence_confirmed(node, &mut ctx!(self, now_ms, out));
                 r.map(|rebuild| self.rebuild_if(rebuild, now_ms, out))
             }
+            Event::CacheInvalDone { resource, errno } => {
+                self.node
+                    .inval_done(resource, errno, normal, &mut ctx!(self, now_ms, out))
+            }
             Event::Leave => self.leave(now_ms, out),
         };
         if r.is_ok() {
@@ -523,6 +527,19 @@ mod tests {
             timeout_ms: 0,
         };
         core.handle(0, ev, &mut out).unwrap();
+        assert!(matches!(
+            out.last(),
+            Some(Action::Kernel(KernelMsg::CacheInval { .. }))
+        ));
+        let done = Event::CacheInvalDone {
+            resource: ResourceId::inode(1, 1),
+            errno: 0,
+        };
+        core.handle(0, done, &mut out).unwrap();
+        assert!(matches!(
+            out.last(),
+            Some(Action::Kernel(KernelMsg::Grant { .. }))
+        ));
         core.check_invariants().unwrap();
         core
     }

@@ -14,7 +14,8 @@
 //!   ([`master_may_grant_now`], [`master_scan`]), so a compatible newcomer never overtakes a
 //!   blocked request. A head converter whose every blocker is itself converting is a
 //!   conversion deadlock and is denied ([`MasterScan::Deadlock`]).
-//! - **Node**: a kernel request is granted locally when the node's lock covers it, it is
+//! - **Node**: a kernel request is granted locally when the node's lock covers it, the node's
+//!   cache is at the lock's data version (the last `CACHE_INVAL` succeeded), it is
 //!   compatible with the other local holders, lock traffic is not frozen, and no BAST stops
 //!   new holders ([`node_may_grant`]); the fast path for a request with nothing queued calls
 //!   the same function. Otherwise the head waiter asks the master for the supremum of what it
@@ -150,6 +151,8 @@ pub(crate) fn master_scan(
 pub(crate) struct NodeView {
     /// Lock traffic flows (not recovering or stopped).
     pub normal: bool,
+    /// The node's cache is at the lock's data version (the last invalidation succeeded).
+    pub current: bool,
     /// The node's cluster lock, if any.
     pub held: Option<LockMode>,
     /// A BAST asked for the lock: no new local holders.
@@ -158,12 +161,14 @@ pub(crate) struct NodeView {
     pub fresh_grant: bool,
 }
 
-/// Whether a node may grant a kernel request for `mode` from its own lock. `others_ok`: the
+/// Whether a node may grant a kernel request for `mode` from its own lock, whose data its
+/// cache holds at the current version (never after a refused invalidation). `others_ok`: the
 /// mode is compatible with every other local holder; `convert`: the request converts a lock
 /// a local holder already has (a BAST does not stop it: the holder cannot give way while it
 /// waits).
 pub(crate) fn node_may_grant(v: NodeView, mode: LockMode, others_ok: bool, convert: bool) -> bool {
     v.normal
+        && v.current
         && others_ok
         && v.held.is_some_and(|h| covers(h, mode))
         && (!v.bast || v.fresh_grant || convert)
@@ -317,6 +322,7 @@ mod tests {
     fn node_rule() {
         let v = NodeView {
             normal: true,
+            current: true,
             held: Some(Pr),
             bast: false,
             fresh_grant: false,
@@ -325,6 +331,11 @@ mod tests {
         assert!(!node_may_grant(v, Cw, true, false), "PR does not cover CW");
         assert!(!node_may_grant(v, Cr, false, false));
         let frozen = NodeView { normal: false, ..v };
+        let stale = NodeView {
+            current: false,
+            ..v
+        };
+        assert!(!node_may_grant(stale, Cr, true, false) && !node_may_grant(stale, Cr, true, true));
         assert!(!node_may_grant(frozen, Cr, true, false));
         let bast = NodeView { bast: true, ..v };
         assert!(!node_may_grant(bast, Cr, true, false));

@@ -5,8 +5,12 @@
 //! [`Core::handle`] together with the current time, and acts on the [`Action`]s it appends to
 //! the caller's buffer, **in order**. The core has no clock, socket, thread or randomness.
 //!
-//! Ordering contract: actions in one batch must be carried out in the order given. In
-//! particular a [`KernelMsg::CacheInval`] always precedes the [`KernelMsg::Grant`] it protects.
+//! Ordering contract: actions in one batch must be carried out in the order given. A
+//! [`KernelMsg::CacheInval`] always precedes the [`KernelMsg::Grant`] it protects, and that
+//! grant is emitted only after the driver answers the invalidation with
+//! [`Event::CacheInvalDone`]: every `CacheInval` must be answered by exactly one
+//! `CacheInvalDone` naming its resource, with the kernel's errno (0 when the pages are gone).
+//! A refused invalidation grants nothing: the waiters are denied with that errno.
 //!
 //! Layers inside one core, each a type in its own file; [`Core`] (`engine.rs`) routes events
 //! and messages between them:
@@ -95,6 +99,8 @@ pub const EINVAL: i32 = -22;
 pub const ENOLCK: i32 = -37;
 /// The per-request timeout expired before a grant.
 pub const ETIMEDOUT: i32 = -110;
+/// The kernel refused the `CACHE_INVAL` a grant needed and gave no errno of its own.
+pub const EIO: i32 = -5;
 
 // ---------------------------------------------------------------------------------------------
 // Plain data types.
@@ -272,6 +278,15 @@ pub enum Event {
         /// The fenced node.
         node: NodeId,
     },
+    /// The kernel answered a [`KernelMsg::CacheInval`] for `resource`: `errno` 0 means its
+    /// pages are gone; a negative errno means it refused, and the grant that needed the
+    /// invalidation is not delivered (its waiters are denied with `errno`).
+    CacheInvalDone {
+        /// The resource of the `CacheInval` being answered.
+        resource: ResourceId,
+        /// 0, or the kernel's negative errno.
+        errno: i32,
+    },
     /// The daemon is stopping. If the kernel holds and waits for nothing, the core tells every
     /// other member that this node leaves cleanly ([`PeerBody::Leaving`]), so the next
     /// membership without it needs no fence, and stops granting. Otherwise it is rejected
@@ -284,8 +299,11 @@ pub enum Event {
 pub enum KernelMsg {
     /// Drop cached pages: `len == 0` means the whole inode. Emitted for `INODE` resources
     /// (whole inode) and `EXTENT` resources (`offset = b`, `len = EXTENT_CHUNK_BYTES`); `AG`
-    /// resources protect metadata buffers, not page cache, and emit nothing.
+    /// resources protect metadata buffers, not page cache, and emit nothing. The driver
+    /// answers it with [`Event::CacheInvalDone`] for `resource`.
     CacheInval {
+        /// The resource whose grant waits for this invalidation.
+        resource: ResourceId,
         /// Volume id.
         volume: u64,
         /// Inode number.

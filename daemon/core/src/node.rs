@@ -41,7 +41,12 @@ pub(crate) enum Outstanding {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub(crate) struct LocalRes {
     pub held: Option<LockMode>,
+    /// The data version this node's cache holds for the resource; `None` when unknown (never
+    /// granted, or an invalidation is pending or failed): nothing is granted locally then.
     pub version: Option<Version>,
+    /// A `CACHE_INVAL` was sent for a grant of this version; the grant waits for the
+    /// driver's [`Event::CacheInvalDone`].
+    pub inval: Option<Version>,
     pub holders: Vec<(ReqId, LockMode)>,
     pub waiters: VecDeque<Waiter>,
     pub outstanding: Option<Outstanding>,
@@ -85,12 +90,14 @@ impl Default for NodeTable {
 pub(crate) fn cache_inval(resource: &ResourceId) -> Option<KernelMsg> {
     match resource.kind {
         ResourceType::Inode => Some(KernelMsg::CacheInval {
+            resource: *resource,
             volume: resource.volume,
             ino: resource.a,
             offset: 0,
             len: 0,
         }),
         ResourceType::Extent => Some(KernelMsg::CacheInval {
+            resource: *resource,
             volume: resource.volume,
             ino: resource.a,
             offset: resource.b,
@@ -429,6 +436,11 @@ impl NodeTable {
             // the proptest, see `tests/regressions.rs`).
             l.bast = false;
         }
+        if l.inval.is_some() {
+            // Nothing is granted, asked for or given up until the kernel answers the
+            // invalidation.
+            return;
+        }
         let view = l.view(normal, fresh_grant);
         // 1. Local grants and try-lock denials, FIFO.
         while let Some(w) = l.waiters.front() {
@@ -550,12 +562,20 @@ impl NodeTable {
                 seq,
             } => {
                 let l = self.lock_answer(&resource, seq)?;
+                debug_assert!(l.inval.is_none(), "nothing is asked while invalidating");
                 l.outstanding = None;
                 l.held = Some(mode);
                 if l.version != Some(version) {
-                    l.version = Some(version);
-                    if let Some(k) = cache_inval(&resource) {
-                        cx.kernel(k);
+                    match cache_inval(&resource) {
+                        Some(k) => {
+                            // The waiters are served once the kernel confirms the pages are
+                            // gone (`inval_done`); a refused invalidation grants nothing.
+                            l.version = None;
+                            l.inval = Some(version);
+                            cx.kernel(k);
+                            return Ok(());
+                        }
+                        None => l.version = Some(version),
                     }
                 }
                 self.pump_with(&resource, normal, true, cx);
@@ -614,6 +634,44 @@ impl NodeTable {
             }
             _ => Err(Reject::Unexpected("not a node-layer message")),
         }
+    }
+
+    /// `Event::CacheInvalDone`: the kernel answered the `CACHE_INVAL` sent for the last grant
+    /// of `resource` (`errno` 0: the pages are gone). On success the waiters are served from
+    /// the new grant. On failure the pages may be stale, so nothing is granted from this lock:
+    /// every waiter is denied with the kernel's errno (`EIO` if it gave none), and the lock
+    /// is given up down to what current holders need, so the next grant invalidates again.
+    pub(crate) fn inval_done(
+        &mut self,
+        resource: ResourceId,
+        errno: i32,
+        normal: bool,
+        cx: &mut Ctx,
+    ) -> Result<(), Reject> {
+        let l = self
+            .local
+            .get_mut(&resource)
+            .ok_or(Reject::Stale("invalidation answer for an unknown resource"))?;
+        let version = l
+            .inval
+            .take()
+            .ok_or(Reject::Stale("invalidation answer matches no CACHE_INVAL"))?;
+        if errno == 0 {
+            l.version = Some(version);
+            self.pump_with(&resource, normal, true, cx);
+            return Ok(());
+        }
+        let errno = if errno < 0 { errno } else { EIO };
+        for w in l.waiters.drain(..) {
+            if w.timer {
+                cx.cancel_timer(w.req_id);
+            }
+            cx.deny(w.req_id, resource, errno);
+            stop_waiting(&mut self.reqs, w.req_id);
+        }
+        l.bast = true;
+        self.pump(&resource, normal, cx);
+        Ok(())
     }
 
     fn lock_answer(&mut self, resource: &ResourceId, seq: u64) -> Result<&mut LocalRes, Reject> {
@@ -676,6 +734,7 @@ impl LocalRes {
     fn view(&self, normal: bool, fresh_grant: bool) -> NodeView {
         NodeView {
             normal,
+            current: self.version.is_some(),
             held: self.held,
             bast: self.bast,
             fresh_grant,
@@ -707,9 +766,11 @@ impl LocalRes {
         debug_assert!(to.is_none_or(|t| covers(from, t)));
         self.held = to;
         self.bast = false;
+        // The ack's version is this node's only if its pages were current: after a refused
+        // invalidation they are not, and the next grant must invalidate again.
         self.outstanding = Some(Outstanding::Release {
             seq,
-            wrote: gives_up_write(from, to),
+            wrote: gives_up_write(from, to) && self.version.is_some(),
         });
     }
 
@@ -767,6 +828,11 @@ impl LocalRes {
                     w.req_id
                 ));
             }
+        }
+        if self.inval.is_some() && (self.version.is_some() || self.held.is_none()) {
+            return Err(format!(
+                "{r:?}: invalidation pending with a known version or no lock"
+            ));
         }
         if self.waiters.len() > WAITERS_PER_RESOURCE_MAX {
             return Err(format!(

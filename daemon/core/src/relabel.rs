@@ -159,6 +159,7 @@ impl Core {
                 let LocalRes {
                     held,
                     version,
+                    inval,
                     holders,
                     waiters,
                     outstanding,
@@ -167,6 +168,7 @@ impl Core {
                 let l = LocalRes {
                     held: *held,
                     version: *version,
+                    inval: *inval,
                     holders: holders.clone(),
                     waiters: waiters.clone(),
                     outstanding: outstanding.clone(),

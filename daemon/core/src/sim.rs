@@ -30,6 +30,9 @@ pub struct Cluster {
     pub tracing: bool,
     /// Self-fence actions seen: `(node, epoch)`.
     pub self_fenced: Vec<(NodeId, Epoch)>,
+    /// What each node's kernel answers to a `CACHE_INVAL` (0: done; a negative errno: it
+    /// refuses). The answer is fed right after the batch that asked for it.
+    pub inval_errno: Vec<i32>,
 }
 
 impl Cluster {
@@ -48,6 +51,7 @@ impl Cluster {
             trace: String::new(),
             tracing: false,
             self_fenced: Vec::new(),
+            inval_errno: vec![0; n as usize],
         }
     }
 
@@ -75,11 +79,20 @@ impl Cluster {
         if let Err(e) = &r {
             self.log(format_args!("n{node}    rejected: {e}"));
         }
-        self.route(node, out);
+        let invals = self.route(node, out);
+        // The kernel answers each invalidation once the batch is carried out.
+        for resource in invals {
+            if self.cores[node as usize].is_some() {
+                let errno = self.inval_errno[node as usize];
+                let _ = self.event(node, Event::CacheInvalDone { resource, errno });
+            }
+        }
         r
     }
 
-    fn route(&mut self, node: NodeId, out: Vec<Action>) {
+    /// Carries out `out`; returns the resources of the `CACHE_INVAL`s to answer.
+    fn route(&mut self, node: NodeId, out: Vec<Action>) -> Vec<ResourceId> {
+        let mut invals = Vec::new();
         for a in out {
             match a {
                 Action::Send { to, msg } => {
@@ -91,6 +104,9 @@ impl Cluster {
                 }
                 Action::Kernel(k) => {
                     self.log(format_args!("n{node} -> kernel {}", describe_kernel(&k)));
+                    if let KernelMsg::CacheInval { resource, .. } = &k {
+                        invals.push(*resource);
+                    }
                     self.kernel_log.push((node, k.clone()));
                     self.kernel[node as usize].push(k);
                 }
@@ -113,6 +129,7 @@ impl Cluster {
                 }
             }
         }
+        invals
     }
 
     /// Delivers the oldest message in flight. False if none.
@@ -323,6 +340,9 @@ pub fn describe_event(ev: &Event) -> String {
             id: TimerId::Request(r),
         } => format!("timer req={r}"),
         Event::FenceConfirmed { node } => format!("fence of n{node} confirmed"),
+        Event::CacheInvalDone { resource, errno } => {
+            format!("CacheInvalDone {} errno={errno}", res(resource))
+        }
         Event::Leave => "daemon stopping: leave".into(),
     }
 }
@@ -400,6 +420,7 @@ pub fn describe_body(b: &PeerBody) -> String {
 pub fn describe_kernel(k: &KernelMsg) -> String {
     match k {
         KernelMsg::CacheInval {
+            resource: _,
             volume,
             ino,
             offset,

@@ -1046,3 +1046,99 @@ fn fence_ask_for_a_member_or_a_stranger_is_refused() {
     }
     assert!(c.fences.is_empty() && c.net.is_empty());
 }
+
+/// A kernel that refuses the `CACHE_INVAL` a grant needs gets no grant: the waiter is denied
+/// with the kernel's errno, the lock is given up without claiming the newest data, and the
+/// next request invalidates again before it is granted.
+#[test]
+fn refused_invalidation_denies_the_waiter_and_the_next_grant_invalidates_again() {
+    const EBUSY: i32 = -16;
+    let mut c = Cluster::new(2);
+    let r = res_mastered_by(0, NodeSet::first(2));
+    // n0 writes under EX, so the version moves.
+    c.request(0, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    c.release(0, 1, r).unwrap();
+    c.settle();
+    // n1's kernel cannot drop its pages.
+    c.inval_errno[1] = EBUSY;
+    c.request(1, 2, r, LockMode::Pr).unwrap();
+    c.settle();
+    assert_eq!(
+        c.denied(1, 2),
+        Some(EBUSY),
+        "the grant needed a refused inval"
+    );
+    assert!(!c.kernel[1]
+        .iter()
+        .any(|m| matches!(m, KernelMsg::Grant { .. })));
+    let d = &c.core(1).dump_local()[0];
+    assert_eq!(d.held, None, "the unusable lock is given up");
+    assert_eq!(d.version, None, "the pages are not known to be current");
+    // The kernel recovers: the next request invalidates again, then is granted.
+    c.inval_errno[1] = 0;
+    let before = c.kernel[1].len();
+    c.request(1, 3, r, LockMode::Pr).unwrap();
+    c.settle();
+    assert!(c.granted(1, 3));
+    let k = &c.kernel[1][before..];
+    assert!(
+        matches!(k, [KernelMsg::CacheInval { resource, .. }, KernelMsg::Grant { req_id: 3, .. }] if *resource == r),
+        "{k:?}"
+    );
+}
+
+/// An answer to an invalidation nobody asked for is refused and changes nothing.
+#[test]
+fn stray_invalidation_answer_is_rejected() {
+    let mut c = Cluster::new(1);
+    let r = res_mastered_by(0, NodeSet::first(1));
+    let stray = Event::CacheInvalDone {
+        resource: r,
+        errno: 0,
+    };
+    assert!(matches!(c.event(0, stray.clone()), Err(Reject::Stale(_))));
+    c.request(0, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    assert!(c.granted(0, 1));
+    assert!(matches!(c.event(0, stray), Err(Reject::Stale(_))));
+}
+
+/// While the kernel has not answered the invalidation, nothing is granted from the lock.
+#[test]
+fn grant_waits_for_the_invalidation_answer() {
+    let r = res_mastered_by(0, NodeSet::first(1));
+    let mut core = Core::new(Config::booted(0, 1));
+    let mut out = Vec::new();
+    let ask = |req_id| Event::KernelRequest {
+        req_id,
+        resource: r,
+        mode: LockMode::Pr,
+        flags: LockFlags::empty(),
+        timeout_ms: 0,
+    };
+    core.handle(0, ask(1), &mut out).unwrap();
+    assert!(
+        matches!(out[..], [Action::Kernel(KernelMsg::CacheInval { .. })]),
+        "{out:?}"
+    );
+    out.clear();
+    core.handle(0, ask(2), &mut out).unwrap();
+    assert!(
+        out.is_empty(),
+        "no grant from a lock being invalidated: {out:?}"
+    );
+    let done = Event::CacheInvalDone {
+        resource: r,
+        errno: 0,
+    };
+    core.handle(0, done, &mut out).unwrap();
+    let granted: Vec<ReqId> = out
+        .iter()
+        .filter_map(|a| match a {
+            Action::Kernel(KernelMsg::Grant { req_id, .. }) => Some(*req_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(granted, vec![1, 2]);
+}
