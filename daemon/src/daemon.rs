@@ -184,6 +184,11 @@ impl State {
         for a in out {
             self.act(a);
         }
+        // Answers a kernel-less port gives at once (each `CACHE_INVAL` succeeds), fed after the
+        // whole batch is carried out, as a kernel's ack would arrive.
+        for ev in self.kernel.take_answers() {
+            self.feed(ev);
+        }
         let mut c = self.status_cache.lock().unwrap_or_else(|e| e.into_inner());
         *c = (self.core.members().len(), self.core.epoch());
         Ok(())
@@ -327,6 +332,7 @@ impl State {
                 }
             }
             KernelMsg::CacheInval {
+                resource: _,
                 volume,
                 ino,
                 offset,
@@ -992,7 +998,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
     let (klost_tx, mut klost_rx) = mpsc::channel::<String>(1);
 
     let kernel: Box<dyn KernelPort> = match cfg.kernel {
-        KernelKind::None => Box::new(NullPort),
+        KernelKind::None => Box::new(NullPort::default()),
         KernelKind::Netlink => {
             Box::new(NetlinkPort::start(kev_tx.clone(), klost_tx.clone()).await?)
         }

@@ -19,9 +19,9 @@
 //!   an error (the peers then fence this node if its kernel held locks) rather than run on
 //!   with a kernel it cannot tell about grants and invalidations.
 
-use mxfs_core::{Event, KernelMsg};
+use mxfs_core::{Event, KernelMsg, ResourceId};
 use mxfs_proto as proto;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -33,6 +33,12 @@ pub trait KernelPort: Send {
     /// Queues one message for the kernel, after every message delivered before it; never
     /// blocks and never drops it (what does not fit the send queue waits for [`Self::flush`]).
     fn deliver(&mut self, msg: &KernelMsg);
+    /// Answers the port has ready for the lock core. Every `CACHE_INVAL` is answered with
+    /// exactly one [`Event::CacheInvalDone`]: a port without a kernel answers at once, here;
+    /// the netlink port answers from the kernel's ack, through the kernel event channel.
+    fn take_answers(&mut self) -> Vec<Event> {
+        Vec::new()
+    }
     /// Messages delivered but not yet in the send queue.
     fn backlog(&self) -> usize {
         0
@@ -47,11 +53,25 @@ pub trait KernelPort: Send {
     fn describe(&self) -> String;
 }
 
-/// No kernel module (tests and operators); messages only reach the event log.
-pub struct NullPort;
+/// No kernel module (tests and operators); messages only reach the event log. With no page
+/// cache to drop, every `CACHE_INVAL` succeeds at once.
+#[derive(Default)]
+pub struct NullPort {
+    answers: Vec<Event>,
+}
 
 impl KernelPort for NullPort {
-    fn deliver(&mut self, _msg: &KernelMsg) {}
+    fn deliver(&mut self, msg: &KernelMsg) {
+        if let KernelMsg::CacheInval { resource, .. } = msg {
+            self.answers.push(Event::CacheInvalDone {
+                resource: *resource,
+                errno: 0,
+            });
+        }
+    }
+    fn take_answers(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.answers)
+    }
     fn describe(&self) -> String {
         "none".into()
     }
@@ -95,6 +115,40 @@ pub struct NetlinkPort {
     volumes: Arc<Mutex<BTreeSet<u64>>>,
     out: SendQueue,
     seq: u32,
+    invals: PendingInvals,
+}
+
+/// `CACHE_INVAL`s sent and not yet acknowledged, by netlink sequence number. The kernel acks
+/// every message (`NLM_F_ACK`) with its errno; the reader turns the ack of an invalidation
+/// into the lock core's [`Event::CacheInvalDone`], so a grant waits for the pages to be gone
+/// and a refused invalidation grants nothing.
+#[derive(Clone, Default)]
+pub struct PendingInvals(Arc<Mutex<BTreeMap<u32, ResourceId>>>);
+
+impl PendingInvals {
+    fn insert(&self, seq: u32, resource: ResourceId) {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        m.insert(seq, resource);
+    }
+
+    /// The answer for the ack of message `seq` with `errno` (0 or negative), if that message
+    /// was an invalidation still waiting.
+    pub fn answer(&self, seq: u32, errno: i32) -> Option<Event> {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let resource = m.remove(&seq)?;
+        Some(Event::CacheInvalDone { resource, errno })
+    }
+
+    /// Answers every waiting invalidation with `errno`: their acks may be among the messages a
+    /// receive-buffer overrun lost, and a refusal is the safe answer (the waiters are denied,
+    /// nothing stale is granted; a later real ack finds nothing and is ignored).
+    pub fn fail_all(&self, errno: i32) -> Vec<Event> {
+        let mut m = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut *m)
+            .into_values()
+            .map(|resource| Event::CacheInvalDone { resource, errno })
+            .collect()
+    }
 }
 
 /// The ordered, lossless hand-off from the event loop to the writer task: a bounded channel of
@@ -246,6 +300,7 @@ pub fn messages_of(msg: &KernelMsg, volumes: &BTreeSet<u64>) -> Vec<proto::Messa
             })]
         }
         KernelMsg::CacheInval {
+            resource: _,
             volume,
             ino,
             offset,
@@ -321,6 +376,7 @@ impl NetlinkPort {
             family,
             portid,
             port.volumes.clone(),
+            port.pending_invals(),
             events,
             port.out.sender(),
             lost,
@@ -344,15 +400,22 @@ impl NetlinkPort {
             volumes: Arc::new(Mutex::new(BTreeSet::new())),
             out,
             seq: 0,
+            invals: PendingInvals::default(),
         };
         (port, rx)
     }
 
-    fn send(&mut self, m: &proto::Message<'_>) {
+    /// Sends `m`; returns its sequence number, or `None` if it cannot be encoded.
+    fn send(&mut self, m: &proto::Message<'_>) -> Option<u32> {
         self.seq = self.seq.wrapping_add(1);
-        if let Some(b) = encode(self.family, self.portid, self.seq, m) {
-            self.out.push(b);
-        }
+        let b = encode(self.family, self.portid, self.seq, m)?;
+        self.out.push(b);
+        Some(self.seq)
+    }
+
+    /// The invalidations waiting for the kernel's ack (shared with the reader).
+    pub fn pending_invals(&self) -> PendingInvals {
+        self.invals.clone()
     }
 }
 
@@ -380,7 +443,10 @@ impl KernelPort for NetlinkPort {
     fn deliver(&mut self, msg: &KernelMsg) {
         let vols = self.volumes.lock().map(|v| v.clone()).unwrap_or_default();
         for m in messages_of(msg, &vols) {
-            self.send(&m);
+            let seq = self.send(&m);
+            if let (KernelMsg::CacheInval { resource, .. }, Some(seq)) = (msg, seq) {
+                self.invals.insert(seq, *resource);
+            }
         }
     }
     fn backlog(&self) -> usize {
@@ -392,6 +458,17 @@ impl KernelPort for NetlinkPort {
     fn describe(&self) -> String {
         format!("netlink (family {}, portid {})", self.family, self.portid)
     }
+}
+
+/// The sequence number and errno (0 or negative) of an `NLMSG_ERROR` datagram (an ack), or
+/// `None` if it is too short to carry them.
+pub fn ack_of(one: &[u8]) -> Option<(u32, i32)> {
+    let seq = one.get(8..12)?;
+    let e = one.get(proto::NLMSG_HDRLEN..proto::NLMSG_HDRLEN + 4)?;
+    Some((
+        u32::from_ne_bytes([seq[0], seq[1], seq[2], seq[3]]),
+        i32::from_ne_bytes([e[0], e[1], e[2], e[3]]),
+    ))
 }
 
 type Fd = Arc<tokio::io::unix::AsyncFd<neli::socket::NlSocket>>;
@@ -450,6 +527,7 @@ async fn reader(
     family: u16,
     portid: u32,
     volumes: Arc<Mutex<BTreeSet<u64>>>,
+    invals: PendingInvals,
     events: mpsc::Sender<Event>,
     out: mpsc::Sender<Vec<u8>>,
     lost: mpsc::Sender<String>,
@@ -468,6 +546,11 @@ async fn reader(
                 // gone, but the socket works; keep reading.
                 Ok(Err(e)) if e.raw_os_error() == Some(ENOBUFS) => {
                     tracing::error!("netlink recv: {e}: messages from mxfs.ko were lost");
+                    for ev in invals.fail_all(-ENOBUFS) {
+                        if events.send(ev).await.is_err() {
+                            return;
+                        }
+                    }
                     continue;
                 }
                 Ok(Err(e)) => {
@@ -493,10 +576,16 @@ async fn reader(
             off += proto::nla_align(len);
             let ty = u16::from_ne_bytes([one[4], one[5]]);
             if ty == NLMSG_ERROR {
-                if one.len() >= proto::NLMSG_HDRLEN + 4 {
-                    let e = i32::from_ne_bytes([one[16], one[17], one[18], one[19]]);
-                    if e != 0 {
-                        tracing::error!(errno = e, "netlink: kernel refused a message");
+                let Some((seq, e)) = ack_of(one) else {
+                    tracing::warn!("netlink: short ack dropped");
+                    continue;
+                };
+                if e != 0 {
+                    tracing::error!(errno = e, seq, "netlink: kernel refused a message");
+                }
+                if let Some(ev) = invals.answer(seq, e) {
+                    if events.send(ev).await.is_err() {
+                        return;
                     }
                 }
                 continue;
@@ -680,6 +769,78 @@ mod tests {
         assert!(sent.lock().unwrap().is_empty());
     }
 
+    fn inval_of(r: ResourceId) -> KernelMsg {
+        KernelMsg::CacheInval {
+            resource: r,
+            volume: r.volume,
+            ino: r.a,
+            offset: 0,
+            len: 0,
+        }
+    }
+
+    #[test]
+    fn a_port_without_a_kernel_answers_every_invalidation_once() {
+        let r = ResourceId::inode(7, 42);
+        let mut port = NullPort::default();
+        port.deliver(&inval_of(r));
+        port.deliver(&KernelMsg::RecoveryStart { epoch: 2 });
+        assert_eq!(
+            port.take_answers(),
+            vec![Event::CacheInvalDone {
+                resource: r,
+                errno: 0
+            }]
+        );
+        assert!(port.take_answers().is_empty(), "answered once");
+    }
+
+    #[test]
+    fn the_kernel_ack_of_an_invalidation_becomes_its_answer() {
+        const EBUSY: i32 = -16;
+        let r = ResourceId::inode(7, 42);
+        let (mut port, mut rx) = NetlinkPort::detached(0x20, 5, 8);
+        port.deliver(&KernelMsg::RecoveryStart { epoch: 2 });
+        port.deliver(&inval_of(r));
+        let pending = port.pending_invals();
+        let mut seqs = Vec::new();
+        while let Ok(b) = rx.try_recv() {
+            seqs.push(u32::from_ne_bytes([b[8], b[9], b[10], b[11]]));
+        }
+        // No volume is mounted, so RECOVERY_START sends nothing: one datagram, the inval.
+        let [seq] = seqs[..] else {
+            panic!("one datagram expected: {seqs:?}")
+        };
+        // An NLMSG_ERROR ack as the kernel sends it: header, errno, the request's header.
+        let mut ack = vec![0u8; proto::NLMSG_HDRLEN + 4 + proto::NLMSG_HDRLEN];
+        let len = ack.len() as u32;
+        ack[0..4].copy_from_slice(&len.to_ne_bytes());
+        ack[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        ack[8..12].copy_from_slice(&seq.to_ne_bytes());
+        ack[16..20].copy_from_slice(&EBUSY.to_ne_bytes());
+        assert_eq!(ack_of(&ack), Some((seq, EBUSY)));
+        assert_eq!(ack_of(&ack[..18]), None, "a short ack is no answer");
+        assert_eq!(pending.answer(seq + 1, 0), None, "another message's ack");
+        assert_eq!(
+            pending.answer(seq, EBUSY),
+            Some(Event::CacheInvalDone {
+                resource: r,
+                errno: EBUSY
+            })
+        );
+        assert_eq!(pending.answer(seq, 0), None, "answered once");
+        // A receive overrun may have eaten acks: every waiting invalidation is refused.
+        port.deliver(&inval_of(r));
+        assert_eq!(
+            pending.fail_all(-ENOBUFS),
+            vec![Event::CacheInvalDone {
+                resource: r,
+                errno: -ENOBUFS
+            }]
+        );
+        assert!(pending.fail_all(-ENOBUFS).is_empty());
+    }
+
     #[test]
     fn send_errors_are_sorted_into_retry_and_unreachable() {
         use std::io::Error;
@@ -726,6 +887,11 @@ mod tests {
         };
         core.handle(0, req(1, LockFlags::empty()), &mut out)
             .unwrap();
+        let done = Event::CacheInvalDone {
+            resource: r,
+            errno: 0,
+        };
+        core.handle(0, done, &mut out).unwrap();
         core.handle(0, req(2, LockFlags::NOQUEUE), &mut out)
             .unwrap();
         core.handle(0, req(3, LockFlags::empty()), &mut out)
@@ -791,6 +957,7 @@ mod tests {
                 errno: -11,
             },
             KernelMsg::CacheInval {
+                resource: r,
                 volume: 7,
                 ino: 42,
                 offset: 0,
