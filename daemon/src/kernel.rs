@@ -371,15 +371,18 @@ impl NetlinkPort {
         let fd = Arc::new(tokio::io::unix::AsyncFd::new(sock)?);
         let (mut port, out_rx) = NetlinkPort::detached(family, portid, NL_SEND_QUEUE_MAX);
         tokio::spawn(writer(fd.clone(), out_rx, lost.clone()));
+        let to = ReaderOutputs {
+            events,
+            out: port.out.sender(),
+            lost,
+        };
         tokio::spawn(reader(
             fd,
             family,
             portid,
             port.volumes.clone(),
             port.pending_invals(),
-            events,
-            port.out.sender(),
-            lost,
+            to,
         ));
         port.send(&proto::Message::StatusReq(proto::StatusReq));
         tracing::info!(family, portid, ?groups, "netlink: registered with mxfs.ko");
@@ -522,16 +525,23 @@ pub async fn writer<S: NlSink>(
     }
 }
 
+/// Where the reader sends what it hears: core events, datagrams for the kernel (the
+/// `VOLUME_MOUNT` ack), and the reason the kernel became unreachable.
+struct ReaderOutputs {
+    events: mpsc::Sender<Event>,
+    out: mpsc::Sender<Vec<u8>>,
+    lost: mpsc::Sender<String>,
+}
+
 async fn reader(
     fd: Fd,
     family: u16,
     portid: u32,
     volumes: Arc<Mutex<BTreeSet<u64>>>,
     invals: PendingInvals,
-    events: mpsc::Sender<Event>,
-    out: mpsc::Sender<Vec<u8>>,
-    lost: mpsc::Sender<String>,
+    to: ReaderOutputs,
 ) {
+    let ReaderOutputs { events, out, lost } = to;
     use neli::consts::socket::Msg;
     let mut buf = vec![0u8; NL_RECV_BYTES_MAX];
     let mut seq = 1u32 << 31;
