@@ -5,8 +5,20 @@ use crate::membership::PeerView;
 use mxfs_core::{LockMode, ResourceId};
 use serde::{Deserialize, Serialize};
 
-/// Longest request line accepted, in bytes.
+/// Longest request line accepted, in bytes. A longer line gets an `error` reply and the
+/// connection is closed.
 pub const CTL_LINE_BYTES_MAX: usize = 64 * 1024;
+
+/// The codec that splits a ctl connection into lines: the daemon reads with
+/// `line_codec(CTL_LINE_BYTES_MAX)`; the fuzz oracle uses a smaller limit its inputs reach.
+pub fn line_codec(max_bytes: usize) -> tokio_util::codec::LinesCodec {
+    tokio_util::codec::LinesCodec::new_with_max_length(max_bytes)
+}
+
+/// Parses one request line, as the daemon does with every line it reads.
+pub fn parse_request(line: &str) -> Result<CtlRequest, String> {
+    serde_json::from_str(line).map_err(|e| format!("bad request: {e}"))
+}
 
 /// A request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

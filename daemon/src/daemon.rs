@@ -923,7 +923,7 @@ async fn ctl_accept(
 
 async fn ctl_conn(sock: tokio::net::UnixStream, conn: u64, tx: mpsc::Sender<CtlCall>) {
     let (r, w) = sock.into_split();
-    let mut lines = FramedRead::new(r, LinesCodec::new_with_max_length(ctl::CTL_LINE_BYTES_MAX));
+    let mut lines = FramedRead::new(r, ctl::line_codec(ctl::CTL_LINE_BYTES_MAX));
     let mut out = FramedWrite::new(w, LinesCodec::new());
     loop {
         let line = match lines.next().await {
@@ -942,10 +942,8 @@ async fn ctl_conn(sock: tokio::net::UnixStream, conn: u64, tx: mpsc::Sender<CtlC
         if line.trim().is_empty() {
             continue;
         }
-        let reply = match serde_json::from_str::<CtlRequest>(&line) {
-            Err(e) => CtlReply::Error {
-                error: format!("bad request: {e}"),
-            },
+        let reply = match ctl::parse_request(&line) {
+            Err(error) => CtlReply::Error { error },
             Ok(req) => {
                 let (rtx, rrx) = oneshot::channel();
                 if tx
