@@ -28,6 +28,11 @@ fn pairs_per_sec(pairs: u64, resource_of: impl Fn(u64) -> ResourceId) -> f64 {
             timeout_ms: 0,
         };
         core.handle(0, ev, &mut out).expect("request");
+        // The kernel answers the first grant's invalidation (a fresh resource every time).
+        if let Some(Action::Kernel(KernelMsg::CacheInval { .. })) = out.last() {
+            let done = Event::CacheInvalDone { resource, errno: 0 };
+            core.handle(0, done, &mut out).expect("inval answer");
+        }
         core.handle(
             0,
             Event::KernelRelease {
