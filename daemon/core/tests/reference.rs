@@ -477,12 +477,14 @@ impl Sut {
         for (node, k) in std::mem::take(&mut self.c.kernel_log) {
             match k {
                 KernelMsg::CacheInval {
+                    resource,
                     volume,
                     ino,
                     offset,
                     len,
                 } => {
                     assert_eq!((volume, offset, len), (1, 0, 0), "INODE inval: whole inode");
+                    assert_eq!(resource, ResourceId::inode(volume, ino));
                     let truth = self.v.truth.get(&ino).copied().unwrap_or(0);
                     self.v.cache.insert((node, ino), truth);
                 }
