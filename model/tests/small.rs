@@ -51,9 +51,14 @@ fn one_op_with_a_crash_keeps_every_property() {
 
 #[test]
 fn mirror_is_an_involution() {
-    let m = MxfsModel::bounded();
+    for (_, m) in MxfsModel::bounded_suite() {
+        mirror_walk(&m);
+    }
+}
+
+fn mirror_walk(m: &MxfsModel) {
     let mut s = m.init_states().remove(0);
-    for step in 0..12 {
+    for step in 0..24 {
         let mut acts = Vec::new();
         m.actions(&s, &mut acts);
         if acts.is_empty() {
@@ -61,7 +66,11 @@ fn mirror_is_an_involution() {
         }
         let a = acts[(step * 7) % acts.len()].clone();
         s = m.next_state(&s, a).unwrap();
-        assert_eq!(mxfs_model::mirror(&mxfs_model::mirror(&s)), s);
-        assert_eq!(representative(&s), representative(&mxfs_model::mirror(&s)));
+        let t = mxfs_model::mirror(&s);
+        assert_eq!(mxfs_model::mirror(&t), s);
+        // The representative (cores by their cached mirror hash) is the same for both images,
+        // and is one of them (as the real renaming computes it).
+        assert_eq!(representative(&s), representative(&t));
+        assert!(representative(&s) == s || representative(&s) == t);
     }
 }
