@@ -1480,6 +1480,18 @@ fn mode_property(m: LockMode, converted: bool) -> Property<MxfsModel> {
     Property::sometimes(name, f)
 }
 
+/// The "request id" of a node's cluster lock in the wait-for graph.
+pub const CLUSTER_LOCK: ReqId = ReqId::MAX;
+
+/// A vertex of the wait-for graph, for reports: "n1 req 2" or "n1 cluster lock".
+pub fn show(x: (NodeId, ReqId)) -> String {
+    if x.1 == CLUSTER_LOCK {
+        format!("n{} cluster lock", x.0)
+    } else {
+        format!("n{} req {}", x.0, x.1)
+    }
+}
+
 /// One edge of the wait-for graph: `waiter` (node, req) waits for `blocker` (node, req).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WaitEdge {
@@ -1521,6 +1533,27 @@ impl MxfsModel {
                     }
                 }
                 let res = self.res(p.res);
+                // Other nodes' cluster locks (cached or held): a lock no kernel holds still
+                // blocks until its node gives it up.
+                for (m, other) in s.cores.iter().enumerate() {
+                    let Some(other) = other else { continue };
+                    if m == n {
+                        continue;
+                    }
+                    let held = other
+                        .core()
+                        .dump_local()
+                        .into_iter()
+                        .find(|l| l.resource == res)
+                        .and_then(|l| l.held);
+                    if let Some(h) = held.filter(|h| !compat(*h, p.mode)) {
+                        edges.push(WaitEdge {
+                            waiter: me,
+                            blocker: (m as NodeId, CLUSTER_LOCK),
+                            why: format!("its cluster lock is {}", h.name()),
+                        });
+                    }
+                }
                 if let Some(l) = local.iter().find(|l| l.resource == res) {
                     if let Some(at) = l.waiting.iter().position(|w| w.0 == p.req) {
                         for w in &l.waiting[..at] {
@@ -1534,6 +1567,35 @@ impl MxfsModel {
                 }
             }
         }
+        // A node's cluster lock stays while its kernel holds the resource.
+        let lock_edges: Vec<WaitEdge> = edges
+            .iter()
+            .filter(|e| e.blocker.1 == CLUSTER_LOCK)
+            .flat_map(|e| {
+                let m = e.blocker.0 as usize;
+                let res = s.kernels[e.waiter.0 as usize]
+                    .pending
+                    .iter()
+                    .find(|p| p.req == e.waiter.1)
+                    .map(|p| p.res);
+                let k = &s.kernels[m];
+                // Not to its waiters: with no holder left the lock is given up on a BAST,
+                // or its conversion is the master's to resolve.
+                k.held
+                    .iter()
+                    .filter(move |h| Some(h.res) == res)
+                    .map(|h| h.req)
+                    .map(move |req| WaitEdge {
+                        waiter: e.blocker,
+                        blocker: (m as NodeId, req),
+                        why: "its kernel uses the lock".to_string(),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        edges.extend(lock_edges);
+        edges.sort_by_key(|e| (e.waiter, e.blocker));
+        edges.dedup_by(|a, b| (a.waiter, a.blocker) == (b.waiter, b.blocker));
         edges
     }
 
@@ -1597,10 +1659,7 @@ impl MxfsModel {
                 let mut at = (n as NodeId, p.req);
                 let mut seen = vec![at];
                 while let Some(e) = edges.iter().find(|e| e.waiter == at) {
-                    line.push_str(&format!(
-                        " -> n{} req {} ({})",
-                        e.blocker.0, e.blocker.1, e.why
-                    ));
+                    line.push_str(&format!(" -> {} ({})", show(e.blocker), e.why));
                     if seen.contains(&e.blocker) {
                         line.push_str(" [cycle]");
                         break;
@@ -1609,7 +1668,7 @@ impl MxfsModel {
                     at = e.blocker;
                 }
                 if !edges.iter().any(|e| e.waiter == (n as NodeId, p.req)) {
-                    line.push_str(" -> nothing the kernels hold (lost in the cores)");
+                    line.push_str(" -> nothing any kernel or other node holds (lost in the cores)");
                 }
                 out.push(line);
             }

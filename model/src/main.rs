@@ -232,8 +232,10 @@ fn judge<C: Checker<MxfsModel>>(checker: &C, complete: bool) -> Result<Vec<&'sta
                 if let Some(cycle) = model.wait_for_cycle(last) {
                     for e in cycle {
                         println!(
-                            "      cycle: n{} req {} waits for n{} req {} ({})",
-                            e.waiter.0, e.waiter.1, e.blocker.0, e.blocker.1, e.why
+                            "      cycle: {} waits for {} ({})",
+                            mxfs_model::show(e.waiter),
+                            mxfs_model::show(e.blocker),
+                            e.why
                         );
                     }
                 }
