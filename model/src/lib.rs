@@ -563,6 +563,16 @@ impl MxfsModel {
                 },
             ),
             (
+                "deadlock: 4 ops, PR and PR->EX (two holders converting), no crash",
+                MxfsModel {
+                    ops: 4,
+                    asks: vec![Ask::Wait(LockMode::Pr)],
+                    converts: vec![(LockMode::Pr, LockMode::Ex)],
+                    max_crashes: 0,
+                    ..MxfsModel::exhaustive()
+                },
+            ),
+            (
                 "faults: 2 ops, timed EX, PR, 1 cancel, 1 lost message + resync, no crash",
                 MxfsModel {
                     ops: 2,

@@ -13,7 +13,7 @@ const CHECKER_THREADS: usize = 2;
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: mxfs-model check [OPS [CONVERTS [TRY]]] [--reorder] | bounded [--reorder] \
+        "usage: mxfs-model check [OPS [CONVERTS [TRY]]] [--reorder] | bounded [SCENARIO] [--reorder] \
          | simulate [SECONDS] [SEED] | sim-bounded SECONDS_EACH SEED... \
          [--same-node-conversions]"
     );
@@ -52,7 +52,12 @@ fn main() -> ExitCode {
         "bounded" => {
             let start = Instant::now();
             let mut found: Vec<&'static str> = Vec::new();
-            for (name, mut m) in MxfsModel::bounded_suite() {
+            // Optional: only the scenarios whose name starts with this word (e.g. `faults`).
+            let only = args.get(1).cloned();
+            let suite = MxfsModel::bounded_suite()
+                .into_iter()
+                .filter(|(name, _)| only.as_ref().is_none_or(|o| name.starts_with(o.as_str())));
+            for (name, mut m) in suite {
                 m.fifo = !reorder;
                 match exhaustive(name, m) {
                     Ok(d) => found.extend(d),
@@ -61,7 +66,7 @@ fn main() -> ExitCode {
             }
             // Every mode is requested and converted to somewhere in the suite.
             let mut ok = true;
-            for m in MODES {
+            for m in MODES.iter().filter(|_| only.is_none()).copied() {
                 for name in MODE_PROPERTY_NAMES[mxfs_model::mode_index(m)] {
                     if !found.contains(&name) {
                         println!("  MISSING in the bounded suite: {name}");
