@@ -83,9 +83,9 @@ model *ARGS:
     time cargo run -q --release --locked -p mxfs-model -- check {{ARGS}}
 
 # Random simulation of the model with 5 nodes, 3 resources, 2 crashes, every mode, timeouts,
-# cancels and lost messages (SECS seconds).
-model-sim SECS="30" SEED="1":
-    cargo run -q --release --locked -p mxfs-model -- simulate {{SECS}} {{SEED}}
+# cancels and lost messages (SECS seconds). ARGS: `--reorder`, `--same-node-conversions`.
+model-sim SECS="30" SEED="1" *ARGS:
+    cargo run -q --release --locked -p mxfs-model -- simulate {{SECS}} {{SEED}} {{ARGS}}
 
 # Exhaustive model runs for `just verify` (crash, six modes, queues, faults; see
 # model/README.md); stop at the first violation and fail on it.

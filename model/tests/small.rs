@@ -147,7 +147,15 @@ fn known_core_bug_two_conversions_on_one_node_deadlock() {
     let path = c
         .discovery("no wait-for cycle once the network is quiet")
         .expect("the local conversion deadlock is found");
+    let last = path.last_state().clone();
     let steps: Vec<String> = path.into_actions().iter().map(|s| s.to_string()).collect();
+    // The trace, for `cargo test -p mxfs-model known_core_bug -- --nocapture`.
+    for step in &steps {
+        println!("{step}");
+    }
+    for line in c.model().explain_waits(&last) {
+        println!("wait-for: {line}");
+    }
     assert!(
         steps.iter().filter(|s| s.starts_with("Convert")).count() == 2,
         "{steps:?}"
