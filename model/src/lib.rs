@@ -128,6 +128,9 @@ pub struct MxfsModel {
     pub losses: u8,
     /// One side of the partition step, if the model has one (the other side is the rest).
     pub partition: Option<NodeSet>,
+    /// Kernels request nothing until the partition happened (a smaller state space for the
+    /// 5-node quorum test).
+    pub partition_first: bool,
     /// Per node pair FIFO channels (one TCP connection per pair, as mxfsd ships); `false`:
     /// any message in flight may be delivered next.
     pub fifo: bool,
@@ -514,6 +517,7 @@ impl MxfsModel {
             cancels: 0,
             losses: 0,
             partition: None,
+            partition_first: false,
             fifo: true,
             symmetry: true,
         }
@@ -617,6 +621,7 @@ impl MxfsModel {
             cancels: 2,
             losses: 2,
             partition: None,
+            partition_first: false,
             fifo: true,
             symmetry: false,
         }
@@ -1065,7 +1070,9 @@ impl Model for MxfsModel {
                 continue;
             }
             let k = &s.kernels[n];
-            if s.ops_left > 0 && k.pending.len() < self.kernel_waits as usize {
+            let waiting_for_split = self.partition_first && s.side.is_none();
+            if s.ops_left > 0 && k.pending.len() < self.kernel_waits as usize && !waiting_for_split
+            {
                 for i in 0..self.resources.len() as u8 {
                     // With one process per node, one lock per resource: a second one would be
                     // the process deadlocking on itself, which the hooks never do.
