@@ -1497,15 +1497,32 @@ fn mode_property(m: LockMode, converted: bool) -> Property<MxfsModel> {
     Property::sometimes(name, f)
 }
 
-/// The "request id" of a node's cluster lock in the wait-for graph.
-pub const CLUSTER_LOCK: ReqId = ReqId::MAX;
+/// Vertices of the wait-for graph that are not kernel requests use "request ids" from the
+/// top of the range: `lock_vertex(i)` is a node's cluster lock on resource `i` (cached or
+/// held), `ask_vertex(i)` its request (first or conversion) in the master's queues for `i`.
+const VERTEX_BASE: ReqId = ReqId::MAX - 64;
 
-/// A vertex of the wait-for graph, for reports: "n1 req 2" or "n1 cluster lock".
+/// A node's cluster lock on resource index `i`, as a wait-for vertex "request id".
+pub fn lock_vertex(i: u8) -> ReqId {
+    ReqId::MAX - 2 * ReqId::from(i)
+}
+
+/// A node's entry in the master's convert or wait queue for resource index `i`.
+pub fn ask_vertex(i: u8) -> ReqId {
+    ReqId::MAX - 2 * ReqId::from(i) - 1
+}
+
+/// A vertex of the wait-for graph, for reports: "n1 req 2", "n1 lock on res 0" or "n1 entry
+/// in the master queue of res 0".
 pub fn show(x: (NodeId, ReqId)) -> String {
-    if x.1 == CLUSTER_LOCK {
-        format!("n{} cluster lock", x.0)
+    if x.1 <= VERTEX_BASE {
+        return format!("n{} req {}", x.0, x.1);
+    }
+    let d = ReqId::MAX - x.1;
+    if d.is_multiple_of(2) {
+        format!("n{} cluster lock on res {}", x.0, d / 2)
     } else {
-        format!("n{} req {}", x.0, x.1)
+        format!("n{} entry in the master queue of res {}", x.0, d / 2)
     }
 }
 
@@ -1566,11 +1583,17 @@ impl MxfsModel {
                     if let Some(h) = held.filter(|h| !compat(*h, p.mode)) {
                         edges.push(WaitEdge {
                             waiter: me,
-                            blocker: (m as NodeId, CLUSTER_LOCK),
+                            blocker: (m as NodeId, lock_vertex(p.res)),
                             why: format!("its cluster lock is {}", h.name()),
                         });
                     }
                 }
+                // Its node's request at the master, if the node asked for it.
+                edges.push(WaitEdge {
+                    waiter: me,
+                    blocker: (n as NodeId, ask_vertex(p.res)),
+                    why: "its node asked the master".to_string(),
+                });
                 if let Some(l) = local.iter().find(|l| l.resource == res) {
                     if let Some(at) = l.waiting.iter().position(|w| w.0 == p.req) {
                         for w in &l.waiting[..at] {
@@ -1584,33 +1607,71 @@ impl MxfsModel {
                 }
             }
         }
-        // A node's cluster lock stays while its kernel holds the resource.
-        let lock_edges: Vec<WaitEdge> = edges
+        // A node's cluster lock stays while its kernel holds the resource (not for its
+        // waiters: with no holder left it is given up on a BAST), and while the node's own
+        // request for the resource waits at the master (one message per resource in flight:
+        // it cannot release meanwhile).
+        for (m, k) in s.kernels.iter().enumerate() {
+            if s.cores[m].is_none() {
+                continue;
+            }
+            for h in &k.held {
+                edges.push(WaitEdge {
+                    waiter: (m as NodeId, lock_vertex(h.res)),
+                    blocker: (m as NodeId, h.req),
+                    why: "its kernel holds it".to_string(),
+                });
+            }
+        }
+        // The master's queues: converts first, each FIFO; an entry waits for the entries
+        // ahead of it and for the granted locks of other nodes it cannot coexist with.
+        for cell in s.cores.iter().flatten() {
+            for d in cell.core().dump_master() {
+                let Some(i) = self.resources.iter().position(|r| *r == d.resource) else {
+                    continue;
+                };
+                let i = i as u8;
+                let queue: Vec<_> = d.converting.iter().chain(d.waiting.iter()).collect();
+                for (at, e) in queue.iter().enumerate() {
+                    let me = (e.node, ask_vertex(i));
+                    edges.push(WaitEdge {
+                        waiter: (e.node, lock_vertex(i)),
+                        blocker: me,
+                        why: "its node's request waits at the master".to_string(),
+                    });
+                    for a in &queue[..at] {
+                        if a.node != e.node {
+                            edges.push(WaitEdge {
+                                waiter: me,
+                                blocker: (a.node, ask_vertex(i)),
+                                why: format!("queued ahead at the master ({})", a.mode.name()),
+                            });
+                        }
+                    }
+                    for g in &d.granted {
+                        if g.node != e.node && !compat(g.mode, e.mode) {
+                            edges.push(WaitEdge {
+                                waiter: me,
+                                blocker: (g.node, lock_vertex(i)),
+                                why: format!("granted {} at the master", g.mode.name()),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        // Keep only edges into vertices that exist: an ask vertex with no master entry waits
+        // for nothing and blocks nothing.
+        let is_ask =
+            |v: (NodeId, ReqId)| v.1 > VERTEX_BASE && !(ReqId::MAX - v.1).is_multiple_of(2);
+        let asks: Vec<(NodeId, ReqId)> = edges
             .iter()
-            .filter(|e| e.blocker.1 == CLUSTER_LOCK)
-            .flat_map(|e| {
-                let m = e.blocker.0 as usize;
-                let res = s.kernels[e.waiter.0 as usize]
-                    .pending
-                    .iter()
-                    .find(|p| p.req == e.waiter.1)
-                    .map(|p| p.res);
-                let k = &s.kernels[m];
-                // Not to its waiters: with no holder left the lock is given up on a BAST,
-                // or its conversion is the master's to resolve.
-                k.held
-                    .iter()
-                    .filter(move |h| Some(h.res) == res)
-                    .map(|h| h.req)
-                    .map(move |req| WaitEdge {
-                        waiter: e.blocker,
-                        blocker: (m as NodeId, req),
-                        why: "its kernel uses the lock".to_string(),
-                    })
-                    .collect::<Vec<_>>()
-            })
+            .filter(|e| is_ask(e.waiter))
+            .map(|e| e.waiter)
             .collect();
-        edges.extend(lock_edges);
+        edges.retain(|e| {
+            !is_ask(e.blocker) || asks.contains(&e.blocker) || e.waiter.1 > VERTEX_BASE
+        });
         edges.sort_by_key(|e| (e.waiter, e.blocker));
         edges.dedup_by(|a, b| (a.waiter, a.blocker) == (b.waiter, b.blocker));
         edges
