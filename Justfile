@@ -14,7 +14,7 @@ default:
 
 # Every check: formatting, lints, tests, loom, model, fuzz smoke, and the QEMU runs (one guest,
 # then a three-node cluster on real kernels).
-verify: fmt-check clippy test loom model-bounded fuzz-smoke qemu-smoke (qemu-cluster "3")
+verify: fmt-check clippy test loom model-bounded model-sim-bounded fuzz-smoke qemu-smoke (qemu-cluster "3")
 
 # Rust components that the checks need (rustfmt, clippy) on the stable toolchain.
 tools:
@@ -75,17 +75,26 @@ bench-daemon:
 cluster-local CMD="start":
     daemon/scripts/cluster-local.sh {{CMD}}
 
-# Exhaustive model check (stateright DFS, symmetry): 3 nodes, 2 resources, 1 crash, 3 ops.
-model:
-    cargo run -q --release --locked -p mxfs-model -- check
+# Exhaustive model check (stateright DFS, symmetry, per-pair FIFO channels): 3 nodes,
+# 2 resources, 1 crash, 3 ops; prints states/s and its time. ARGS: e.g. `--reorder` for an
+# unordered network.
+model *ARGS:
+    cargo build -q --release --locked -p mxfs-model
+    time cargo run -q --release --locked -p mxfs-model -- check {{ARGS}}
 
-# Random simulation of the model with 5 nodes, 3 resources, 2 crashes (SECS seconds).
-model-sim SECS="30" SEED="1":
-    cargo run -q --release --locked -p mxfs-model -- simulate {{SECS}} {{SEED}}
+# Random simulation of the model with 5 nodes, 3 resources, 2 crashes, every mode, timeouts,
+# cancels and lost messages (SECS seconds). ARGS: `--reorder`, `--same-node-conversions`.
+model-sim SECS="30" SEED="1" *ARGS:
+    cargo run -q --release --locked -p mxfs-model -- simulate {{SECS}} {{SEED}} {{ARGS}}
 
-# Fast exhaustive model run for `just verify` (2 ops, adds try-locks); fails on any violation.
+# Exhaustive model runs for `just verify` (crash, six modes, queues, faults; see
+# model/README.md); stop at the first violation and fail on it.
 model-bounded:
     cargo run -q --release --locked -p mxfs-model -- bounded
+
+# Bounded random simulation for `just verify`: three fixed seeds, 15 s each.
+model-sim-bounded:
+    cargo run -q --release --locked -p mxfs-model -- sim-bounded 15 1 2 3
 
 # Mutation testing of the lock core (cargo-mutants, its tests plus the bounded model).
 mutants:

@@ -1,23 +1,91 @@
 //! `mxfs-model`: a stateright model of the MXFS lock protocol (DESIGN.md §4).
 //!
 //! Wiring only: every node is a real [`mxfs_core::Core`]; the model supplies kernels (clients
-//! that request, convert and release), an unordered network, a partition/crash with the
-//! membership and fence events it causes, and a fence agent. The rules live in the core; the
-//! properties judge what the *kernels* saw, not what the cores claim.
+//! that request, convert, cancel, time out and release), a network (per-pair FIFO channels as
+//! mxfsd ships, or an unordered one), message loss answered by the daemon's resync, a
+//! partition/crash with the membership and fence events it causes, and a fence agent. The
+//! rules live in the core; the properties judge what the *kernels* and the *wire* saw, against
+//! the model's own copy of the DLM compatibility matrix ([`DLM_COMPAT`]), never the core's.
 #![forbid(unsafe_code)]
 
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, OnceLock};
 
 use mxfs_core::{
-    Action, Config, Core, Event, KernelMsg, LockFlags, LockMode, NodeId, NodeSet, PeerMsg, Phase,
-    Reject, Relabel, ReqId, ResourceId,
+    Action, Config, Core, Event, KernelMsg, LockFlags, LockMode, NodeId, NodeSet, PeerBody,
+    PeerMsg, Phase, Reject, Relabel, ReqId, ResourceId, TimerId,
 };
 use stateright::{Model, Property};
 
-/// Epoch of the membership that follows crash number `crashes` (the boot epoch is 1).
-fn crash_epoch(crashes: u8) -> u64 {
-    1 + u64::from(crashes)
+// ---------------------------------------------------------------------------------------------
+// The model's own DLM compatibility matrix.
+// ---------------------------------------------------------------------------------------------
+
+/// The DLM compatibility matrix, written out here on purpose (not taken from `mxfs-proto`,
+/// whose `LockMode::compatible` the core itself uses): `DLM_COMPAT[held][wanted]`, rows and
+/// columns NL, CR, CW, PR, PW, EX (the VMS / Linux DLM table).
+#[rustfmt::skip]
+pub const DLM_COMPAT: [[bool; 6]; 6] = [
+    //        NL     CR     CW     PR     PW     EX
+    /* NL */ [true,  true,  true,  true,  true,  true ],
+    /* CR */ [true,  true,  true,  true,  true,  false],
+    /* CW */ [true,  true,  true,  false, false, false],
+    /* PR */ [true,  true,  false, true,  false, false],
+    /* PW */ [true,  true,  false, false, false, false],
+    /* EX */ [true,  false, false, false, false, false],
+];
+
+/// The six modes in the order of [`DLM_COMPAT`]'s rows.
+pub const MODES: [LockMode; 6] = [
+    LockMode::Nl,
+    LockMode::Cr,
+    LockMode::Cw,
+    LockMode::Pr,
+    LockMode::Pw,
+    LockMode::Ex,
+];
+
+/// Row of `m` in [`DLM_COMPAT`] (by name, not by the enum's discriminant).
+pub fn mode_index(m: LockMode) -> usize {
+    match m {
+        LockMode::Nl => 0,
+        LockMode::Cr => 1,
+        LockMode::Cw => 2,
+        LockMode::Pr => 3,
+        LockMode::Pw => 4,
+        LockMode::Ex => 5,
+    }
 }
+
+/// Whether a lock held in `held` may coexist with one in `wanted` on another holder.
+pub fn compat(held: LockMode, wanted: LockMode) -> bool {
+    DLM_COMPAT[mode_index(held)][mode_index(wanted)]
+}
+
+/// Whether a holder of `m` may write the data (PW, EX): its release makes a new version.
+pub fn writes(m: LockMode) -> bool {
+    matches!(m, LockMode::Pw | LockMode::Ex)
+}
+
+/// The conversion targets of the bounded runs: a cycle through all six modes, so each mode is
+/// converted from and to once: NL->CR, CR->CW, CW->PR (sideways), PR->PW (the up-conversion
+/// that deadlocks between two PR holders), PW->EX, EX->NL (down).
+pub const CONVERT_CYCLE: [(LockMode, LockMode); 6] = [
+    (LockMode::Nl, LockMode::Cr),
+    (LockMode::Cr, LockMode::Cw),
+    (LockMode::Cw, LockMode::Pr),
+    (LockMode::Pr, LockMode::Pw),
+    (LockMode::Pw, LockMode::Ex),
+    (LockMode::Ex, LockMode::Nl),
+];
+
+/// `TIMEOUT_MS` of a timed request. Time is not modelled: its timer may fire at any step.
+pub const REQUEST_TIMEOUT_MS: u32 = 1_000;
+
+// ---------------------------------------------------------------------------------------------
+// Parameters and state.
+// ---------------------------------------------------------------------------------------------
 
 /// What a client may ask for in one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -26,6 +94,8 @@ pub enum Ask {
     Wait(LockMode),
     /// Try-lock (`NOQUEUE`) in `mode`.
     Try(LockMode),
+    /// Queued request with `TIMEOUT_MS` ([`REQUEST_TIMEOUT_MS`]); its timer may fire.
+    Timed(LockMode),
 }
 
 /// The model's parameters.
@@ -39,10 +109,35 @@ pub struct MxfsModel {
     pub ops: u8,
     /// Requests clients may choose from.
     pub asks: Vec<Ask>,
-    /// Whether a holder may convert (PR <-> EX).
-    pub converts: bool,
-    /// Crashes (partitions that end in a fence) and clean leaves allowed, together.
+    /// Conversions a holder may ask for: `(held mode, target)`.
+    pub converts: Vec<(LockMode, LockMode)>,
+    /// Crashes (partitions that end in a fence), clean leaves and partitions, together.
     pub max_crashes: u8,
+    /// Requests each kernel may wait for at once (1: one process per node; 2: two processes,
+    /// which may also lock a resource their node already holds, so local queues form).
+    pub kernel_waits: u8,
+    /// Whether two holders of one resource on one node may convert at the same time. Off by
+    /// default: the core does not resolve a conversion deadlock between two holders on one
+    /// node (two PR holders converting to CW and PW wait for each other forever; see
+    /// README.md, "Known core bug"). `--same-node-conversions` turns it on to reproduce it.
+    pub same_node_conversions: bool,
+    /// `KernelCancel`s the kernels may issue for waiting requests.
+    pub cancels: u8,
+    /// Messages the network may lose; each loss is followed by the daemon's resync (the same
+    /// members reinstalled in a new epoch, no fence).
+    pub losses: u8,
+    /// One side of the partition step, if the model has one (the other side is the rest).
+    pub partition: Option<NodeSet>,
+    /// Kernels request nothing until the partition happened (a smaller state space for the
+    /// 5-node quorum test).
+    pub partition_first: bool,
+    /// Per node pair FIFO channels (one TCP connection per pair, as mxfsd ships); `false`:
+    /// any message in flight may be delivered next.
+    pub fifo: bool,
+    /// Whether the checker uses [`representative`] (valid only with two resources from
+    /// [`pick_resources`] and a partition side that the node swap maps onto itself); cores
+    /// then also carry the hash of their mirror image.
+    pub symmetry: bool,
 }
 
 /// A message in flight.
@@ -56,21 +151,82 @@ pub struct Envelope {
     pub msg: PeerMsg,
 }
 
+/// What kind of request a kernel waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// A first request, queued.
+    Queued,
+    /// A first request with `TIMEOUT_MS` (queued).
+    Timed,
+    /// A try-lock (`NOQUEUE`): denied, never queued, if not grantable.
+    Try,
+    /// A conversion of a held lock.
+    Convert,
+}
+
+/// A request a kernel waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pending {
+    /// Request id.
+    pub req: ReqId,
+    /// Resource index.
+    pub res: u8,
+    /// Wanted mode.
+    pub mode: LockMode,
+    /// Kind.
+    pub kind: Kind,
+}
+
+impl Pending {
+    /// A first request that waits in a queue (not a try-lock, not a conversion).
+    pub fn queued_first(&self) -> bool {
+        matches!(self.kind, Kind::Queued | Kind::Timed)
+    }
+}
+
+/// A lock a kernel holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Held {
+    /// Request id.
+    pub req: ReqId,
+    /// Resource index.
+    pub res: u8,
+    /// Mode.
+    pub mode: LockMode,
+    /// Reached this mode by a conversion.
+    pub converted: bool,
+}
+
 /// One node's kernel, as the model sees it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Kernel {
     /// Next request id.
     pub next_req: ReqId,
-    /// Requests waiting for a reply: `(req, resource index, mode, is_convert)`.
-    pub pending: Vec<(ReqId, u8, LockMode, bool)>,
-    /// Locks the kernel holds: `(req, resource index, mode)`.
-    pub held: Vec<(ReqId, u8, LockMode)>,
+    /// Requests waiting for a reply, in issue order.
+    pub pending: Vec<Pending>,
+    /// Locks the kernel holds, sorted.
+    pub held: Vec<Held>,
     /// `RECOVERY_START` seen without a later `RECOVERY_DONE`.
     pub recovering: bool,
     /// Version of each resource's data in this node's page cache.
     pub cache: Vec<u8>,
     /// The node learnt it is in a minority partition.
     pub minority: bool,
+}
+
+/// A first-request `Lock` a master received and has not answered yet (master-queue fairness).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Queued {
+    /// The master.
+    pub master: NodeId,
+    /// Resource index.
+    pub res: u8,
+    /// Requesting node.
+    pub node: NodeId,
+    /// The `Lock`'s sequence number.
+    pub seq: u64,
+    /// Not a try-lock.
+    pub queued: bool,
 }
 
 /// Safety violations observed on transitions (a property fails when one is set).
@@ -86,13 +242,18 @@ pub struct Violations {
     pub minority_grant: bool,
     /// Two nodes ran a fence agent for the same loss.
     pub duplicate_fence: bool,
+    /// A later request was granted while an earlier queued one waited (text says where).
+    pub overtaken: Option<String>,
     /// A core rejected a message or event the model considers legitimate, or broke an
     /// invariant (text in `core_error`).
     pub core_error: Option<String>,
 }
 
-/// Things seen at least once, for `sometimes` properties.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+/// Things seen at least once, for `sometimes` properties. History, not state: `Eq` and
+/// `Hash` ignore it, so two states that differ only in what their paths saw are one state to
+/// the checker (each `sometimes` is still reached on the path that visits it first; a run
+/// that misses one says MISSING and fails).
+#[derive(Clone, Debug, Default)]
 pub struct Seen {
     /// A kernel got a grant.
     pub grant: bool,
@@ -106,33 +267,198 @@ pub struct Seen {
     pub recovery: bool,
     /// A node left cleanly and the membership without it fenced nobody.
     pub clean_leave: bool,
+    /// A request was denied with `ETIMEDOUT`.
+    pub timeout: bool,
+    /// A kernel cancelled a waiting request.
+    pub cancel: bool,
+    /// A resync after a lost message finished its recovery somewhere.
+    pub resync: bool,
+    /// After a partition, a kernel got a grant.
+    pub partition_grant: bool,
+    /// After a partition, a kernel got a deny.
+    pub partition_deny: bool,
+}
+
+impl PartialEq for Seen {
+    fn eq(&self, _: &Seen) -> bool {
+        true
+    }
+}
+impl Eq for Seen {}
+impl Hash for Seen {
+    fn hash<H: Hasher>(&self, _: &mut H) {}
+}
+
+/// A core with its content hash, so that fingerprinting a state hashes each core only when
+/// it changes, and with the hash of its mirror image (for [`representative`]), computed at
+/// most once per core. Equality is by hash: 64-bit fingerprints are what the checker
+/// compares anyway.
+#[derive(Clone, Debug)]
+pub struct CoreCell {
+    /// Hash of the core (in a [`representative`]: of its mirror image).
+    pub hash: u64,
+    inner: Arc<CoreBox>,
+}
+
+#[derive(Clone, Debug)]
+struct CoreBox {
+    core: Core,
+    mirror_hash: OnceLock<u64>,
+}
+
+impl PartialEq for CoreCell {
+    fn eq(&self, other: &CoreCell) -> bool {
+        self.hash == other.hash
+    }
+}
+impl Eq for CoreCell {}
+impl Hash for CoreCell {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.hash.hash(h);
+    }
+}
+
+impl CoreCell {
+    fn new(core: Core) -> CoreCell {
+        CoreCell {
+            hash: fast_hash(&core),
+            inner: Arc::new(CoreBox {
+                core,
+                mirror_hash: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The core.
+    pub fn core(&self) -> &Core {
+        &self.inner.core
+    }
+
+    /// Runs `f` on the core (cloned first if another state shares it) and rehashes it.
+    fn update<T>(&mut self, f: impl FnOnce(&mut Core) -> T) -> T {
+        let b = Arc::make_mut(&mut self.inner);
+        let out = f(&mut b.core);
+        b.mirror_hash = OnceLock::new();
+        self.hash = fast_hash(&b.core);
+        out
+    }
+
+    /// Hash of the core under [`mirror`]'s renaming in an `n`-node model.
+    fn mirror_hash(&self, n: NodeId) -> u64 {
+        *self
+            .inner
+            .mirror_hash
+            .get_or_init(|| fast_hash(&mirror_core(&self.inner.core, n)))
+    }
+}
+
+/// A fast 64-bit hasher for fingerprints (MurmurHash3's 64-bit mixing; std's SipHash was a
+/// fifth of the checker's time).
+#[derive(Default)]
+struct FastHasher(u64);
+
+impl FastHasher {
+    fn add(&mut self, w: u64) {
+        let k = w
+            .wrapping_mul(0x87c3_7b91_1142_53d5)
+            .rotate_left(31)
+            .wrapping_mul(0x4cf5_ad43_2745_937f);
+        self.0 = (self.0 ^ k)
+            .rotate_left(27)
+            .wrapping_mul(5)
+            .wrapping_add(0x52dc_e729);
+    }
+}
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(b));
+        }
+        self.add(bytes.len() as u64);
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    fn write_u16(&mut self, i: u16) {
+        self.add(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        // fmix64
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+}
+
+/// [`FastHasher`] of `x`.
+pub fn fast_hash<T: Hash + ?Sized>(x: &T) -> u64 {
+    let mut h = FastHasher::default();
+    x.hash(&mut h);
+    h.finish()
 }
 
 /// The model state.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct State {
     /// Cores; `None` once the node is fenced (dead).
-    pub cores: Vec<Option<Core>>,
+    pub cores: Vec<Option<CoreCell>>,
     /// Kernels, one per node.
     pub kernels: Vec<Kernel>,
-    /// Messages in flight (a sorted multiset: the network is unordered).
+    /// Messages in flight. FIFO network: sorted by `(from, to)`, send order within a pair;
+    /// unordered network: a sorted multiset.
     pub net: Vec<Envelope>,
+    /// The network is per-pair FIFO (the model's `fifo`, kept here for [`representative`]).
+    pub fifo: bool,
+    /// Epoch of the newest membership the model issued.
+    pub epoch: u64,
     /// The node cut off by the crash, if any.
     pub cut: Option<NodeId>,
+    /// The side of the partition that happened, if any (the other side is the rest).
+    pub side: Option<NodeSet>,
     /// A node that left cleanly, until the survivors get the membership without it.
     pub departing: Option<NodeId>,
-    /// Crashes and clean leaves so far.
+    /// A message was lost and the resync (a new epoch, same members) has not happened yet.
+    pub resync: bool,
+    /// Crashes, clean leaves and partitions so far.
     pub crashes: u8,
     /// Fence requests not yet carried out: `(by, target)`, sorted.
     pub fences: Vec<(NodeId, NodeId)>,
     /// Fence agents started for the current loss: `(target, by)`, sorted; cleared by each
     /// crash or leave.
     pub fence_agents: Vec<(NodeId, NodeId)>,
+    /// Armed request timers `(node, req)`, sorted.
+    pub timers: Vec<(NodeId, ReqId)>,
+    /// Master-queue fairness record: first-request `Lock`s each master received in its
+    /// current epoch and has not answered, in arrival order.
+    pub queued: Vec<Queued>,
+    /// Who holds what at each master as the wire shows it: `(master, res, node)`, sorted
+    /// (set by a `Grant` sent or a `Recover` received, cleared by a `Release` to nothing
+    /// received and by the master's next epoch). A `Lock` from a holder is a conversion.
+    pub master_holds: Vec<(NodeId, u8, NodeId)>,
     /// Ground truth data version of each resource (bumped by each write release, and by the
     /// journal replay of a node fenced while holding a write lock).
     pub truth: Vec<u8>,
     /// Operations left.
     pub ops_left: u8,
+    /// Cancels left.
+    pub cancels_left: u8,
+    /// Losses left.
+    pub losses_left: u8,
     /// Safety violations.
     pub bad: Violations,
     /// `sometimes` witnesses.
@@ -148,12 +474,23 @@ pub enum Step {
     Convert(NodeId, ReqId, LockMode),
     /// Node's kernel releases `req`.
     Release(NodeId, ReqId),
-    /// Deliver message `net[i]`.
+    /// Node's kernel stops waiting for `req` (`KernelCancel`).
+    Cancel(NodeId, ReqId),
+    /// The timer of node's request `req` fires.
+    Timer(NodeId, ReqId),
+    /// Deliver the message (the head of its channel on a FIFO network).
     Deliver(Envelope),
+    /// The network loses the message (the daemon then asks for a resync).
+    Lose(Envelope),
+    /// The resync: every member gets the same membership in a new epoch.
+    Resync,
     /// Cut `node` off: survivors get the new membership now, the cut node later.
     Crash(NodeId),
     /// The cut node notices it is alone.
     Notice(NodeId),
+    /// The network splits into the model's partition side and the rest; each side gets its
+    /// own membership at once.
+    Partition,
     /// The fence agent of `by` fences `target` (killing it) and confirms.
     Fence(NodeId, NodeId),
     /// `node`'s daemon stops cleanly (its kernel holds and waits for nothing): its core
@@ -165,48 +502,128 @@ pub enum Step {
 
 impl MxfsModel {
     /// The `just model` scenario: 3 nodes, 2 resources, 1 crash, 3 kernel operations (queued
-    /// PR or EX requests, or PR <-> EX conversions), releases free. See README.md.
+    /// PR or EX requests, or PR <-> EX conversions), releases free, FIFO channels. See
+    /// README.md.
     pub fn exhaustive() -> MxfsModel {
         MxfsModel {
             nodes: 3,
             resources: pick_resources(3, 2),
             ops: 3,
             asks: vec![Ask::Wait(LockMode::Pr), Ask::Wait(LockMode::Ex)],
-            converts: true,
+            converts: vec![(LockMode::Pr, LockMode::Ex), (LockMode::Ex, LockMode::Pr)],
             max_crashes: 1,
+            kernel_waits: 1,
+            same_node_conversions: false,
+            cancels: 0,
+            losses: 0,
+            partition: None,
+            partition_first: false,
+            fifo: true,
+            symmetry: true,
         }
     }
 
-    /// The bounded scenario of `just verify`: 2 operations, adding try-locks (`NOQUEUE` EX).
-    pub fn bounded() -> MxfsModel {
-        MxfsModel {
-            ops: 2,
-            asks: vec![
-                Ask::Wait(LockMode::Pr),
-                Ask::Wait(LockMode::Ex),
-                Ask::Try(LockMode::Ex),
-            ],
-            ..MxfsModel::exhaustive()
-        }
+    /// The bounded scenarios of `just verify` (`just model-bounded`), each exhaustive; see
+    /// README.md for why these.
+    pub fn bounded_suite() -> Vec<(&'static str, MxfsModel)> {
+        let all_waits: Vec<Ask> = MODES.iter().map(|m| Ask::Wait(*m)).collect();
+        vec![
+            (
+                "crash: 2 ops, PR/EX and try-EX, PR<->EX, 1 crash or leave",
+                MxfsModel {
+                    ops: 2,
+                    asks: vec![
+                        Ask::Wait(LockMode::Pr),
+                        Ask::Wait(LockMode::Ex),
+                        Ask::Try(LockMode::Ex),
+                    ],
+                    ..MxfsModel::exhaustive()
+                },
+            ),
+            (
+                "six modes: 3 ops, every mode asked and try-EX, the conversion cycle, no crash",
+                MxfsModel {
+                    ops: 3,
+                    asks: [all_waits, vec![Ask::Try(LockMode::Ex)]].concat(),
+                    converts: CONVERT_CYCLE.to_vec(),
+                    max_crashes: 0,
+                    ..MxfsModel::exhaustive()
+                },
+            ),
+            (
+                "queues: 3 ops, NL/PR/EX and try-PR, two waits per kernel, no crash",
+                MxfsModel {
+                    ops: 3,
+                    asks: vec![
+                        Ask::Wait(LockMode::Nl),
+                        Ask::Wait(LockMode::Pr),
+                        Ask::Wait(LockMode::Ex),
+                        Ask::Try(LockMode::Pr),
+                    ],
+                    converts: vec![],
+                    max_crashes: 0,
+                    kernel_waits: 2,
+                    ..MxfsModel::exhaustive()
+                },
+            ),
+            (
+                "deadlock: 4 ops, PR and PR->EX (two holders converting), no crash",
+                MxfsModel {
+                    ops: 4,
+                    asks: vec![Ask::Wait(LockMode::Pr)],
+                    converts: vec![(LockMode::Pr, LockMode::Ex)],
+                    max_crashes: 0,
+                    ..MxfsModel::exhaustive()
+                },
+            ),
+            (
+                "faults: 2 ops, timed EX, PR, 1 cancel, 1 lost message + resync, no crash",
+                MxfsModel {
+                    ops: 2,
+                    asks: vec![Ask::Timed(LockMode::Ex), Ask::Wait(LockMode::Pr)],
+                    converts: vec![],
+                    max_crashes: 0,
+                    cancels: 1,
+                    losses: 1,
+                    ..MxfsModel::exhaustive()
+                },
+            ),
+        ]
     }
 
-    /// The simulation scenario: 5 nodes, 3 resources, 2 crashes, more ops.
+    /// The simulation scenario: 5 nodes, 3 resources, 2 crashes, more ops, every mode, every
+    /// conversion, timeouts, cancels and lost messages.
     pub fn simulation() -> MxfsModel {
+        let mut asks: Vec<Ask> = MODES.iter().map(|m| Ask::Wait(*m)).collect();
+        asks.extend([
+            Ask::Try(LockMode::Ex),
+            Ask::Try(LockMode::Pr),
+            Ask::Timed(LockMode::Pw),
+            Ask::Timed(LockMode::Cr),
+        ]);
+        let mut converts = Vec::new();
+        for a in MODES {
+            for b in MODES {
+                if a != b {
+                    converts.push((a, b));
+                }
+            }
+        }
         MxfsModel {
             nodes: 5,
             resources: pick_resources(5, 3),
             ops: 12,
-            asks: vec![
-                Ask::Wait(LockMode::Cr),
-                Ask::Wait(LockMode::Pr),
-                Ask::Wait(LockMode::Cw),
-                Ask::Wait(LockMode::Pw),
-                Ask::Wait(LockMode::Ex),
-                Ask::Try(LockMode::Ex),
-                Ask::Try(LockMode::Pr),
-            ],
-            converts: true,
+            asks,
+            converts,
             max_crashes: 2,
+            kernel_waits: 2,
+            same_node_conversions: false,
+            cancels: 2,
+            losses: 2,
+            partition: None,
+            partition_first: false,
+            fifo: true,
+            symmetry: false,
         }
     }
 
@@ -223,13 +640,18 @@ impl MxfsModel {
 
     /// Feeds `ev` to `node` and applies the actions to the model state.
     fn feed(&self, s: &mut State, node: NodeId, ev: Event) {
-        let Some(core) = s.cores[node as usize].as_mut() else {
+        let Some(cell) = s.cores[node as usize].as_mut() else {
             return;
         };
         let mut out = Vec::new();
-        if let Err(e) = core.handle(0, ev, &mut out) {
+        let (handled, checked) = cell.update(|core| {
+            let handled = core.handle(0, ev, &mut out);
+            (handled, core.check_invariants())
+        });
+        if let Err(e) = handled {
             // A peer message may legitimately be from an old epoch, or a BAST may find the
-            // lock already given up; anything else is a protocol slip.
+            // lock already given up, or a timer its request answered; anything else is a
+            // protocol slip.
             let legit = matches!(
                 e,
                 Reject::StaleEpoch { .. } | Reject::NotMember(_) | Reject::Stale(_)
@@ -240,7 +662,7 @@ impl MxfsModel {
                     .get_or_insert(format!("n{node} rejected an event: {e}"));
             }
         }
-        if let Err(e) = core.check_invariants() {
+        if let Err(e) = checked {
             s.bad.core_error.get_or_insert(format!("n{node}: {e}"));
         }
         for a in out {
@@ -252,10 +674,12 @@ impl MxfsModel {
         let n = node as usize;
         match a {
             Action::Send { to, msg } => {
-                if let mxfs_core::PeerBody::Release { to: Some(_), .. } = msg.body {
-                    s.seen.conversion = true;
-                }
-                if s.cut.is_some_and(|c| c == node || c == to) || s.cores[to as usize].is_none() {
+                self.observe_send(s, node, to, &msg.body);
+                if s.cut.is_some_and(|c| c == node || c == to)
+                    || s.side
+                        .is_some_and(|side| side.contains(node) != side.contains(to))
+                    || s.cores[to as usize].is_none()
+                {
                     return; // the partition eats it
                 }
                 let e = Envelope {
@@ -263,11 +687,29 @@ impl MxfsModel {
                     to,
                     msg,
                 };
-                let at = s.net.binary_search(&e).unwrap_or_else(|i| i);
+                let at = if self.fifo {
+                    s.net.partition_point(|x| (x.from, x.to) <= (node, to))
+                } else {
+                    s.net.binary_search(&e).unwrap_or_else(|i| i)
+                };
                 s.net.insert(at, e);
             }
             Action::Kernel(k) => self.kernel(s, n, k),
-            Action::SetTimer { .. } | Action::CancelTimer { .. } => {}
+            Action::SetTimer {
+                id: TimerId::Request(req),
+                ..
+            } => {
+                if let Err(at) = s.timers.binary_search(&(node, req)) {
+                    s.timers.insert(at, (node, req));
+                }
+            }
+            Action::CancelTimer {
+                id: TimerId::Request(req),
+            } => {
+                if let Ok(at) = s.timers.binary_search(&(node, req)) {
+                    s.timers.remove(at);
+                }
+            }
             Action::Fence { node: target } => {
                 if s.fence_agents
                     .iter()
@@ -288,6 +730,103 @@ impl MxfsModel {
         }
     }
 
+    /// Master-queue fairness, judged on the wire: a `Grant` a master sends for a first
+    /// request must not overtake an earlier first request it received (same resource, same
+    /// epoch) that is still unanswered. Conversions (a `Lock` from a node the master granted)
+    /// are not judged: they legitimately go first.
+    fn observe_send(&self, s: &mut State, from: NodeId, to: NodeId, body: &PeerBody) {
+        match body {
+            PeerBody::Release { to: Some(_), .. } => s.seen.conversion = true,
+            PeerBody::Grant { resource, seq, .. } => {
+                let i = self.res_index(resource);
+                if let Some(at) = s
+                    .queued
+                    .iter()
+                    .position(|q| q.master == from && q.res == i && q.node == to && q.seq == *seq)
+                {
+                    if let Some(w) = s.queued[..at]
+                        .iter()
+                        .find(|q| q.master == from && q.res == i && q.queued)
+                    {
+                        let g = s.queued[at];
+                        s.bad.overtaken.get_or_insert(format!(
+                            "master n{from}: Lock n{} seq {} (res {i}) granted while the earlier \
+                             Lock n{} seq {} waits",
+                            g.node, g.seq, w.node, w.seq
+                        ));
+                    }
+                    s.queued.remove(at);
+                }
+                if let Err(at) = s.master_holds.binary_search(&(from, i, to)) {
+                    s.master_holds.insert(at, (from, i, to));
+                }
+            }
+            PeerBody::Deny { resource, seq, .. } => {
+                let i = self.res_index(resource);
+                s.queued
+                    .retain(|q| !(q.master == from && q.res == i && q.node == to && q.seq == *seq));
+            }
+            _ => {}
+        }
+    }
+
+    /// What a master learns from a message it accepts (see [`MxfsModel::observe_send`]).
+    fn observe_delivery(&self, s: &mut State, e: &Envelope) {
+        let Some(cell) = s.cores[e.to as usize].as_ref() else {
+            return;
+        };
+        if e.msg.epoch != cell.core().epoch() || !cell.core().members().contains(e.from) {
+            return; // dropped or held for a later epoch: not judged
+        }
+        match &e.msg.body {
+            PeerBody::Lock {
+                resource,
+                noqueue,
+                seq,
+                ..
+            } => {
+                let i = self.res_index(resource);
+                if s.master_holds.binary_search(&(e.to, i, e.from)).is_err() {
+                    s.queued.push(Queued {
+                        master: e.to,
+                        res: i,
+                        node: e.from,
+                        seq: *seq,
+                        queued: !noqueue,
+                    });
+                }
+            }
+            PeerBody::Release {
+                resource, to: None, ..
+            } => {
+                let i = self.res_index(resource);
+                if let Ok(at) = s.master_holds.binary_search(&(e.to, i, e.from)) {
+                    s.master_holds.remove(at);
+                }
+            }
+            PeerBody::Recover { resource, .. } => {
+                let i = self.res_index(resource);
+                if let Err(at) = s.master_holds.binary_search(&(e.to, i, e.from)) {
+                    s.master_holds.insert(at, (e.to, i, e.from));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A master's queues are rebuilt in a new epoch: forget what it received before.
+    fn forget_master(s: &mut State, m: NodeId) {
+        s.queued.retain(|q| q.master != m);
+        s.master_holds.retain(|h| h.0 != m);
+    }
+
+    /// Feeds a membership to `m` (the master's fairness record starts afresh).
+    fn membership(&self, s: &mut State, m: NodeId, members: NodeSet) {
+        let epoch = s.epoch;
+        Self::forget_master(s, m);
+        self.feed(s, m, Event::Membership { epoch, members });
+    }
+
     fn kernel(&self, s: &mut State, n: usize, k: KernelMsg) {
         match k {
             KernelMsg::CacheInval { ino, .. } => {
@@ -305,6 +844,9 @@ impl MxfsModel {
             } => {
                 let i = self.res_index(&resource);
                 s.seen.grant = true;
+                if s.side.is_some() {
+                    s.seen.partition_grant = true;
+                }
                 let kn = &mut s.kernels[n];
                 if kn.recovering {
                     s.bad.grant_while_recovering = true;
@@ -313,26 +855,51 @@ impl MxfsModel {
                     s.bad.minority_grant = true;
                 }
                 // Modes that exclude writers must see the newest data.
-                if !mode.compatible(LockMode::Pw) && kn.cache[i as usize] != s.truth[i as usize] {
+                if !compat(mode, LockMode::Pw) && kn.cache[i as usize] != s.truth[i as usize] {
                     s.bad.stale_grant = true;
                 }
-                match kn.pending.iter().position(|p| p.0 == req_id) {
-                    Some(at) => {
-                        let (_, _, _, convert) = kn.pending.remove(at);
-                        if convert {
-                            s.seen.conversion = true;
-                            kn.held.retain(|h| h.0 != req_id);
-                        }
-                        kn.held.push((req_id, i, mode));
-                        kn.held.sort();
+                let Some(at) = kn.pending.iter().position(|p| p.req == req_id) else {
+                    s.bad.extra_reply = true;
+                    return;
+                };
+                let p = kn.pending.remove(at);
+                // Local-queue fairness: a first request is granted only after every earlier
+                // queued first request of this node on this resource is answered.
+                if p.kind != Kind::Convert {
+                    if let Some(w) = kn.pending[..at]
+                        .iter()
+                        .find(|w| w.res == i && w.queued_first())
+                    {
+                        s.bad.overtaken.get_or_insert(format!(
+                            "node n{n}: request {} ({:?}, res {i}) granted while the earlier \
+                             request {} ({:?}) waits",
+                            p.req, p.mode, w.req, w.mode
+                        ));
                     }
-                    None => s.bad.extra_reply = true,
                 }
+                let converted = p.kind == Kind::Convert;
+                if converted {
+                    s.seen.conversion = true;
+                    kn.held.retain(|h| h.req != req_id);
+                }
+                kn.held.push(Held {
+                    req: req_id,
+                    res: i,
+                    mode,
+                    converted,
+                });
+                kn.held.sort();
             }
-            KernelMsg::Deny { req_id, .. } => {
+            KernelMsg::Deny { req_id, errno, .. } => {
                 s.seen.deny = true;
+                if s.side.is_some() {
+                    s.seen.partition_deny = true;
+                }
+                if errno == mxfs_core::ETIMEDOUT {
+                    s.seen.timeout = true;
+                }
                 let kn = &mut s.kernels[n];
-                match kn.pending.iter().position(|p| p.0 == req_id) {
+                match kn.pending.iter().position(|p| p.req == req_id) {
                     Some(at) => {
                         kn.pending.remove(at);
                     }
@@ -355,21 +922,59 @@ impl MxfsModel {
             return;
         }
         s.cores[t] = None;
-        for (_, i, mode) in std::mem::take(&mut s.kernels[t].held) {
-            if mode.is_write() {
-                s.truth[i as usize] = s.truth[i as usize].wrapping_add(1);
+        for h in std::mem::take(&mut s.kernels[t].held) {
+            if writes(h.mode) {
+                s.truth[h.res as usize] = s.truth[h.res as usize].wrapping_add(1);
             }
         }
         s.kernels[t].pending.clear();
         s.net.retain(|e| e.from != target && e.to != target);
         s.fences.retain(|(by, _)| *by != target);
+        s.timers.retain(|(n, _)| *n != target);
+        Self::forget_master(s, target);
     }
 
     /// Whether nothing can happen any more.
     pub fn quiescent(&self, s: &State) -> bool {
+        if !s.net.is_empty() || !s.timers.is_empty() || !s.fences.is_empty() || s.resync {
+            return false;
+        }
         let mut acts = Vec::new();
         self.actions(s, &mut acts);
         acts.is_empty()
+    }
+
+    /// Messages that may be delivered (or lost) next.
+    fn deliverable<'a>(&self, s: &'a State) -> impl Iterator<Item = &'a Envelope> + 'a {
+        let fifo = self.fifo;
+        s.net.iter().enumerate().filter_map(move |(i, e)| {
+            let head = i == 0 || {
+                let p = &s.net[i - 1];
+                if fifo {
+                    (p.from, p.to) != (e.from, e.to)
+                } else {
+                    p != e
+                }
+            };
+            head.then_some(e)
+        })
+    }
+
+    /// Nothing the cores have not yet seen is in flight or due: no message, fence, resync,
+    /// membership or timer. In such a state only kernels can act.
+    pub fn quiet(&self, s: &State) -> bool {
+        s.net.is_empty()
+            && s.fences.is_empty()
+            && !s.resync
+            && s.departing.is_none()
+            && s.cut
+                .is_none_or(|c| s.cores[c as usize].is_none() || s.kernels[c as usize].minority)
+    }
+
+    /// Whether kernels on both sides of a partition would be a majority (the model's own rule:
+    /// more than half of the configured nodes).
+    pub fn majority(&self, side: NodeSet) -> bool {
+        2 * side.len() > self.nodes as usize
     }
 }
 
@@ -384,15 +989,7 @@ pub fn pick_resources(n: u32, count: usize) -> Vec<ResourceId> {
         v.sort_by_key(|x| std::cmp::Reverse(mxfs_core::rendezvous_weight(*x, r)));
         v
     };
-    let swap = |x: NodeId| {
-        if x == 0 {
-            n - 1
-        } else if x == n - 1 {
-            0
-        } else {
-            x
-        }
-    };
+    let swap = |x: NodeId| swap_node(n, x);
     let first = ResourceId::inode(1, 1);
     let want: Vec<NodeId> = rank(&first).into_iter().map(swap).collect();
     let second = (2..1_000_000)
@@ -408,6 +1005,16 @@ pub fn pick_resources(n: u32, count: usize) -> Vec<ResourceId> {
     out
 }
 
+fn swap_node(n: NodeId, x: NodeId) -> NodeId {
+    if x == 0 {
+        n - 1
+    } else if x == n - 1 {
+        0
+    } else {
+        x
+    }
+}
+
 impl Model for MxfsModel {
     type State = State;
     type Action = Step;
@@ -417,7 +1024,7 @@ impl Model for MxfsModel {
         let r = self.resources.len();
         vec![State {
             cores: (0..self.nodes)
-                .map(|i| Some(Core::new(Config::booted(i, self.nodes))))
+                .map(|i| Some(CoreCell::new(Core::new(Config::booted(i, self.nodes)))))
                 .collect(),
             kernels: vec![
                 Kernel {
@@ -428,63 +1035,94 @@ impl Model for MxfsModel {
                 n
             ],
             net: Vec::new(),
+            fifo: self.fifo,
+            epoch: 1,
             cut: None,
+            side: None,
             departing: None,
+            resync: false,
             crashes: 0,
             fences: Vec::new(),
             fence_agents: Vec::new(),
+            timers: Vec::new(),
+            queued: Vec::new(),
+            master_holds: Vec::new(),
             truth: vec![0; r],
             ops_left: self.ops,
+            cancels_left: self.cancels,
+            losses_left: self.losses,
             bad: Violations::default(),
             seen: Seen::default(),
         }]
     }
 
     fn actions(&self, s: &State, acts: &mut Vec<Step>) {
+        // One partition, crash, leave or resync at a time: the next may start once the last
+        // cut node is fenced, the last leaver is out of the membership and the last resync
+        // installed.
+        let settled = s.cut.is_none_or(|c| s.cores[c as usize].is_none())
+            && s.departing.is_none()
+            && !s.resync
+            && s.side.is_none();
         for node in 0..self.nodes {
             let n = node as usize;
             if s.cores[n].is_none() {
                 continue;
             }
             let k = &s.kernels[n];
-            if s.ops_left > 0 && k.pending.is_empty() {
+            let waiting_for_split = self.partition_first && s.side.is_none();
+            if s.ops_left > 0 && k.pending.len() < self.kernel_waits as usize && !waiting_for_split
+            {
                 for i in 0..self.resources.len() as u8 {
-                    // One lock per resource per kernel: a second one would be the kernel
-                    // deadlocking on itself, which the hooks never do.
-                    if k.held.iter().any(|h| h.1 == i) {
+                    // With one process per node, one lock per resource: a second one would be
+                    // the process deadlocking on itself, which the hooks never do.
+                    if self.kernel_waits == 1 && k.held.iter().any(|h| h.res == i) {
                         continue;
                     }
                     for ask in &self.asks {
                         acts.push(Step::Request(node, i, *ask));
                     }
                 }
-                if self.converts {
-                    for (req, _, mode) in &k.held {
-                        let to = if *mode == LockMode::Ex {
-                            LockMode::Pr
-                        } else {
-                            LockMode::Ex
-                        };
-                        acts.push(Step::Convert(node, *req, to));
+                // A second conversion on one node and resource, only if enabled (known bug).
+                let converting = |res: u8| {
+                    k.pending
+                        .iter()
+                        .any(|p| p.res == res && p.kind == Kind::Convert)
+                };
+                for h in &k.held {
+                    if k.pending.iter().any(|p| p.req == h.req)
+                        || (!self.same_node_conversions && converting(h.res))
+                    {
+                        continue;
+                    }
+                    for (from, to) in &self.converts {
+                        if *from == h.mode {
+                            acts.push(Step::Convert(node, h.req, *to));
+                        }
                     }
                 }
             }
-            for (req, _, _) in &k.held {
-                if !k.pending.iter().any(|p| p.0 == *req) {
-                    acts.push(Step::Release(node, *req));
+            for h in &k.held {
+                if !k.pending.iter().any(|p| p.req == h.req) {
+                    acts.push(Step::Release(node, h.req));
                 }
             }
-            // One partition or leave at a time: the next may start once the last cut node is
-            // fenced and the last leaver is out of the membership.
-            let settled =
-                s.cut.is_none_or(|c| s.cores[c as usize].is_none()) && s.departing.is_none();
+            if s.cancels_left > 0 {
+                for p in &k.pending {
+                    if p.kind != Kind::Convert {
+                        acts.push(Step::Cancel(node, p.req));
+                    }
+                }
+            }
             if s.crashes < self.max_crashes && settled {
-                acts.push(Step::Crash(node));
+                if self.partition.is_none() {
+                    acts.push(Step::Crash(node));
+                }
                 let idle = k.held.is_empty() && k.pending.is_empty();
                 let running = s.cores[n]
                     .as_ref()
-                    .is_some_and(|c| c.phase() != Phase::Stopped);
-                if idle && running {
+                    .is_some_and(|c| c.core().phase() != Phase::Stopped);
+                if idle && running && self.partition.is_none() {
                     acts.push(Step::Leave(node));
                 }
             }
@@ -492,10 +1130,23 @@ impl Model for MxfsModel {
                 acts.push(Step::Notice(node));
             }
         }
-        for e in &s.net {
+        if self.partition.is_some() && s.crashes < self.max_crashes && settled {
+            acts.push(Step::Partition);
+        }
+        for (node, req) in &s.timers {
+            acts.push(Step::Timer(*node, *req));
+        }
+        for e in self.deliverable(s) {
             acts.push(Step::Deliver(e.clone()));
         }
-        acts.dedup();
+        if s.losses_left > 0 && settled {
+            for e in self.deliverable(s) {
+                acts.push(Step::Lose(e.clone()));
+            }
+        }
+        if s.resync {
+            acts.push(Step::Resync);
+        }
         for (by, target) in &s.fences {
             acts.push(Step::Fence(*by, *target));
         }
@@ -511,25 +1162,36 @@ impl Model for MxfsModel {
                 let k = &mut s.kernels[node as usize];
                 let req_id = k.next_req;
                 k.next_req += 1;
-                let (mode, flags) = match ask {
-                    Ask::Wait(m) => (m, LockFlags::empty()),
-                    Ask::Try(m) => (m, LockFlags::NOQUEUE),
+                let (mode, flags, kind, timeout_ms) = match ask {
+                    Ask::Wait(m) => (m, LockFlags::empty(), Kind::Queued, 0),
+                    Ask::Try(m) => (m, LockFlags::NOQUEUE, Kind::Try, 0),
+                    Ask::Timed(m) => (m, LockFlags::TIMEOUT_MS, Kind::Timed, REQUEST_TIMEOUT_MS),
                 };
-                k.pending.push((req_id, i, mode, false));
+                k.pending.push(Pending {
+                    req: req_id,
+                    res: i,
+                    mode,
+                    kind,
+                });
                 s.ops_left -= 1;
                 let ev = Event::KernelRequest {
                     req_id,
                     resource: self.res(i),
                     mode,
                     flags,
-                    timeout_ms: 0,
+                    timeout_ms,
                 };
                 self.feed(&mut s, node, ev);
             }
             Step::Convert(node, req_id, mode) => {
                 let k = &mut s.kernels[node as usize];
-                let i = k.held.iter().find(|h| h.0 == req_id)?.1;
-                k.pending.push((req_id, i, mode, true));
+                let i = k.held.iter().find(|h| h.req == req_id)?.res;
+                k.pending.push(Pending {
+                    req: req_id,
+                    res: i,
+                    mode,
+                    kind: Kind::Convert,
+                });
                 s.ops_left -= 1;
                 let ev = Event::KernelRequest {
                     req_id,
@@ -542,28 +1204,49 @@ impl Model for MxfsModel {
             }
             Step::Release(node, req_id) => {
                 let k = &mut s.kernels[node as usize];
-                let at = k.held.iter().position(|h| h.0 == req_id)?;
-                let (_, i, mode) = k.held.remove(at);
-                if mode.is_write() {
+                let at = k.held.iter().position(|h| h.req == req_id)?;
+                let h = k.held.remove(at);
+                let i = h.res as usize;
+                if writes(h.mode) {
                     // The kernel wrote back under the lock: new data, and its own cache has it.
-                    s.truth[i as usize] = s.truth[i as usize].wrapping_add(1);
-                    s.kernels[node as usize].cache[i as usize] = s.truth[i as usize];
+                    s.truth[i] = s.truth[i].wrapping_add(1);
+                    s.kernels[node as usize].cache[i] = s.truth[i];
                 }
                 self.feed(
                     &mut s,
                     node,
                     Event::KernelRelease {
                         req_id,
-                        resource: self.res(i),
+                        resource: self.res(h.res),
+                    },
+                );
+            }
+            Step::Cancel(node, req_id) => {
+                let k = &mut s.kernels[node as usize];
+                let at = k.pending.iter().position(|p| p.req == req_id)?;
+                k.pending.remove(at);
+                s.cancels_left -= 1;
+                s.seen.cancel = true;
+                self.feed(&mut s, node, Event::KernelCancel { req_id });
+            }
+            Step::Timer(node, req_id) => {
+                let at = s.timers.binary_search(&(node, req_id)).ok()?;
+                s.timers.remove(at);
+                self.feed(
+                    &mut s,
+                    node,
+                    Event::Timer {
+                        id: TimerId::Request(req_id),
                     },
                 );
             }
             Step::Deliver(e) => {
-                let at = s.net.binary_search(&e).ok()?;
+                let at = s.net.iter().position(|x| *x == e)?;
                 s.net.remove(at);
-                if let mxfs_core::PeerBody::Bast { .. } = e.msg.body {
+                if let PeerBody::Bast { .. } = e.msg.body {
                     s.seen.bast = true;
                 }
+                self.observe_delivery(&mut s, &e);
                 self.feed(
                     &mut s,
                     e.to,
@@ -573,22 +1256,60 @@ impl Model for MxfsModel {
                     },
                 );
             }
+            Step::Lose(e) => {
+                let at = s.net.iter().position(|x| *x == e)?;
+                s.net.remove(at);
+                s.losses_left -= 1;
+                s.resync = true;
+            }
+            Step::Resync => {
+                s.resync = false;
+                s.seen.resync = true;
+                s.epoch += 1;
+                let members = s.live();
+                for m in members.iter() {
+                    self.membership(&mut s, m, members);
+                }
+            }
             Step::Crash(node) => {
                 s.crashes += 1;
+                s.epoch += 1;
                 s.fence_agents.clear();
                 s.cut = Some(node);
                 s.net.retain(|e| e.from != node && e.to != node);
                 let members = s.live().without(node);
-                let epoch = crash_epoch(s.crashes);
                 for m in members.iter() {
-                    self.feed(&mut s, m, Event::Membership { epoch, members });
+                    self.membership(&mut s, m, members);
                 }
             }
             Step::Notice(node) => {
                 s.kernels[node as usize].minority = true;
                 let members = NodeSet::EMPTY.with(node);
-                let epoch = crash_epoch(s.crashes);
-                self.feed(&mut s, node, Event::Membership { epoch, members });
+                self.membership(&mut s, node, members);
+            }
+            Step::Partition => {
+                let side = self.partition?;
+                let all = s.live();
+                let b = all.minus(side);
+                let a = all.minus(b);
+                s.crashes += 1;
+                s.epoch += 1;
+                s.fence_agents.clear();
+                s.side = Some(side);
+                s.net
+                    .retain(|e| side.contains(e.from) == side.contains(e.to));
+                for group in [a, b] {
+                    if !self.majority(group) {
+                        for m in group.iter() {
+                            s.kernels[m as usize].minority = true;
+                        }
+                    }
+                }
+                for group in [a, b] {
+                    for m in group.iter() {
+                        self.membership(&mut s, m, group);
+                    }
+                }
             }
             Step::Fence(by, target) => {
                 let at = s.fences.binary_search(&(by, target)).ok()?;
@@ -605,13 +1326,15 @@ impl Model for MxfsModel {
                 s.cores[node as usize] = None;
                 s.net.retain(|e| e.to != node);
                 s.fences.retain(|(by, _)| *by != node);
+                s.timers.retain(|(n, _)| *n != node);
+                Self::forget_master(&mut s, node);
             }
             Step::Depart(node) => {
                 s.departing = None;
+                s.epoch += 1;
                 let members = s.live();
-                let epoch = crash_epoch(s.crashes);
                 for m in members.iter() {
-                    self.feed(&mut s, m, Event::Membership { epoch, members });
+                    self.membership(&mut s, m, members);
                 }
                 if !s.fences.iter().any(|(_, t)| *t == node) {
                     s.seen.clean_leave = true;
@@ -622,7 +1345,7 @@ impl Model for MxfsModel {
     }
 
     fn properties(&self) -> Vec<Property<Self>> {
-        vec![
+        let mut ps = vec![
             Property::always(
                 "no two incompatible grants on one resource",
                 |_, s: &State| s.kernel_grants_compatible(),
@@ -652,18 +1375,383 @@ impl Model for MxfsModel {
                 |_, s: &State| s.bad.core_error.is_none(),
             ),
             Property::always(
+                "a compatible newcomer never overtakes an earlier blocked request",
+                |_, s: &State| s.bad.overtaken.is_none(),
+            ),
+            Property::always(
+                "no wait-for cycle once the network is quiet",
+                |m: &MxfsModel, s: &State| !m.quiet(s) || m.wait_for_cycle(s).is_none(),
+            ),
+            Property::always(
                 "every request is answered by quiescence",
                 |m: &MxfsModel, s: &State| s.all_answered() || !m.quiescent(s),
             ),
             Property::sometimes("a grant", |_, s: &State| s.seen.grant),
             Property::sometimes("a deny", |_, s: &State| s.seen.deny),
             Property::sometimes("a BAST", |_, s: &State| s.seen.bast),
-            Property::sometimes("a conversion", |_, s: &State| s.seen.conversion),
-            Property::sometimes("a recovery", |_, s: &State| s.seen.recovery),
-            Property::sometimes("a clean leave without a fence", |_, s: &State| {
-                s.seen.clean_leave
-            }),
-        ]
+        ];
+        if !self.converts.is_empty() {
+            ps.push(Property::sometimes("a conversion", |_, s: &State| {
+                s.seen.conversion
+            }));
+        }
+        if self.max_crashes > 0 || self.losses > 0 {
+            ps.push(Property::sometimes("a recovery", |_, s: &State| {
+                s.seen.recovery
+            }));
+        }
+        if self.max_crashes > 0 && self.partition.is_none() {
+            ps.push(Property::sometimes(
+                "a clean leave without a fence",
+                |_, s: &State| s.seen.clean_leave,
+            ));
+        }
+        if self.asks.iter().any(|a| matches!(a, Ask::Timed(_))) {
+            ps.push(Property::sometimes("a timeout", |_, s: &State| {
+                s.seen.timeout
+            }));
+        }
+        if self.cancels > 0 {
+            ps.push(Property::sometimes("a cancel", |_, s: &State| {
+                s.seen.cancel
+            }));
+        }
+        if self.losses > 0 {
+            ps.push(Property::sometimes(
+                "a resync after a lost message",
+                |_, s: &State| s.seen.resync,
+            ));
+        }
+        if self.kernel_waits > 1 {
+            ps.push(Property::sometimes(
+                "two first requests wait on one node for one resource",
+                |_, s: &State| s.local_queue_formed(),
+            ));
+        }
+        if self.ops >= 3 {
+            ps.push(Property::sometimes(
+                "two first requests wait at a master for one resource",
+                |_, s: &State| s.master_queue_formed(),
+            ));
+        }
+        if self.partition.is_some() {
+            // Without a majority side this is never reached (the tests check that).
+            ps.push(Property::sometimes(
+                "a grant after a partition",
+                |_, s: &State| s.seen.partition_grant,
+            ));
+            ps.push(Property::sometimes(
+                "a deny after a partition",
+                |_, s: &State| s.seen.partition_deny,
+            ));
+        }
+        for m in MODES {
+            let asked = self
+                .asks
+                .iter()
+                .any(|a| matches!(a, Ask::Wait(x) | Ask::Try(x) | Ask::Timed(x) if *x == m));
+            if asked {
+                ps.push(mode_property(m, false));
+            }
+            if self.converts.iter().any(|(_, to)| *to == m) {
+                ps.push(mode_property(m, true));
+            }
+        }
+        ps
+    }
+}
+
+/// Names of the per-mode `sometimes` properties: `[mode][converted]`.
+pub const MODE_PROPERTY_NAMES: [[&str; 2]; 6] = [
+    ["a request granted in NL", "a conversion to NL granted"],
+    ["a request granted in CR", "a conversion to CR granted"],
+    ["a request granted in CW", "a conversion to CW granted"],
+    ["a request granted in PR", "a conversion to PR granted"],
+    ["a request granted in PW", "a conversion to PW granted"],
+    ["a request granted in EX", "a conversion to EX granted"],
+];
+
+fn mode_property(m: LockMode, converted: bool) -> Property<MxfsModel> {
+    let name = MODE_PROPERTY_NAMES[mode_index(m)][usize::from(converted)];
+    // Properties are plain fns: one per (mode, converted).
+    macro_rules! holds {
+        ($mode:expr, $conv:expr) => {
+            |_: &MxfsModel, s: &State| s.holds_mode($mode, $conv)
+        };
+    }
+    use LockMode::*;
+    let f: fn(&MxfsModel, &State) -> bool = match (m, converted) {
+        (Nl, false) => holds!(Nl, false),
+        (Cr, false) => holds!(Cr, false),
+        (Cw, false) => holds!(Cw, false),
+        (Pr, false) => holds!(Pr, false),
+        (Pw, false) => holds!(Pw, false),
+        (Ex, false) => holds!(Ex, false),
+        (Nl, true) => holds!(Nl, true),
+        (Cr, true) => holds!(Cr, true),
+        (Cw, true) => holds!(Cw, true),
+        (Pr, true) => holds!(Pr, true),
+        (Pw, true) => holds!(Pw, true),
+        (Ex, true) => holds!(Ex, true),
+    };
+    Property::sometimes(name, f)
+}
+
+/// Vertices of the wait-for graph that are not kernel requests use "request ids" from the
+/// top of the range: `lock_vertex(i)` is a node's cluster lock on resource `i` (cached or
+/// held), `ask_vertex(i)` its request (first or conversion) in the master's queues for `i`.
+const VERTEX_BASE: ReqId = ReqId::MAX - 64;
+
+/// A node's cluster lock on resource index `i`, as a wait-for vertex "request id".
+pub fn lock_vertex(i: u8) -> ReqId {
+    ReqId::MAX - 2 * ReqId::from(i)
+}
+
+/// A node's entry in the master's convert or wait queue for resource index `i`.
+pub fn ask_vertex(i: u8) -> ReqId {
+    ReqId::MAX - 2 * ReqId::from(i) - 1
+}
+
+/// A vertex of the wait-for graph, for reports: "n1 req 2", "n1 lock on res 0" or "n1 entry
+/// in the master queue of res 0".
+pub fn show(x: (NodeId, ReqId)) -> String {
+    if x.1 <= VERTEX_BASE {
+        return format!("n{} req {}", x.0, x.1);
+    }
+    let d = ReqId::MAX - x.1;
+    if d.is_multiple_of(2) {
+        format!("n{} cluster lock on res {}", x.0, d / 2)
+    } else {
+        format!("n{} entry in the master queue of res {}", x.0, d / 2)
+    }
+}
+
+/// One edge of the wait-for graph: `waiter` (node, req) waits for `blocker` (node, req).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitEdge {
+    /// The waiting request.
+    pub waiter: (NodeId, ReqId),
+    /// What it waits for.
+    pub blocker: (NodeId, ReqId),
+    /// Why: "holds EX", "queued ahead".
+    pub why: String,
+}
+
+impl MxfsModel {
+    /// The wait-for graph over kernel requests: a waiting request waits for every lock on its
+    /// resource held (by any live kernel, other than its own request) in a mode the DLM
+    /// matrix says it cannot coexist with, and for every request queued ahead of it in its
+    /// node's local queue (as the core reports it: this is how a conversion queued behind
+    /// its node's other requests shows).
+    pub fn wait_for_graph(&self, s: &State) -> Vec<WaitEdge> {
+        let mut edges = Vec::new();
+        for (n, k) in s.kernels.iter().enumerate() {
+            let Some(cell) = s.cores[n].as_ref() else {
+                continue;
+            };
+            let local = cell.core().dump_local();
+            for p in &k.pending {
+                let me = (n as NodeId, p.req);
+                for (m, other) in s.kernels.iter().enumerate() {
+                    if s.cores[m].is_none() {
+                        continue;
+                    }
+                    for h in &other.held {
+                        if h.res == p.res && (m, h.req) != (n, p.req) && !compat(h.mode, p.mode) {
+                            edges.push(WaitEdge {
+                                waiter: me,
+                                blocker: (m as NodeId, h.req),
+                                why: format!("holds {}", h.mode.name()),
+                            });
+                        }
+                    }
+                }
+                let res = self.res(p.res);
+                // Other nodes' cluster locks (cached or held): a lock no kernel holds still
+                // blocks until its node gives it up.
+                for (m, other) in s.cores.iter().enumerate() {
+                    let Some(other) = other else { continue };
+                    if m == n {
+                        continue;
+                    }
+                    let held = other
+                        .core()
+                        .dump_local()
+                        .into_iter()
+                        .find(|l| l.resource == res)
+                        .and_then(|l| l.held);
+                    if let Some(h) = held.filter(|h| !compat(*h, p.mode)) {
+                        edges.push(WaitEdge {
+                            waiter: me,
+                            blocker: (m as NodeId, lock_vertex(p.res)),
+                            why: format!("its cluster lock is {}", h.name()),
+                        });
+                    }
+                }
+                // Its node's request at the master, if the node asked for it.
+                edges.push(WaitEdge {
+                    waiter: me,
+                    blocker: (n as NodeId, ask_vertex(p.res)),
+                    why: "its node asked the master".to_string(),
+                });
+                if let Some(l) = local.iter().find(|l| l.resource == res) {
+                    if let Some(at) = l.waiting.iter().position(|w| w.0 == p.req) {
+                        for w in &l.waiting[..at] {
+                            edges.push(WaitEdge {
+                                waiter: me,
+                                blocker: (n as NodeId, w.0),
+                                why: format!("queued ahead ({})", w.1.name()),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        // A node's cluster lock stays while its kernel holds the resource (not for its
+        // waiters: with no holder left it is given up on a BAST), and while the node's own
+        // request for the resource waits at the master (one message per resource in flight:
+        // it cannot release meanwhile).
+        for (m, k) in s.kernels.iter().enumerate() {
+            if s.cores[m].is_none() {
+                continue;
+            }
+            for h in &k.held {
+                edges.push(WaitEdge {
+                    waiter: (m as NodeId, lock_vertex(h.res)),
+                    blocker: (m as NodeId, h.req),
+                    why: "its kernel holds it".to_string(),
+                });
+            }
+        }
+        // The master's queues: converts first, each FIFO; an entry waits for the entries
+        // ahead of it and for the granted locks of other nodes it cannot coexist with.
+        for cell in s.cores.iter().flatten() {
+            for d in cell.core().dump_master() {
+                let Some(i) = self.resources.iter().position(|r| *r == d.resource) else {
+                    continue;
+                };
+                let i = i as u8;
+                let queue: Vec<_> = d.converting.iter().chain(d.waiting.iter()).collect();
+                for (at, e) in queue.iter().enumerate() {
+                    let me = (e.node, ask_vertex(i));
+                    edges.push(WaitEdge {
+                        waiter: (e.node, lock_vertex(i)),
+                        blocker: me,
+                        why: "its node's request waits at the master".to_string(),
+                    });
+                    for a in &queue[..at] {
+                        if a.node != e.node {
+                            edges.push(WaitEdge {
+                                waiter: me,
+                                blocker: (a.node, ask_vertex(i)),
+                                why: format!("queued ahead at the master ({})", a.mode.name()),
+                            });
+                        }
+                    }
+                    for g in &d.granted {
+                        if g.node != e.node && !compat(g.mode, e.mode) {
+                            edges.push(WaitEdge {
+                                waiter: me,
+                                blocker: (g.node, lock_vertex(i)),
+                                why: format!("granted {} at the master", g.mode.name()),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        // Keep only edges into vertices that exist: an ask vertex with no master entry waits
+        // for nothing and blocks nothing.
+        let is_ask =
+            |v: (NodeId, ReqId)| v.1 > VERTEX_BASE && !(ReqId::MAX - v.1).is_multiple_of(2);
+        let asks: Vec<(NodeId, ReqId)> = edges
+            .iter()
+            .filter(|e| is_ask(e.waiter))
+            .map(|e| e.waiter)
+            .collect();
+        edges.retain(|e| {
+            !is_ask(e.blocker) || asks.contains(&e.blocker) || e.waiter.1 > VERTEX_BASE
+        });
+        edges.sort_by_key(|e| (e.waiter, e.blocker));
+        edges.dedup_by(|a, b| (a.waiter, a.blocker) == (b.waiter, b.blocker));
+        edges
+    }
+
+    /// A cycle of the wait-for graph, if any.
+    pub fn wait_for_cycle(&self, s: &State) -> Option<Vec<WaitEdge>> {
+        if s.kernels.iter().all(|k| k.pending.is_empty()) {
+            return None;
+        }
+        let edges = self.wait_for_graph(s);
+        // A request whose timer may still fire can leave the cycle.
+        let timed = |x: &(NodeId, ReqId)| s.timers.binary_search(x).is_ok();
+        let edges: Vec<WaitEdge> = edges.into_iter().filter(|e| !timed(&e.waiter)).collect();
+        fn dfs(
+            at: (NodeId, ReqId),
+            edges: &[WaitEdge],
+            path: &mut Vec<WaitEdge>,
+            done: &mut Vec<(NodeId, ReqId)>,
+        ) -> Option<Vec<WaitEdge>> {
+            if let Some(i) = path.iter().position(|e| e.waiter == at) {
+                return Some(path[i..].to_vec());
+            }
+            if done.contains(&at) {
+                return None;
+            }
+            for e in edges.iter().filter(|e| e.waiter == at) {
+                path.push(e.clone());
+                if let Some(c) = dfs(e.blocker, edges, path, done) {
+                    return Some(c);
+                }
+                path.pop();
+            }
+            done.push(at);
+            None
+        }
+        let mut done = Vec::new();
+        for e in &edges {
+            let mut path = Vec::new();
+            if let Some(c) = dfs(e.waiter, &edges, &mut path, &mut done) {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    /// For a report: every waiting request and the chain of what it waits for.
+    pub fn explain_waits(&self, s: &State) -> Vec<String> {
+        let edges = self.wait_for_graph(s);
+        let mut out = Vec::new();
+        for (n, k) in s.kernels.iter().enumerate() {
+            if s.cores[n].is_none() {
+                continue;
+            }
+            for p in &k.pending {
+                let mut line = format!(
+                    "n{n} req {} waits for {} {:?} on res {}",
+                    p.req,
+                    p.mode.name(),
+                    p.kind,
+                    p.res
+                );
+                let mut at = (n as NodeId, p.req);
+                let mut seen = vec![at];
+                while let Some(e) = edges.iter().find(|e| e.waiter == at) {
+                    line.push_str(&format!(" -> {} ({})", show(e.blocker), e.why));
+                    if seen.contains(&e.blocker) {
+                        line.push_str(" [cycle]");
+                        break;
+                    }
+                    seen.push(e.blocker);
+                    at = e.blocker;
+                }
+                if !edges.iter().any(|e| e.waiter == (n as NodeId, p.req)) {
+                    line.push_str(" -> nothing any kernel or other node holds (lost in the cores)");
+                }
+                out.push(line);
+            }
+        }
+        out
     }
 }
 
@@ -680,19 +1768,19 @@ impl State {
     }
 
     /// Kernel-visible grants (of live nodes, including a cut node until it is fenced) are
-    /// pairwise compatible per resource.
+    /// pairwise compatible per resource, by the model's own matrix.
     pub fn kernel_grants_compatible(&self) -> bool {
         let mut all: Vec<(u8, LockMode)> = Vec::new();
         for (n, k) in self.kernels.iter().enumerate() {
             if self.cores[n].is_none() {
                 continue;
             }
-            all.extend(k.held.iter().map(|(_, i, m)| (*i, *m)));
+            all.extend(k.held.iter().map(|h| (h.res, h.mode)));
         }
         all.iter().enumerate().all(|(a, (ia, ma))| {
             all[a + 1..]
                 .iter()
-                .all(|(ib, mb)| ia != ib || ma.compatible(*mb))
+                .all(|(ib, mb)| ia != ib || compat(*ma, *mb))
         })
     }
 
@@ -701,8 +1789,8 @@ impl State {
         self.cores
             .iter()
             .flatten()
-            .filter(|c| c.phase() == Phase::Normal && c.epoch() > 1)
-            .all(|c| c.master_queue_nodes().is_subset(c.members()))
+            .filter(|c| c.core().phase() == Phase::Normal && c.core().epoch() > 1)
+            .all(|c| c.core().master_queue_nodes().is_subset(c.core().members()))
     }
 
     /// No live kernel waits for a reply.
@@ -711,6 +1799,37 @@ impl State {
             .iter()
             .enumerate()
             .all(|(n, k)| self.cores[n].is_none() || k.pending.is_empty())
+    }
+
+    /// Some live kernel holds a lock in `mode`, reached by a conversion or not.
+    pub fn holds_mode(&self, mode: LockMode, converted: bool) -> bool {
+        self.kernels.iter().enumerate().any(|(n, k)| {
+            self.cores[n].is_some()
+                && k.held
+                    .iter()
+                    .any(|h| h.mode == mode && h.converted == converted)
+        })
+    }
+
+    /// Two queued first requests of one kernel wait for one resource.
+    pub fn local_queue_formed(&self) -> bool {
+        self.kernels.iter().any(|k| {
+            k.pending.iter().enumerate().any(|(i, a)| {
+                a.queued_first()
+                    && k.pending[i + 1..]
+                        .iter()
+                        .any(|b| b.res == a.res && b.kind != Kind::Convert)
+            })
+        })
+    }
+
+    /// Two first-request `Lock`s wait at one master for one resource.
+    pub fn master_queue_formed(&self) -> bool {
+        self.queued.iter().enumerate().any(|(i, a)| {
+            self.queued[i + 1..]
+                .iter()
+                .any(|b| b.master == a.master && b.res == a.res)
+        })
     }
 }
 
@@ -724,8 +1843,146 @@ impl fmt::Display for Step {
                 e.to,
                 mxfs_core::sim::describe_body(&e.msg.body)
             ),
+            Step::Lose(e) => write!(
+                f,
+                "LOSE n{} -> n{}: {}",
+                e.from,
+                e.to,
+                mxfs_core::sim::describe_body(&e.msg.body)
+            ),
             other => write!(f, "{other:?}"),
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Symmetry.
+// ---------------------------------------------------------------------------------------------
+
+/// The renaming of the symmetry for an `n`-node model with resources `res`.
+fn with_relabel<T>(n: NodeId, f: impl FnOnce(&Relabel<'_>) -> T) -> T {
+    let res = cached_resources(n, 2);
+    let swap_res = move |r: &ResourceId| {
+        if *r == res[0] {
+            res[1]
+        } else if *r == res[1] {
+            res[0]
+        } else {
+            *r
+        }
+    };
+    let swap = move |x: NodeId| swap_node(n, x);
+    let map = Relabel {
+        node: &swap,
+        resource: &swap_res,
+    };
+    f(&map)
+}
+
+fn mirror_core(c: &Core, n: NodeId) -> Core {
+    with_relabel(n, |map| c.relabel(map))
+}
+
+/// `s` under the symmetry, with the cores given by `core` (a real relabel for [`mirror`], a
+/// hash swap for [`representative`]).
+fn mirror_with(s: &State, core: impl Fn(&CoreCell) -> CoreCell) -> State {
+    let n = s.cores.len() as NodeId;
+    let sw = |x: NodeId| swap_node(n, x);
+    let swap_index = |i: u8| match i {
+        0 => 1,
+        1 => 0,
+        x => x,
+    };
+    // Destructured, so that a new field fails to compile until it is mirrored.
+    let State {
+        cores,
+        kernels,
+        net,
+        fifo,
+        epoch,
+        cut,
+        side,
+        departing,
+        resync,
+        crashes,
+        fences,
+        fence_agents,
+        timers,
+        queued,
+        master_holds,
+        truth,
+        ops_left,
+        cancels_left,
+        losses_left,
+        bad,
+        seen,
+    } = s;
+    let mut out_cores = vec![None; cores.len()];
+    for (i, c) in cores.iter().enumerate() {
+        out_cores[sw(i as NodeId) as usize] = c.as_ref().map(&core);
+    }
+    let mut out_kernels = vec![Kernel::default(); kernels.len()];
+    for (i, k) in kernels.iter().enumerate() {
+        out_kernels[sw(i as NodeId) as usize] = mirror_kernel(k);
+    }
+    let mut out_net: Vec<Envelope> = with_relabel(n, |map| {
+        net.iter()
+            .map(|e| Envelope {
+                from: sw(e.from),
+                to: sw(e.to),
+                msg: map.msg(&e.msg),
+            })
+            .collect()
+    });
+    if *fifo {
+        out_net.sort_by_key(|e| (e.from, e.to));
+    } else {
+        out_net.sort();
+    }
+    let swap_pairs = |v: &[(NodeId, NodeId)]| {
+        let mut v: Vec<_> = v.iter().map(|(a, b)| (sw(*a), sw(*b))).collect();
+        v.sort();
+        v
+    };
+    let mut out_timers: Vec<_> = timers.iter().map(|(a, r)| (sw(*a), *r)).collect();
+    out_timers.sort();
+    let mut out_holds: Vec<_> = master_holds
+        .iter()
+        .map(|(m, i, x)| (sw(*m), swap_index(*i), sw(*x)))
+        .collect();
+    out_holds.sort();
+    let mut out_truth = truth.clone();
+    out_truth.swap(0, 1);
+    State {
+        cores: out_cores,
+        kernels: out_kernels,
+        net: out_net,
+        fifo: *fifo,
+        epoch: *epoch,
+        cut: cut.map(sw),
+        side: side.map(|side| side.iter().fold(NodeSet::EMPTY, |a, x| a.with(sw(x)))),
+        departing: departing.map(sw),
+        resync: *resync,
+        crashes: *crashes,
+        fences: swap_pairs(fences),
+        fence_agents: swap_pairs(fence_agents),
+        timers: out_timers,
+        queued: queued
+            .iter()
+            .map(|q| Queued {
+                master: sw(q.master),
+                res: swap_index(q.res),
+                node: sw(q.node),
+                ..*q
+            })
+            .collect(),
+        master_holds: out_holds,
+        truth: out_truth,
+        ops_left: *ops_left,
+        cancels_left: *cancels_left,
+        losses_left: *losses_left,
+        bad: bad.clone(),
+        seen: seen.clone(),
     }
 }
 
@@ -736,60 +1993,7 @@ impl fmt::Display for Step {
 /// sequence numbers matters to the core, so the two states behave alike.
 pub fn mirror(s: &State) -> State {
     let n = s.cores.len() as NodeId;
-    let swap_node = move |x: NodeId| {
-        if x == 0 {
-            n - 1
-        } else if x == n - 1 {
-            0
-        } else {
-            x
-        }
-    };
-    let res = cached_resources(n, s.truth.len());
-    let swap_res = move |r: &ResourceId| {
-        if *r == res[0] {
-            res[1]
-        } else if *r == res[1] {
-            res[0]
-        } else {
-            *r
-        }
-    };
-    let map = Relabel {
-        node: &swap_node,
-        resource: &swap_res,
-    };
-    let mut out = s.clone();
-    for (i, c) in s.cores.iter().enumerate() {
-        out.cores[swap_node(i as NodeId) as usize] = c.as_ref().map(|c| c.relabel(&map));
-    }
-    for (i, k) in s.kernels.iter().enumerate() {
-        out.kernels[swap_node(i as NodeId) as usize] = mirror_kernel(k);
-    }
-    out.net = s
-        .net
-        .iter()
-        .map(|e| Envelope {
-            from: swap_node(e.from),
-            to: swap_node(e.to),
-            msg: map.msg(&e.msg),
-        })
-        .collect();
-    out.net.sort();
-    out.cut = s.cut.map(swap_node);
-    out.departing = s.departing.map(swap_node);
-    let swap_pairs = |v: &[(NodeId, NodeId)]| {
-        let mut v: Vec<_> = v
-            .iter()
-            .map(|(a, b)| (swap_node(*a), swap_node(*b)))
-            .collect();
-        v.sort();
-        v
-    };
-    out.fences = swap_pairs(&s.fences);
-    out.fence_agents = swap_pairs(&s.fence_agents);
-    out.truth.swap(0, 1);
-    out
+    mirror_with(s, |c| CoreCell::new(mirror_core(c.core(), n)))
 }
 
 /// `(nodes, count)` and its [`pick_resources`].
@@ -810,46 +2014,21 @@ fn cached_resources(n: u32, count: usize) -> Vec<ResourceId> {
     })
 }
 
-/// Representative of `s`'s symmetry class {s, mirror(s)}, chosen by a hash of the cheap
-/// part of the state (kernels, truth, cut) first, and of the whole state only on a tie, so
-/// that the cores are renamed only when the mirror image is the one kept.
-/// Valid for models whose resources are `pick_resources(nodes, count)`.
+/// Representative of `s`'s symmetry class {s, mirror(s)}: the one with the smaller
+/// fingerprint. It is only fingerprinted by the checker, so its cores are not renamed: each
+/// carries the hash of its mirror image (computed when the core last changed), which is what
+/// [`CoreCell`]'s `Hash` and `Eq` use. Valid for models whose resources are
+/// `pick_resources(nodes, 2)`.
 pub fn representative(s: &State) -> State {
-    use std::hash::{Hash, Hasher};
-    fn fp<T: Hash>(x: &T) -> u64 {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        x.hash(&mut h);
-        h.finish()
-    }
     let n = s.cores.len() as NodeId;
-    let swap_node = |x: NodeId| {
-        if x == 0 {
-            n - 1
-        } else if x == n - 1 {
-            0
-        } else {
-            x
-        }
-    };
-    let mut kernels = s.kernels.clone();
-    for (i, k) in s.kernels.iter().enumerate() {
-        kernels[swap_node(i as NodeId) as usize] = mirror_kernel(k);
-    }
-    let mut truth = s.truth.clone();
-    truth.swap(0, 1);
-    let mine = fp(&(&s.kernels, &s.truth, s.cut));
-    let theirs = fp(&(&kernels, &truth, s.cut.map(swap_node)));
-    match mine.cmp(&theirs) {
-        std::cmp::Ordering::Less => s.clone(),
-        std::cmp::Ordering::Greater => mirror(s),
-        std::cmp::Ordering::Equal => {
-            let t = mirror(s);
-            if fp(&t) < fp(s) {
-                t
-            } else {
-                s.clone()
-            }
-        }
+    let t = mirror_with(s, |c| CoreCell {
+        hash: c.mirror_hash(n),
+        inner: c.inner.clone(),
+    });
+    if fast_hash(&t) < fast_hash(s) {
+        t
+    } else {
+        s.clone()
     }
 }
 
@@ -861,10 +2040,10 @@ fn mirror_kernel(k: &Kernel) -> Kernel {
     };
     let mut k = k.clone();
     for p in k.pending.iter_mut() {
-        p.1 = swap_index(p.1);
+        p.res = swap_index(p.res);
     }
     for h in k.held.iter_mut() {
-        h.1 = swap_index(h.1);
+        h.res = swap_index(h.res);
     }
     k.held.sort();
     k.cache.swap(0, 1);
