@@ -138,6 +138,9 @@ pub struct MxfsModel {
     /// [`pick_resources`] and a partition side that the node swap maps onto itself); cores
     /// then also carry the hash of their mirror image.
     pub symmetry: bool,
+    /// Nodes whose kernel refuses every `CACHE_INVAL` (answers `EBUSY`): the core must then
+    /// grant them nothing that needs fresh pages. Must be mapped onto itself by the symmetry.
+    pub refuse_inval: NodeSet,
 }
 
 /// A message in flight.
@@ -500,6 +503,9 @@ pub enum Step {
     Depart(NodeId),
 }
 
+/// What a kernel of [`MxfsModel::refuse_inval`] answers to a `CACHE_INVAL` (`-EBUSY`).
+pub const INVAL_REFUSED_ERRNO: i32 = -16;
+
 impl MxfsModel {
     /// The `just model` scenario: 3 nodes, 2 resources, 1 crash, 3 kernel operations (queued
     /// PR or EX requests, or PR <-> EX conversions), releases free, FIFO channels. See
@@ -520,6 +526,7 @@ impl MxfsModel {
             partition_first: false,
             fifo: true,
             symmetry: true,
+            refuse_inval: NodeSet::EMPTY,
         }
     }
 
@@ -577,6 +584,15 @@ impl MxfsModel {
                 },
             ),
             (
+                "refused inval: 2 ops, PR/EX, PR<->EX, node 1's kernel refuses every CACHE_INVAL",
+                MxfsModel {
+                    ops: 2,
+                    max_crashes: 0,
+                    refuse_inval: NodeSet::EMPTY.with(1),
+                    ..MxfsModel::exhaustive()
+                },
+            ),
+            (
                 "faults: 2 ops, timed EX, PR, 1 cancel, 1 lost message + resync, no crash",
                 MxfsModel {
                     ops: 2,
@@ -624,6 +640,7 @@ impl MxfsModel {
             partition_first: false,
             fifo: true,
             symmetry: false,
+            refuse_inval: NodeSet::EMPTY,
         }
     }
 
@@ -665,8 +682,22 @@ impl MxfsModel {
         if let Err(e) = checked {
             s.bad.core_error.get_or_insert(format!("n{node}: {e}"));
         }
+        let mut invals = Vec::new();
         for a in out {
+            if let Action::Kernel(KernelMsg::CacheInval { resource, .. }) = &a {
+                invals.push(*resource);
+            }
             self.apply(s, node, a);
+        }
+        // The kernel answers each invalidation once the batch is carried out: done, or
+        // refused by a kernel of `refuse_inval`.
+        for resource in invals {
+            let errno = if self.refuse_inval.contains(node) {
+                INVAL_REFUSED_ERRNO
+            } else {
+                0
+            };
+            self.feed(s, node, Event::CacheInvalDone { resource, errno });
         }
     }
 
@@ -829,6 +860,7 @@ impl MxfsModel {
 
     fn kernel(&self, s: &mut State, n: usize, k: KernelMsg) {
         match k {
+            KernelMsg::CacheInval { .. } if self.refuse_inval.contains(n as NodeId) => {}
             KernelMsg::CacheInval { ino, .. } => {
                 let i = self
                     .resources
