@@ -375,13 +375,7 @@ impl NodeTable {
     /// Denies every waiting kernel request with `errno` (the node stopped granting).
     pub(crate) fn deny_all_waiters(&mut self, errno: i32, cx: &mut Ctx) {
         for (resource, l) in self.local.iter_mut() {
-            for w in l.waiters.drain(..) {
-                if w.timer {
-                    cx.cancel_timer(w.req_id);
-                }
-                cx.deny(w.req_id, *resource, errno);
-                stop_waiting(&mut self.reqs, w.req_id);
-            }
+            deny_waiters(l, resource, &mut self.reqs, errno, cx);
         }
     }
 
@@ -662,13 +656,7 @@ impl NodeTable {
             return Ok(());
         }
         let errno = if errno < 0 { errno } else { EIO };
-        for w in l.waiters.drain(..) {
-            if w.timer {
-                cx.cancel_timer(w.req_id);
-            }
-            cx.deny(w.req_id, resource, errno);
-            stop_waiting(&mut self.reqs, w.req_id);
-        }
+        deny_waiters(l, &resource, &mut self.reqs, errno, cx);
         l.bast = true;
         self.pump(&resource, normal, cx);
         Ok(())
@@ -713,6 +701,23 @@ impl NodeTable {
             .iter()
             .map(|(r, l)| l.dump(*r, master_of(members, r)))
             .collect()
+    }
+}
+
+/// Denies every kernel request waiting on `l` with `errno`.
+fn deny_waiters(
+    l: &mut LocalRes,
+    resource: &ResourceId,
+    reqs: &mut BTreeMap<ReqId, ReqState>,
+    errno: i32,
+    cx: &mut Ctx,
+) {
+    for w in l.waiters.drain(..) {
+        if w.timer {
+            cx.cancel_timer(w.req_id);
+        }
+        cx.deny(w.req_id, *resource, errno);
+        stop_waiting(reqs, w.req_id);
     }
 }
 
