@@ -177,19 +177,24 @@ impl Cluster {
         }
     }
 
+    /// Takes the armed timer with the earliest deadline at or before `now_ms`, if any.
+    pub fn pop_due_timer(&mut self) -> Option<(NodeId, TimerId)> {
+        let now_ms = self.now_ms;
+        let i = self
+            .timers
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.2 <= now_ms)
+            .min_by_key(|(_, t)| t.2)
+            .map(|(i, _)| i)?;
+        let (node, id, _) = self.timers.remove(i);
+        Some((node, id))
+    }
+
     /// Advances time to `now_ms` and fires due timers in deadline order.
     pub fn advance(&mut self, now_ms: u64) {
         self.now_ms = now_ms;
-        loop {
-            let due = self
-                .timers
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| t.2 <= now_ms)
-                .min_by_key(|(_, t)| t.2)
-                .map(|(i, _)| i);
-            let Some(i) = due else { break };
-            let (node, id, _) = self.timers.remove(i);
+        while let Some((node, id)) = self.pop_due_timer() {
             if self.cores[node as usize].is_some() {
                 let _ = self.event(node, Event::Timer { id });
             }

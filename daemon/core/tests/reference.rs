@@ -554,17 +554,7 @@ impl Sut {
     /// Advances time to `now_ms`, firing due timers in deadline order through [`Sut::ev`].
     fn advance(&mut self, now_ms: u64) {
         self.c.now_ms = now_ms;
-        loop {
-            let due = self
-                .c
-                .timers
-                .iter()
-                .enumerate()
-                .filter(|(_, t)| t.2 <= now_ms)
-                .min_by_key(|(_, t)| t.2)
-                .map(|(i, _)| i);
-            let Some(i) = due else { break };
-            let (node, id, _) = self.c.timers.remove(i);
+        while let Some((node, id)) = self.c.pop_due_timer() {
             let _ = self.ev(node, Event::Timer { id });
         }
     }
