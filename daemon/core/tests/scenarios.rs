@@ -221,6 +221,58 @@ fn conversion_deadlock_denies_one_converter() {
     );
 }
 
+/// Two holders on one node both convert PR -> CW: each waits for the other's PR, a local
+/// conversion deadlock. The newer is denied `EDEADLK` and keeps PR; once it releases, the
+/// older converts. (Before the fix both waited for ever.)
+#[test]
+fn two_local_conversions_that_block_each_other_are_a_deadlock() {
+    let mut c = Cluster::new(2);
+    let r = res_mastered_by(1, NodeSet::first(2));
+    c.request(0, 1, r, LockMode::Pr).unwrap();
+    c.request(0, 2, r, LockMode::Pr).unwrap();
+    c.settle();
+    let conv = |req_id| Event::KernelRequest {
+        req_id,
+        resource: r,
+        mode: LockMode::Cw,
+        flags: LockFlags::CONVERT,
+        timeout_ms: 0,
+    };
+    c.event(0, conv(1)).unwrap();
+    c.event(0, conv(2)).unwrap();
+    c.settle();
+    assert_eq!(c.denied(0, 2), Some(EDEADLK));
+    assert_eq!(c.denied(0, 1), None, "the older conversion still waits");
+    c.release(0, 2, r).unwrap();
+    c.settle();
+    assert_eq!(c.core(0).dump_local()[0].holders, vec![(1, LockMode::Cw)]);
+}
+
+/// A down-conversion is granted at once even behind a conversion it blocks, which it then
+/// unblocks (before the fix a node served its conversions strictly FIFO and both waited).
+#[test]
+fn down_conversion_is_not_queued_behind_a_conversion_it_blocks() {
+    let mut c = Cluster::new(2);
+    let r = res_mastered_by(1, NodeSet::first(2));
+    c.request(0, 1, r, LockMode::Pr).unwrap();
+    c.request(0, 2, r, LockMode::Nl).unwrap();
+    c.settle();
+    let conv = |req_id, mode| Event::KernelRequest {
+        req_id,
+        resource: r,
+        mode,
+        flags: LockFlags::CONVERT,
+        timeout_ms: 0,
+    };
+    c.event(0, conv(2, LockMode::Cw)).unwrap();
+    c.settle();
+    c.event(0, conv(1, LockMode::Nl)).unwrap();
+    c.settle();
+    let mut holders = c.core(0).dump_local()[0].holders.clone();
+    holders.sort();
+    assert_eq!(holders, vec![(1, LockMode::Nl), (2, LockMode::Cw)]);
+}
+
 #[test]
 fn recovery_purges_lost_holder_and_grants_waiter() {
     let mut c = Cluster::new(3);
