@@ -937,6 +937,14 @@ impl MxfsModel {
                 s.seen.recovery = true;
             }
             KernelMsg::NodeStatus { .. } => {}
+            // The core does not call back yet; once it does, the model's kernels must answer
+            // (issue 10 item 3). Until then a callback fails the run instead of vanishing.
+            KernelMsg::Callback { req_id, .. } => {
+                s.bad.core_error.get_or_insert(format!(
+                    "node n{n}: LOCK_CALLBACK for request {req_id}, which the model's kernels \
+                     do not answer yet"
+                ));
+            }
         }
     }
 

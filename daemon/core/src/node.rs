@@ -86,7 +86,8 @@ impl Default for NodeTable {
 }
 
 /// `CACHE_INVAL` for `resource`, or `None` for `AG` resources (metadata buffers, no page
-/// cache: the AG buffers are re-read under the lock by XFS itself).
+/// cache: the AG buffers are re-read under the lock by XFS itself). A `VOLUME` resource
+/// covers the whole volume: ino 0 (no XFS inode has that number), offset 0, length 0.
 pub(crate) fn cache_inval(resource: &ResourceId) -> Option<KernelMsg> {
     match resource.kind {
         ResourceType::Inode => Some(KernelMsg::CacheInval {
@@ -104,6 +105,13 @@ pub(crate) fn cache_inval(resource: &ResourceId) -> Option<KernelMsg> {
             len: mxfs_proto::EXTENT_CHUNK_BYTES,
         }),
         ResourceType::Ag => None,
+        ResourceType::Volume => Some(KernelMsg::CacheInval {
+            resource: *resource,
+            volume: resource.volume,
+            ino: 0,
+            offset: 0,
+            len: 0,
+        }),
     }
 }
 

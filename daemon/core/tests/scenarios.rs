@@ -27,6 +27,35 @@ fn local_grant_release_then_cached_regrant_without_network() {
     );
 }
 
+/// Level 0: one VOLUME resource covers the whole volume, so its invalidation names no inode:
+/// `CACHE_INVAL(volume, ino 0, offset 0, len 0)`, before the first grant and before the grant
+/// after another node wrote.
+#[test]
+fn volume_lock_invalidates_the_whole_volume_before_its_grants() {
+    let whole = |k: &KernelMsg| {
+        matches!(k, KernelMsg::CacheInval { volume: 9, ino: 0, offset: 0, len: 0, resource }
+            if *resource == ResourceId::volume(9))
+    };
+    let mut c = Cluster::new(2);
+    let r = ResourceId::volume(9);
+    c.request(0, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    assert!(c.granted(0, 1));
+    assert!(whole(&c.kernel[0][0]), "{:?}", c.kernel[0]);
+    assert!(matches!(c.kernel[0][1], KernelMsg::Grant { req_id: 1, .. }));
+    c.release(0, 1, r).unwrap();
+    c.settle();
+    c.request(1, 2, r, LockMode::Pr).unwrap();
+    c.settle();
+    assert!(c.granted(1, 2));
+    let k = &c.kernel[1];
+    let g = k
+        .iter()
+        .position(|m| matches!(m, KernelMsg::Grant { req_id: 2, .. }))
+        .unwrap();
+    assert!(g > 0 && whole(&k[g - 1]), "{k:?}");
+}
+
 #[test]
 fn bast_takes_back_cached_lock_and_waiter_gets_grant_with_inval() {
     let mut c = Cluster::new(2);
