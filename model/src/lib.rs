@@ -210,6 +210,9 @@ pub struct Kernel {
     pub cache: Vec<u8>,
     /// The node learnt it is in a minority partition.
     pub minority: bool,
+    /// Held requests called back (`LOCK_CALLBACK`), with the mode the kernel may keep, until
+    /// released or converted. The kernel answers with a release (any `Release` step).
+    pub called: Vec<(ReqId, LockMode)>,
 }
 
 /// A first-request `Lock` a master received and has not answered yet (master-queue fairness).
@@ -275,6 +278,8 @@ pub struct Seen {
     pub partition_grant: bool,
     /// After a partition, a kernel got a deny.
     pub partition_deny: bool,
+    /// A kernel was called back for a lock it holds.
+    pub callback: bool,
 }
 
 impl PartialEq for Seen {
@@ -906,6 +911,7 @@ impl MxfsModel {
                 if converted {
                     s.seen.conversion = true;
                     kn.held.retain(|h| h.req != req_id);
+                    kn.called.retain(|(r, _)| *r != req_id);
                 }
                 kn.held.push(Held {
                     req: req_id,
@@ -937,13 +943,40 @@ impl MxfsModel {
                 s.seen.recovery = true;
             }
             KernelMsg::NodeStatus { .. } => {}
-            // The core does not call back yet; once it does, the model's kernels must answer
-            // (issue 10 item 3). Until then a callback fails the run instead of vanishing.
-            KernelMsg::Callback { req_id, .. } => {
-                s.bad.core_error.get_or_insert(format!(
-                    "node n{n}: LOCK_CALLBACK for request {req_id}, which the model's kernels \
-                     do not answer yet"
-                ));
+            // A callback must name a lock this kernel holds and let it keep a weaker mode
+            // (never EX); a second one only asks it to keep less. The kernel answers by
+            // releasing the lock (a `Release` step, which the checker tries at every point).
+            KernelMsg::Callback { req_id, mode, .. } => {
+                s.seen.callback = true;
+                let kn = &mut s.kernels[n];
+                let Some(h) = kn.held.iter().find(|h| h.req == req_id) else {
+                    s.bad.core_error.get_or_insert(format!(
+                        "node n{n}: LOCK_CALLBACK for request {req_id}, which the kernel does \
+                         not hold"
+                    ));
+                    return;
+                };
+                let told = kn.called.iter().find(|(r, _)| *r == req_id).map(|c| c.1);
+                let weaker = |a: LockMode, b: LockMode| {
+                    a != b
+                        && LockMode::ALL
+                            .iter()
+                            .all(|x| !compat(a, *x) || compat(b, *x))
+                };
+                if mode == LockMode::Ex
+                    || !weaker(h.mode, mode)
+                    || told.is_some_and(|t| !weaker(t, mode))
+                {
+                    s.bad.core_error.get_or_insert(format!(
+                        "node n{n}: LOCK_CALLBACK for request {req_id} (held {:?}, told {told:?}) \
+                         may keep {mode:?}",
+                        h.mode
+                    ));
+                    return;
+                }
+                kn.called.retain(|(r, _)| *r != req_id);
+                kn.called.push((req_id, mode));
+                kn.called.sort();
             }
         }
     }
@@ -961,6 +994,7 @@ impl MxfsModel {
             }
         }
         s.kernels[t].pending.clear();
+        s.kernels[t].called.clear();
         s.net.retain(|e| e.from != target && e.to != target);
         s.fences.retain(|(by, _)| *by != target);
         s.timers.retain(|(n, _)| *n != target);
@@ -1002,6 +1036,41 @@ impl MxfsModel {
             && s.departing.is_none()
             && s.cut
                 .is_none_or(|c| s.cores[c as usize].is_none() || s.kernels[c as usize].minority)
+    }
+
+    /// Kernels cache locks until called back (DESIGN.md §5.2), so every kernel holder whose
+    /// mode blocks a conversion queued at a master, or the head of a master's wait queue, has
+    /// been called back with a mode that no longer blocks it. Judged once the network is
+    /// quiet, on live majority nodes.
+    pub fn blockers_called_back(&self, s: &State) -> Result<(), String> {
+        for cell in s.cores.iter().flatten() {
+            for d in cell.core().dump_master() {
+                let Some(i) = self.resources.iter().position(|r| *r == d.resource) else {
+                    continue;
+                };
+                for e in d.converting.iter().chain(d.waiting.first()) {
+                    for (k, kn) in s.kernels.iter().enumerate() {
+                        if k as NodeId == e.node || s.cores[k].is_none() || kn.minority {
+                            continue;
+                        }
+                        for h in kn.held.iter().filter(|h| h.res as usize == i) {
+                            if compat(h.mode, e.mode) {
+                                continue;
+                            }
+                            let told = kn.called.iter().find(|(r, _)| *r == h.req).map(|c| c.1);
+                            if !told.is_some_and(|t| compat(t, e.mode)) {
+                                return Err(format!(
+                                    "n{k} req {} holds {:?} on res {i}, blocking n{}'s {:?} at \
+                                     the master, and was called back with {told:?}",
+                                    h.req, h.mode, e.node, e.mode
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Whether kernels on both sides of a partition would be a majority (the model's own rule:
@@ -1231,6 +1300,7 @@ impl Model for MxfsModel {
                 let k = &mut s.kernels[node as usize];
                 let at = k.held.iter().position(|h| h.req == req_id)?;
                 let h = k.held.remove(at);
+                k.called.retain(|(r, _)| *r != req_id);
                 let i = h.res as usize;
                 if writes(h.mode) {
                     // The kernel wrote back under the lock: new data, and its own cache has it.
@@ -1408,12 +1478,17 @@ impl Model for MxfsModel {
                 |m: &MxfsModel, s: &State| !m.quiet(s) || m.wait_for_cycle(s).is_none(),
             ),
             Property::always(
+                "every holder blocking a queued request is called back once the network is quiet",
+                |m: &MxfsModel, s: &State| !m.quiet(s) || m.blockers_called_back(s).is_ok(),
+            ),
+            Property::always(
                 "every request is answered by quiescence",
                 |m: &MxfsModel, s: &State| s.all_answered() || !m.quiescent(s),
             ),
             Property::sometimes("a grant", |_, s: &State| s.seen.grant),
             Property::sometimes("a deny", |_, s: &State| s.seen.deny),
             Property::sometimes("a BAST", |_, s: &State| s.seen.bast),
+            Property::sometimes("a callback", |_, s: &State| s.seen.callback),
         ];
         if !self.converts.is_empty() {
             ps.push(Property::sometimes("a conversion", |_, s: &State| {

@@ -553,7 +553,7 @@ mod tests {
             mode: LockMode::Ex,
             seq: 9,
             since_ms: 0,
-            bast_sent: false,
+            bast_sent: None,
         });
         assert!(core
             .check_invariants()

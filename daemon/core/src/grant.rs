@@ -243,6 +243,20 @@ pub(crate) fn mode_to_ask(held: Option<LockMode>, want: LockMode) -> LockMode {
     held.map_or(want, |h| sup(h, want))
 }
 
+/// The strongest mode a holder of `held` may keep when called back for a request blocked in
+/// `blocked`: covered by `held` and compatible with `blocked` (NL at worst: release). A
+/// holder is called back only when `held` blocks `blocked`, so this is weaker than `held`,
+/// and never EX (which the wire format refuses in a callback).
+pub(crate) fn callback_keeps(held: LockMode, blocked: LockMode) -> LockMode {
+    let mut keep = LockMode::Nl;
+    for m in LockMode::ALL {
+        if covers(held, m) && compatible(m, blocked) && covers(m, keep) {
+            keep = m;
+        }
+    }
+    keep
+}
+
 /// The weakest lock that still covers every local holder (`None`: nobody holds it).
 pub(crate) fn needed_by(holders: impl IntoIterator<Item = LockMode>) -> Option<LockMode> {
     holders.into_iter().reduce(sup)
@@ -285,6 +299,20 @@ mod tests {
         assert_eq!(needed_by([]), None);
         assert_eq!(mode_to_ask(None, Cw), Cw);
         assert_eq!(mode_to_ask(Some(Pr), Cw), Pw);
+        // Called back: keep the strongest mode the blocked request can live with.
+        assert_eq!(callback_keeps(Ex, Pr), Pr);
+        assert_eq!(callback_keeps(Ex, Ex), Nl);
+        assert_eq!(callback_keeps(Pw, Cr), Pw);
+        assert_eq!(callback_keeps(Pw, Cw), Cw);
+        assert_eq!(callback_keeps(Cw, Pr), Cr);
+        assert_eq!(callback_keeps(Pr, Nl), Pr);
+        for h in LockMode::ALL {
+            for b in LockMode::ALL {
+                let k = callback_keeps(h, b);
+                assert!(covers(h, k) && compatible(k, b), "{h:?} {b:?}");
+                assert!(compatible(h, b) || (k != h && k != Ex), "{h:?} {b:?}");
+            }
+        }
     }
 
     fn g(node: NodeId, mode: LockMode) -> Granted {
@@ -293,7 +321,7 @@ mod tests {
             mode,
             seq: 1,
             since_ms: 0,
-            bast_sent: false,
+            bast_sent: None,
         }
     }
 

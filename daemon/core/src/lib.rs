@@ -352,7 +352,9 @@ pub enum KernelMsg {
     /// `LOCK_CALLBACK` (DESIGN.md §5.2): another node needs the lock the kernel holds cached
     /// through `req_id`. The kernel answers after its clean point with `LOCK_RELEASE`
     /// ([`Event::KernelRelease`]) or a down-conversion to `mode` or weaker (`LOCK_REQ` with
-    /// `CONVERT`). Not emitted yet.
+    /// `CONVERT`). Sent once a BAST asks for the lock, to each holder whose mode blocks the
+    /// waiting request, once; again only to ask it to keep less. The node's lock passes on
+    /// only after the kernel's answer.
     Callback {
         /// The granted request through which the kernel holds the lock.
         req_id: ReqId,

@@ -14,7 +14,9 @@ pub(crate) struct Granted {
     pub mode: LockMode,
     pub seq: u64,
     pub since_ms: u64,
-    pub bast_sent: bool,
+    /// The BASTs sent for this grant asked for this mode (the supremum of the blocked modes
+    /// named); another is sent only for a request it does not cover.
+    pub bast_sent: Option<LockMode>,
 }
 
 /// A convert or wait queue entry on the master.
@@ -292,14 +294,14 @@ impl MasterTable {
             Some(g) => {
                 g.mode = mode;
                 g.seq = seq;
-                g.bast_sent = false;
+                g.bast_sent = None;
             }
             None => m.granted.push(Granted {
                 node: from,
                 mode,
                 seq,
                 since_ms: cx.now_ms,
-                bast_sent: false,
+                bast_sent: None,
             }),
         }
         self.grant_msg(cx, from, resource, mode, seq);
@@ -335,7 +337,7 @@ impl MasterTable {
             Some(t) => {
                 let g = &mut m.granted[gi];
                 g.mode = t;
-                g.bast_sent = false;
+                g.bast_sent = None;
             }
         }
         if gives_up_write(old, to) {
@@ -385,12 +387,13 @@ impl MasterTable {
         self.early_cancels.insert((from, resource), seq);
     }
 
-    /// Sends a BAST for a blocked request of `node` in `mode` to each blocker not told yet.
+    /// Sends a BAST for a blocked request of `node` in `mode` to each blocker not yet told of
+    /// a request at least as strong.
     fn send_basts(&mut self, resource: &ResourceId, node: NodeId, mode: LockMode, cx: &mut Ctx) {
         let m = self.res.get_mut(resource).expect("present");
         for g in m.granted.iter_mut() {
-            if grant::blocks(g, node, mode) && !g.bast_sent {
-                g.bast_sent = true;
+            if grant::blocks(g, node, mode) && !g.bast_sent.is_some_and(|b| covers(b, mode)) {
+                g.bast_sent = Some(g.bast_sent.map_or(mode, |b| grant::sup(b, mode)));
                 cx.send(
                     g.node,
                     PeerBody::Bast {
@@ -480,7 +483,7 @@ impl MasterTable {
             mode,
             seq: 0,
             since_ms: cx.now_ms,
-            bast_sent: false,
+            bast_sent: None,
         });
         Ok(())
     }

@@ -51,6 +51,12 @@ pub(crate) struct LocalRes {
     pub waiters: VecDeque<Waiter>,
     pub outstanding: Option<Outstanding>,
     pub bast: bool,
+    /// What the BASTs since the lock was last given up asked for: the supremum of their
+    /// blocked modes, so a mode compatible with it is compatible with each of them.
+    pub blocked: Option<LockMode>,
+    /// Holders the kernel was sent a `LOCK_CALLBACK` for, with the mode it may keep, until
+    /// the holder releases or converts. A holder is called again only to keep less.
+    pub called: Vec<(ReqId, LockMode)>,
 }
 
 /// Where a kernel request stands.
@@ -296,6 +302,7 @@ impl NodeTable {
             .get_mut(&st.resource)
             .expect("a granted request has a resource");
         l.holders.retain(|(id, _)| *id != req_id);
+        l.called.retain(|(id, _)| *id != req_id);
         if st.waiting {
             // Its conversion dies with it, silently: the kernel released the lock. A `Lock`
             // sent for it is withdrawn, or it would block later requests at the master
@@ -380,7 +387,7 @@ impl NodeTable {
     pub(crate) fn void_in_flight(&mut self) {
         for l in self.local.values_mut() {
             l.outstanding = None;
-            l.bast = false;
+            l.clear_bast();
         }
     }
 
@@ -424,7 +431,7 @@ impl NodeTable {
             // A BAST about a lock this node neither holds nor awaits is stale (it may arrive
             // after its lock was given up); keeping it would block the next request (found by
             // the proptest, see `tests/regressions.rs`).
-            l.bast = false;
+            l.clear_bast();
         }
         if l.inval.is_some() {
             // Nothing is granted, asked for or given up until the kernel answers the
@@ -452,6 +459,8 @@ impl NodeTable {
                     .find(|(id, _)| *id == w.req_id)
                     .expect("holder");
                 h.1 = w.mode;
+                // A new mode: called back again if it still blocks.
+                l.called.retain(|(id, _)| *id != w.req_id);
             } else {
                 l.holders.push((w.req_id, w.mode));
             }
@@ -512,6 +521,34 @@ impl NodeTable {
             return;
         }
         let l = self.local.get_mut(resource).expect("present");
+        // Callbacks: a BAST asked for the lock; every holder whose mode blocks what it asked
+        // for is called back once, so the kernel ends its use (clean point) and releases or
+        // down-converts (DESIGN.md §5.2). The lock itself goes back in step 7, once the
+        // holders allow.
+        if let (true, Some(blocked)) = (normal, l.blocked) {
+            for (req_id, mode) in l.holders.iter() {
+                if grant::compatible(*mode, blocked) {
+                    continue;
+                }
+                // Called back already to keep a mode that blocks nothing now: nothing new to
+                // say. Otherwise ask it to keep less than it was last told.
+                let told = l.called.iter_mut().find(|(id, _)| id == req_id);
+                let base = told.as_ref().map_or(*mode, |(_, t)| *t);
+                if grant::compatible(base, blocked) {
+                    continue;
+                }
+                let keep = grant::callback_keeps(base, blocked);
+                match told {
+                    Some((_, t)) => *t = keep,
+                    None => l.called.push((*req_id, keep)),
+                }
+                cx.kernel(KernelMsg::Callback {
+                    req_id: *req_id,
+                    resource: *resource,
+                    mode: keep,
+                });
+            }
+        }
         // 5. A conversion that needs the master goes before the first request whose `Lock`
         //    is in flight: withdraw that `Lock`, so the conversion's need (and any conversion
         //    deadlock across nodes) reaches the master now (found by the proptest's wait-for
@@ -654,7 +691,7 @@ impl NodeTable {
                 self.pump(&resource, normal, cx);
                 Ok(())
             }
-            PeerBody::Bast { resource, .. } => {
+            PeerBody::Bast { resource, mode } => {
                 let l = self
                     .local
                     .get_mut(&resource)
@@ -664,6 +701,7 @@ impl NodeTable {
                     return Err(Reject::Stale("bast for a lock not held"));
                 }
                 l.bast = true;
+                l.blocked = Some(l.blocked.map_or(mode, |b| grant::sup(b, mode)));
                 self.pump(&resource, normal, cx);
                 Ok(())
             }
@@ -832,6 +870,13 @@ impl LocalRes {
         self.waiters.remove(at)
     }
 
+    /// No BAST is pending any more (the lock was given up, the BAST was stale, or a new epoch
+    /// voided it): new holders may come. Callbacks already sent stay in force.
+    fn clear_bast(&mut self) {
+        self.bast = false;
+        self.blocked = None;
+    }
+
     /// Withdraws the `Lock` in flight for `req_id`, if any, with a `Cancel` to the master: no
     /// local request wants its answer any more (a grant that crosses the cancel is cached).
     fn withdraw(&mut self, req_id: ReqId, resource: &ResourceId, cx: &mut Ctx) {
@@ -871,7 +916,7 @@ impl LocalRes {
     fn give_up(&mut self, from: LockMode, to: Option<LockMode>, seq: u64) {
         debug_assert!(to.is_none_or(|t| covers(from, t)));
         self.held = to;
-        self.bast = false;
+        self.clear_bast();
         // The ack's version is this node's only if its pages were current: after a refused
         // invalidation they are not, and the next grant must invalidate again.
         self.outstanding = Some(Outstanding::Release {

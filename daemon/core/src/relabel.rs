@@ -164,6 +164,8 @@ impl Core {
                     waiters,
                     outstanding,
                     bast,
+                    blocked,
+                    called,
                 } = l;
                 let l = LocalRes {
                     held: *held,
@@ -173,6 +175,8 @@ impl Core {
                     waiters: waiters.clone(),
                     outstanding: outstanding.clone(),
                     bast: *bast,
+                    blocked: *blocked,
+                    called: called.clone(),
                 };
                 (r(k), l)
             })

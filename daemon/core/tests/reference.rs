@@ -218,6 +218,9 @@ struct Table {
     held: BTreeMap<(NodeId, ReqId), (u64, LockMode)>,
     /// (node, req) -> outstanding request (a conversion's old mode stays in `held`)
     waiting: BTreeMap<(NodeId, ReqId), Wait>,
+    /// Held requests the kernel was sent a `LOCK_CALLBACK` for, with the mode it may keep
+    /// (until it releases or converts).
+    called: BTreeMap<(NodeId, ReqId), LockMode>,
 }
 
 impl Table {
@@ -281,6 +284,7 @@ struct Seen {
     version_floor_checks: u64,
     master_first_grants_with_queue: u64,
     quiescence_waiters: u64,
+    callbacks_checked: u64,
 }
 
 #[derive(Clone)]
@@ -484,6 +488,7 @@ impl Sut {
                     };
                     self.seen.modes.insert((kind, ix(mode)));
                     let old = self.t.held.insert(key, (res, mode));
+                    self.t.called.remove(&key);
                     if let Some((_, old)) = old {
                         if is_write(old) && !is_write(mode) {
                             self.write_ends(node, res);
@@ -492,6 +497,27 @@ impl Sut {
                     if excludes_writers(mode) {
                         self.check_version(node, req_id, res, mode);
                     }
+                }
+                KernelMsg::Callback {
+                    req_id,
+                    resource,
+                    mode,
+                } => {
+                    let key = (node, req_id);
+                    let (res, held) = *self.t.held.get(&key).unwrap_or_else(|| {
+                        panic!("callback for n{node} req {req_id}, which the kernel does not hold")
+                    });
+                    assert_eq!(rid(res), resource);
+                    assert!(
+                        covers(held, mode) && mode != held && mode != Ex,
+                        "callback of n{node} req {req_id} ({held:?}) may keep {mode:?}"
+                    );
+                    // Called again only to keep less.
+                    let before = self.t.called.insert(key, mode);
+                    assert!(
+                        before.is_none_or(|b| b != mode && covers(b, mode)),
+                        "n{node} req {req_id} called back to keep {mode:?} after {before:?}"
+                    );
                 }
                 KernelMsg::Deny { req_id, errno, .. } => {
                     let key = (node, req_id);
@@ -537,6 +563,7 @@ impl Sut {
     /// A kernel stops holding `key` (release or cancel of a granted request).
     fn stops_holding(&mut self, key: (NodeId, ReqId)) -> u64 {
         let (res, mode) = self.t.held.remove(&key).expect("held");
+        self.t.called.remove(&key);
         if is_write(mode) {
             self.pre = self.master_dumps();
             self.write_ends(key.0, res);
@@ -546,6 +573,7 @@ impl Sut {
 
     /// Quiescence: every waiter is blocked by something that can end, and by no cycle.
     fn check_quiescence(&mut self) {
+        self.check_callbacks();
         // Every resource with a waiter has a held lock blocking a waiter, or a waiter whose
         // own node's kernel holds the resource (a pending BAST stops new local holders until
         // the local ones leave, as GFS2's demote does).
@@ -575,6 +603,33 @@ impl Sut {
             );
         }
         self.check_wait_for();
+    }
+
+    /// Kernels cache their locks (DESIGN.md §5.2), so a holder that another node waits for
+    /// must have been called back: every kernel holder whose mode blocks a conversion queued
+    /// at a master, or the head of a master's wait queue, got a `LOCK_CALLBACK` whose kept
+    /// mode no longer blocks it.
+    fn check_callbacks(&mut self) {
+        for d in (0..NODES).flat_map(|n| self.c.core(n).dump_master()) {
+            let blocked = d.converting.iter().chain(d.waiting.first());
+            for e in blocked {
+                for (h, (r, m)) in &self.t.held {
+                    if h.0 == e.node || rid(*r) != d.resource || compat(*m, e.mode) {
+                        continue;
+                    }
+                    self.seen.callbacks_checked += 1;
+                    let keep = self.t.called.get(h);
+                    assert!(
+                        keep.is_some_and(|k| compat(*k, e.mode)),
+                        "at quiescence n{} req {} holds {m:?} on {r}, blocking n{}'s {:?} at the master, and was called back with {keep:?}",
+                        h.0,
+                        h.1,
+                        e.node,
+                        e.mode
+                    );
+                }
+            }
+        }
     }
 
     /// What `key` waits for at quiescence, each with the reason.
@@ -987,6 +1042,7 @@ fn operations_cover_all_six_modes_and_every_check() {
         seen.version_floor_checks += s.seen.version_floor_checks;
         seen.master_first_grants_with_queue += s.seen.master_first_grants_with_queue;
         seen.quiescence_waiters += s.seen.quiescence_waiters;
+        seen.callbacks_checked += s.seen.callbacks_checked;
     }
     for kind in ["request", "convert", "request granted", "convert granted"] {
         for m in MODES {
@@ -999,6 +1055,7 @@ fn operations_cover_all_six_modes_and_every_check() {
     assert!(seen.version_floor_checks > 0, "{seen:?}");
     assert!(seen.master_first_grants_with_queue > 0, "{seen:?}");
     assert!(seen.quiescence_waiters > 0, "{seen:?}");
+    assert!(seen.callbacks_checked > 0, "{seen:?}");
 }
 
 /// Replays a fixed operation list (a shrunk proptest counterexample) with tracing on.

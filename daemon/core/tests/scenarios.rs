@@ -302,6 +302,55 @@ fn down_conversion_is_not_queued_behind_a_conversion_it_blocks() {
     assert_eq!(holders, vec![(1, LockMode::Nl), (2, LockMode::Cw)]);
 }
 
+/// A BAST calls back every local holder whose mode blocks the waiting request, once each,
+/// with the strongest mode it may keep; the lock passes on only after the kernel answers
+/// (here with a down-conversion to that mode).
+#[test]
+fn bast_calls_back_each_blocking_holder_once_and_waits_for_its_answer() {
+    let mut c = Cluster::new(2);
+    let r = res_mastered_by(1, NodeSet::first(2));
+    c.request(0, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    c.request(1, 9, r, LockMode::Pr).unwrap();
+    c.settle();
+    let callbacks = |c: &Cluster| {
+        c.kernel[0]
+            .iter()
+            .filter(|k| matches!(k, KernelMsg::Callback { .. }))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        callbacks(&c),
+        vec![KernelMsg::Callback {
+            req_id: 1,
+            resource: r,
+            mode: LockMode::Pr
+        }]
+    );
+    assert!(!c.granted(1, 9), "the lock waits for the kernel's answer");
+    // Another local request pumps the resource again: no second callback.
+    c.request(0, 2, r, LockMode::Nl).unwrap();
+    c.settle();
+    assert_eq!(callbacks(&c).len(), 1);
+    // The kernel's clean point is done: it down-converts to what it may keep.
+    c.event(
+        0,
+        Event::KernelRequest {
+            req_id: 1,
+            resource: r,
+            mode: LockMode::Pr,
+            flags: LockFlags::CONVERT,
+            timeout_ms: 0,
+        },
+    )
+    .unwrap();
+    c.settle();
+    assert!(c.granted(1, 9));
+    assert_eq!(c.core(0).dump_local()[0].held, Some(LockMode::Pr));
+    assert_eq!(callbacks(&c).len(), 1);
+}
+
 #[test]
 fn recovery_purges_lost_holder_and_grants_waiter() {
     let mut c = Cluster::new(3);
