@@ -61,7 +61,7 @@ mount_refused() {
     fi
     msg=$(new_dmesg "$n" | grep -m1 -e "$pat")
     if [ -n "$msg" ]; then result "$name" PASS "$(head -n 1 /tmp/mount.err) | ${msg#*] }"
-    else result "$name" FAIL "no '$pat' in the kernel log: $(new_dmesg "$n" | tail -n 2 | tr '\n' ' ')"; fi
+    else result "$name" FAIL "$(head -n 1 /tmp/mount.err); no '$pat' in the kernel log: $(new_dmesg "$n" | tail -n 2 | tr '\n' ' ')"; fi
 }
 
 # The -o mxfs mount option (kmod/patches 0002). Disks: vdc an XFS made with -m reflink=0 and its
@@ -150,6 +150,7 @@ fs_workload() {
 
 # Plain XFS must behave as before: mount read-write, write, read back, growfs accepted.
 plain_xfs_checks() {
+    mkdir -p /mnt2
     if mount -t xfs /dev/vda /mnt; then
         line=$(grep ' /mnt ' /proc/mounts)
         echo "plain rw" >/mnt/probe && sync && got=$(cat /mnt/probe)
@@ -163,6 +164,8 @@ plain_xfs_checks() {
         fs_workload /mnt >/tmp/workload-plain.txt 2>&1
         rm -rf /mnt/workload
         mount_refused mxfs_remount_refused "mxfs: cannot be enabled by remount" -o remount,mxfs /mnt
+        mount_refused mxfs_refuses_plain_mounted "mxfs: the device is already mounted without mxfs" \
+            -t xfs -o mxfs /dev/vda /mnt2
         rm -f /mnt/probe
         umount /mnt
     else

@@ -60,6 +60,6 @@ elif grep -qE "two holders at once|another holder wrote" "$RUN/history-check.txt
 else
     echo "MXFS-RESULT checker_catches_overlap FAIL $(tail -n 1 "$RUN/history-check.txt")" >"$RUN/host.log"
 fi
-MXFS_OPTION_CHECKS=xfs_module_load,plain_xfs_rw,plain_xfs_growfs,mxfs_remount_refused,mxfs_no_module,mxfs_callouts_registered,mxfs_needs_logdev,mxfs_refuses_rtdev,mxfs_refuses_dax,mxfs_refuses_quota,mxfs_refuses_discard,mxfs_refuses_norecovery,mxfs_refuses_reflink,mxfs_mount_rw,mxfs_growfs_refused,mxfs_ops_like_xfs,mxfs_unload_refused_while_mounted,mxfs_umount,mxfs_no_module_after_unload
+MXFS_OPTION_CHECKS=xfs_module_load,plain_xfs_rw,plain_xfs_growfs,mxfs_remount_refused,mxfs_refuses_plain_mounted,mxfs_no_module,mxfs_callouts_registered,mxfs_needs_logdev,mxfs_refuses_rtdev,mxfs_refuses_dax,mxfs_refuses_quota,mxfs_refuses_discard,mxfs_refuses_norecovery,mxfs_refuses_reflink,mxfs_mount_rw,mxfs_growfs_refused,mxfs_ops_like_xfs,mxfs_unload_refused_while_mounted,mxfs_umount,mxfs_no_module_after_unload
 EXPECTED=$MXFS_OPTION_CHECKS,module_load,version_line,no_daemon_enotconn,unprivileged_eperm,non_daemon_grant_eperm,grant_path,other_sender_eperm,release_sent,daemon_gone_enotconn,deny_path,grant_timeout_etimedout,late_grant_released,inval_lock,cache_inval,recovery_freeze,module_unload,unload_line,no_kernel_warnings,checker_catches_overlap
 result_table "$EXPECTED" "$RUN/smoke.log" "$RUN/host.log"
