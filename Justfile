@@ -83,7 +83,7 @@ model *ARGS:
     time cargo run -q --release --locked -p mxfs-model -- check {{ARGS}}
 
 # Random simulation of the model with 5 nodes, 3 resources, 2 crashes, every mode, timeouts,
-# cancels and lost messages (SECS seconds). ARGS: `--reorder`, `--same-node-conversions`.
+# cancels and lost messages (SECS seconds). ARGS: `--reorder`.
 model-sim SECS="30" SEED="1" *ARGS:
     cargo run -q --release --locked -p mxfs-model -- simulate {{SECS}} {{SEED}} {{ARGS}}
 

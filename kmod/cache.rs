@@ -22,7 +22,8 @@ use kernel::str::CString;
 use kernel::sync::{new_mutex, Mutex};
 
 use crate::glue;
-use crate::Mxfs;
+use crate::proto::volume_id_from_uuid;
+use crate::{kerr, Mxfs};
 
 /// Buckets of the volume table.
 pub(crate) const CACHE_BUCKETS: usize = 16;
@@ -71,20 +72,6 @@ pub(crate) type Cache = Mutex<CacheTable>;
 /// The cache table's initialiser.
 pub(crate) fn new() -> impl PinInit<Cache> {
     new_mutex!(CacheTable::new(), "mxfs_cache")
-}
-
-/// The volume id of a file system UUID: both halves, little-endian, XORed. Every node derives
-/// the same id from the shared super block. Never 0 (0 means "no volume"): a zero result maps
-/// to 1.
-pub(crate) fn volume_id_from_uuid(uuid: &[u8; 16]) -> u64 {
-    let mut lo = [0u8; 8];
-    let mut hi = [0u8; 8];
-    lo.copy_from_slice(&uuid[..8]);
-    hi.copy_from_slice(&uuid[8..]);
-    match u64::from_le_bytes(lo) ^ u64::from_le_bytes(hi) {
-        0 => 1,
-        v => v,
-    }
 }
 
 /// Subsystem init. The table is built with the module state; nothing else to start yet.
@@ -183,7 +170,24 @@ fn with_mapping(
 
 /// `CACHE_INVAL(volume, ino, offset, length)`: drops the cached pages of that range (the whole
 /// file when `length` is 0). An inode that is not cached here needs nothing.
+///
+/// Ino 0 is the invalidation of a `VOLUME` resource: the whole volume. No XFS inode has number
+/// 0, so the per-inode path would find nothing and answer success with every cache intact.
+/// Until the level-0 purge (DESIGN.md §5.3) exists, a mounted volume refuses it with
+/// `-EOPNOTSUPP`, and the daemon then grants nothing that needed it.
 pub(crate) fn invalidate(st: &Mxfs, volume: u64, ino: u64, offset: u64, length: u64) -> Result {
+    if ino == 0 {
+        if st.cache.lock().get(volume).is_none() {
+            // Not mounted here: nothing cached.
+            return Ok(());
+        }
+        pr_warn!(
+            "CACHE_INVAL of all of volume {:#x} (ino 0) refused: the volume purge is not \
+             implemented yet\n",
+            volume
+        );
+        return Err(kerr(bindings::EOPNOTSUPP));
+    }
     let shift = PAGE_SHIFT as u32;
     let start = (offset >> shift) as c_ulong;
     let end = if length == 0 {

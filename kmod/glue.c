@@ -94,8 +94,9 @@ static int mxfs_dbg_doit(struct sk_buff *skb, struct genl_info *info)
 
 /*
  * Only the commands user space may send have an entry. LOCK_REQ (1), LOCK_RELEASE (4),
- * VOLUME_UMOUNT (8) and STATUS_RESP (10) are sent by the kernel alone: their doit is NULL, which
- * genetlink expresses by leaving them out (a request for them gets -EOPNOTSUPP).
+ * VOLUME_UMOUNT (8), STATUS_RESP (10) and VOLUME_WITHDRAW (14) are sent by the kernel alone:
+ * their doit is NULL, which genetlink expresses by leaving them out (a request for them gets
+ * -EOPNOTSUPP).
  */
 #define MXFS_OP(c) { .cmd = (c), .doit = mxfs_doit, .flags = GENL_ADMIN_PERM }
 static const struct genl_small_ops mxfs_ops[] = {
@@ -107,6 +108,7 @@ static const struct genl_small_ops mxfs_ops[] = {
 	MXFS_OP(9),  /* STATUS_REQ */
 	MXFS_OP(11), /* RECOVERY_START */
 	MXFS_OP(12), /* RECOVERY_DONE */
+	MXFS_OP(13), /* LOCK_CALLBACK */
 };
 
 static const struct genl_multicast_group mxfs_mcgrps[] = {

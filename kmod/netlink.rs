@@ -305,11 +305,22 @@ fn doit(st: &Mxfs, command: Command, portid: u32, bytes: &[u8], info: *mut c_voi
             hooks::recovery_start(st, m.volume, m.epoch)
         }
         Message::RecoveryDone(m) => hooks::recovery_done(st, m.volume, m.epoch),
+        Message::LockCallback(m) => {
+            // The kernel lock cache (DESIGN.md §5.2) that answers callbacks is not written yet,
+            // so this kernel caches no lock to call back: refuse, and say why.
+            pr_warn!(
+                "LOCK_CALLBACK for request {} (keep {}) refused: no kernel lock cache yet\n",
+                m.req_id,
+                m.mode.name()
+            );
+            Err(kerr(bindings::EOPNOTSUPP))
+        }
         // Kernel-only commands have no ops entry, so genetlink never calls us with them.
         Message::LockReq(_)
         | Message::LockRelease(_)
         | Message::VolumeUmount(_)
-        | Message::StatusResp(_) => Err(kerr(bindings::EOPNOTSUPP)),
+        | Message::StatusResp(_)
+        | Message::VolumeWithdraw(_) => Err(kerr(bindings::EOPNOTSUPP)),
     }
 }
 

@@ -35,7 +35,7 @@ pub enum CtlRequest {
     },
     /// Take a lock on behalf of the ctl-owned local client; answered when granted or denied.
     Lock {
-        /// `inode:VOL:INO`, `extent:VOL:INO:OFF` or `ag:VOL:AGNO`.
+        /// `inode:VOL:INO`, `extent:VOL:INO:OFF`, `ag:VOL:AGNO` or `volume:VOL`.
         resource: String,
         /// NL, CR, CW, PR, PW or EX.
         mode: String,
@@ -275,7 +275,8 @@ fn num(s: &str, what: &str) -> Result<u64, String> {
     r.map_err(|_| format!("bad {what} `{s}`: not a number"))
 }
 
-/// Parses `inode:VOL:INO`, `extent:VOL:INO:OFF` or `ag:VOL:AGNO` (numbers decimal or 0x hex).
+/// Parses `inode:VOL:INO`, `extent:VOL:INO:OFF`, `ag:VOL:AGNO` or `volume:VOL` (numbers
+/// decimal or 0x hex).
 /// An extent offset is rounded down to its chunk.
 pub fn parse_resource(s: &str) -> Result<ResourceId, String> {
     let parts: Vec<&str> = s.split(':').collect();
@@ -287,9 +288,11 @@ pub fn parse_resource(s: &str) -> Result<ResourceId, String> {
             num(o, "offset")?,
         ),
         ["ag", v, a] => ResourceId::ag(num(v, "volume")?, num(a, "AG number")?),
+        ["volume", v] => ResourceId::volume(num(v, "volume")?),
         _ => {
             return Err(format!(
-                "bad resource `{s}` (want inode:VOL:INO, extent:VOL:INO:OFF or ag:VOL:AGNO)"
+                "bad resource `{s}` (want inode:VOL:INO, extent:VOL:INO:OFF, ag:VOL:AGNO or \
+                 volume:VOL)"
             ))
         }
     };
@@ -303,6 +306,7 @@ pub fn format_resource(r: &ResourceId) -> String {
         ResourceType::Inode => format!("inode:{}:{}", r.volume, r.a),
         ResourceType::Extent => format!("extent:{}:{}:{}", r.volume, r.a, r.b),
         ResourceType::Ag => format!("ag:{}:{}", r.volume, r.a),
+        ResourceType::Volume => format!("volume:{}", r.volume),
     }
 }
 
@@ -350,13 +354,25 @@ mod tests {
 
     #[test]
     fn resources_parse_and_print() {
-        for s in ["inode:1:42", "extent:7:3:1048576", "ag:0x10:2"] {
+        for s in [
+            "inode:1:42",
+            "extent:7:3:1048576",
+            "ag:0x10:2",
+            "volume:0xabcd",
+        ] {
             let r = parse_resource(s).unwrap();
             assert_eq!(parse_resource(&format_resource(&r)).unwrap(), r);
         }
         assert_eq!(parse_resource("extent:1:2:1048577").unwrap().b, 1 << 20);
         assert!(parse_resource("inode:1").unwrap_err().contains("inode:1"));
         assert!(parse_resource("ag:x:1").unwrap_err().contains("volume"));
+        assert_eq!(
+            parse_resource("volume:7").unwrap(),
+            mxfs_core::ResourceId::volume(7)
+        );
+        assert!(parse_resource("volume:7:1")
+            .unwrap_err()
+            .contains("volume:VOL"));
         assert_eq!(parse_mode("ex").unwrap(), LockMode::Ex);
         assert!(parse_mode("XX").is_err());
     }

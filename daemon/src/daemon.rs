@@ -356,6 +356,14 @@ impl State {
             KernelMsg::NodeStatus { node, state } => {
                 self.log_event("node_status", None, None, format!("node {node} {state:?}"));
             }
+            KernelMsg::Callback {
+                req_id,
+                resource,
+                mode,
+            } => {
+                let rs = ctl::format_resource(resource);
+                self.log_event("callback", Some(*req_id), Some(rs), mode.name().into());
+            }
         }
         self.kernel.deliver(&km);
     }

@@ -328,6 +328,17 @@ pub fn messages_of(msg: &KernelMsg, volumes: &BTreeSet<u64>) -> Vec<proto::Messa
             .iter()
             .map(|v| proto::Message::RecoveryDone(proto::RecoveryDone { volume: *v, epoch }))
             .collect(),
+        KernelMsg::Callback {
+            req_id,
+            resource,
+            mode,
+        } => {
+            vec![proto::Message::LockCallback(proto::LockCallback {
+                req_id,
+                resource,
+                mode,
+            })]
+        }
     }
 }
 
@@ -636,6 +647,17 @@ async fn reader(
                     if let Ok(mut s) = volumes.lock() {
                         s.remove(&v.volume);
                     }
+                }
+                proto::Message::VolumeWithdraw(w) => {
+                    // The mount shut down with locks it cannot release cleanly: they must not
+                    // pass to another node before this node is fenced and its journal
+                    // replayed. The lock core does not act on this yet (issue 10); say so.
+                    tracing::error!(
+                        volume = w.volume,
+                        errno = w.status,
+                        "mxfs.ko withdrew the volume: this node must be fenced before its locks \
+                         pass on (mxfsd does not act on VOLUME_WITHDRAW yet)"
+                    );
                 }
                 proto::Message::StatusResp(s) => {
                     tracing::info!(?s, "kernel status");
@@ -985,6 +1007,51 @@ mod tests {
             }
         }
         assert_eq!(n, 5, "recovery start goes once per mounted volume");
+    }
+
+    /// What the core will ask for at level 0: the netlink port puts a callback on the wire as
+    /// `LOCK_CALLBACK` naming the cached holder, and the invalidation of a `VOLUME` as a
+    /// `CACHE_INVAL` of ino 0 with the volume id. Each is one datagram in delivery order.
+    #[test]
+    fn the_netlink_port_sends_callbacks_and_volume_invalidations() {
+        let v = ResourceId::volume(0xabcd);
+        let (mut port, mut rx) = NetlinkPort::detached(0x20, 5, 8);
+        port.deliver(&KernelMsg::Callback {
+            req_id: 7,
+            resource: v,
+            mode: LockMode::Pr,
+        });
+        port.deliver(&KernelMsg::CacheInval {
+            resource: v,
+            volume: v.volume,
+            ino: 0,
+            offset: 0,
+            len: 0,
+        });
+        let mut datagrams = Vec::new();
+        while let Ok(b) = rx.try_recv() {
+            datagrams.push(b);
+        }
+        let got: Vec<_> = datagrams
+            .iter()
+            .map(|b| proto::parse_message(b).unwrap().1)
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                proto::Message::LockCallback(proto::LockCallback {
+                    req_id: 7,
+                    resource: v,
+                    mode: LockMode::Pr,
+                }),
+                proto::Message::CacheInval(proto::CacheInval {
+                    volume: 0xabcd,
+                    ino: 0,
+                    offset: 0,
+                    length: 0,
+                }),
+            ]
+        );
     }
 
     #[test]

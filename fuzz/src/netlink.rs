@@ -65,10 +65,11 @@ pub struct ArbResource {
 
 impl ArbResource {
     fn build(&self) -> ResourceId {
-        let kind = match self.kind % 3 {
+        let kind = match self.kind % 4 {
             0 => ResourceType::Inode,
             1 => ResourceType::Extent,
-            _ => ResourceType::Ag,
+            2 => ResourceType::Ag,
+            _ => ResourceType::Volume,
         };
         match (self.raw, kind) {
             (true, kind) => ResourceId {
@@ -80,6 +81,7 @@ impl ArbResource {
             (false, ResourceType::Inode) => ResourceId::inode(self.volume, self.a),
             (false, ResourceType::Extent) => ResourceId::extent(self.volume, self.a, self.b),
             (false, ResourceType::Ag) => ResourceId::ag(self.volume, self.a),
+            (false, ResourceType::Volume) => ResourceId::volume(self.volume),
         }
     }
 }
@@ -153,6 +155,15 @@ pub enum ArbMessage<'a> {
     RecoveryDone {
         volume: u64,
         epoch: u64,
+    },
+    LockCallback {
+        req_id: u64,
+        res: ArbResource,
+        mode: u8,
+    },
+    VolumeWithdraw {
+        volume: u64,
+        status: i32,
     },
 }
 
@@ -253,6 +264,18 @@ impl<'a> ArbMessage<'a> {
             ArbMessage::RecoveryDone { volume, epoch } => {
                 Message::RecoveryDone(RecoveryDone { volume, epoch })
             }
+            ArbMessage::LockCallback {
+                req_id,
+                ref res,
+                mode: m,
+            } => Message::LockCallback(LockCallback {
+                req_id,
+                resource: res.build(),
+                mode: mode(m),
+            }),
+            ArbMessage::VolumeWithdraw { volume, status } => {
+                Message::VolumeWithdraw(VolumeWithdraw { volume, status })
+            }
         }
     }
 }
@@ -276,6 +299,7 @@ fn valid(hdr: &NlHeader, m: &Message<'_>) -> bool {
     let res_ok = |r: &ResourceId| match r.kind {
         ResourceType::Inode | ResourceType::Ag => r.b == 0,
         ResourceType::Extent => r.b.is_multiple_of(EXTENT_CHUNK_BYTES),
+        ResourceType::Volume => r.a == 0 && r.b == 0,
     };
     let path_ok = |p: Option<&str>| p.is_none_or(|p| p.len() <= 255 && !p.contains('\0'));
     hdr.nlmsg_type >= 0x10
@@ -288,6 +312,8 @@ fn valid(hdr: &NlHeader, m: &Message<'_>) -> bool {
             Message::LockGrant(g) => res_ok(&g.resource),
             Message::LockDeny(d) => res_ok(&d.resource) && (-4095..0).contains(&d.status),
             Message::LockRelease(r) => res_ok(&r.resource),
+            Message::LockCallback(c) => res_ok(&c.resource) && c.mode != LockMode::Ex,
+            Message::VolumeWithdraw(w) => (-4095..0).contains(&w.status),
             Message::NodeStatus(s) => s.node_id <= 63,
             Message::StatusResp(s) => s.node_id <= 63,
             Message::VolumeMount(v) => path_ok(v.dev_path) && path_ok(v.mount_path),

@@ -116,11 +116,6 @@ pub struct MxfsModel {
     /// Requests each kernel may wait for at once (1: one process per node; 2: two processes,
     /// which may also lock a resource their node already holds, so local queues form).
     pub kernel_waits: u8,
-    /// Whether two holders of one resource on one node may convert at the same time. Off by
-    /// default: the core does not resolve a conversion deadlock between two holders on one
-    /// node (two PR holders converting to CW and PW wait for each other forever; see
-    /// README.md, "Known core bug"). `--same-node-conversions` turns it on to reproduce it.
-    pub same_node_conversions: bool,
     /// `KernelCancel`s the kernels may issue for waiting requests.
     pub cancels: u8,
     /// Messages the network may lose; each loss is followed by the daemon's resync (the same
@@ -519,7 +514,6 @@ impl MxfsModel {
             converts: vec![(LockMode::Pr, LockMode::Ex), (LockMode::Ex, LockMode::Pr)],
             max_crashes: 1,
             kernel_waits: 1,
-            same_node_conversions: false,
             cancels: 0,
             losses: 0,
             partition: None,
@@ -633,7 +627,6 @@ impl MxfsModel {
             converts,
             max_crashes: 2,
             kernel_waits: 2,
-            same_node_conversions: false,
             cancels: 2,
             losses: 2,
             partition: None,
@@ -944,6 +937,14 @@ impl MxfsModel {
                 s.seen.recovery = true;
             }
             KernelMsg::NodeStatus { .. } => {}
+            // The core does not call back yet; once it does, the model's kernels must answer
+            // (issue 10 item 3). Until then a callback fails the run instead of vanishing.
+            KernelMsg::Callback { req_id, .. } => {
+                s.bad.core_error.get_or_insert(format!(
+                    "node n{n}: LOCK_CALLBACK for request {req_id}, which the model's kernels \
+                     do not answer yet"
+                ));
+            }
         }
     }
 
@@ -1115,16 +1116,8 @@ impl Model for MxfsModel {
                         acts.push(Step::Request(node, i, *ask));
                     }
                 }
-                // A second conversion on one node and resource, only if enabled (known bug).
-                let converting = |res: u8| {
-                    k.pending
-                        .iter()
-                        .any(|p| p.res == res && p.kind == Kind::Convert)
-                };
                 for h in &k.held {
-                    if k.pending.iter().any(|p| p.req == h.req)
-                        || (!self.same_node_conversions && converting(h.res))
-                    {
+                    if k.pending.iter().any(|p| p.req == h.req) {
                         continue;
                     }
                     for (from, to) in &self.converts {
@@ -1626,7 +1619,13 @@ impl MxfsModel {
                     blocker: (n as NodeId, ask_vertex(p.res)),
                     why: "its node asked the master".to_string(),
                 });
-                if let Some(l) = local.iter().find(|l| l.resource == res) {
+                // Requests ahead of it in its node's queue (a conversion waits for none:
+                // only conversions are ahead of one, and they are not ordered).
+                if let Some(l) = local
+                    .iter()
+                    .find(|l| l.resource == res)
+                    .filter(|_| p.kind != Kind::Convert)
+                {
                     if let Some(at) = l.waiting.iter().position(|w| w.0 == p.req) {
                         for w in &l.waiting[..at] {
                             edges.push(WaitEdge {
@@ -1655,8 +1654,9 @@ impl MxfsModel {
                 });
             }
         }
-        // The master's queues: converts first, each FIFO; an entry waits for the entries
-        // ahead of it and for the granted locks of other nodes it cannot coexist with.
+        // The master's queues: a conversion waits only for the granted locks of other nodes
+        // it cannot coexist with (conversions are not ordered among themselves); a first
+        // request also waits for every conversion and every earlier first request.
         for cell in s.cores.iter().flatten() {
             for d in cell.core().dump_master() {
                 let Some(i) = self.resources.iter().position(|r| *r == d.resource) else {
@@ -1671,7 +1671,12 @@ impl MxfsModel {
                         blocker: me,
                         why: "its node's request waits at the master".to_string(),
                     });
-                    for a in &queue[..at] {
+                    let ahead = if at < d.converting.len() {
+                        &queue[..0]
+                    } else {
+                        &queue[..at]
+                    };
+                    for a in ahead {
                         if a.node != e.node {
                             edges.push(WaitEdge {
                                 waiter: me,

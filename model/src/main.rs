@@ -14,8 +14,7 @@ const CHECKER_THREADS: usize = 2;
 fn usage() -> ExitCode {
     eprintln!(
         "usage: mxfs-model check [OPS [CONVERTS [TRY]]] [--reorder] | bounded [SCENARIO] [--reorder] \
-         | simulate [SECONDS] [SEED] | sim-bounded SECONDS_EACH SEED... \
-         [--same-node-conversions]"
+         | simulate [SECONDS] [SEED] | sim-bounded SECONDS_EACH SEED..."
     );
     ExitCode::from(2)
 }
@@ -24,9 +23,7 @@ fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     // `--reorder`: an unordered network instead of per-pair FIFO channels.
     let reorder = args.iter().any(|a| a == "--reorder");
-    // `--same-node-conversions`: two holders on one node may convert at once (known core bug).
-    let same_node = args.iter().any(|a| a == "--same-node-conversions");
-    args.retain(|a| a != "--reorder" && a != "--same-node-conversions");
+    args.retain(|a| a != "--reorder");
     let Some(mode) = args.first() else {
         return usage();
     };
@@ -98,7 +95,6 @@ fn main() -> ExitCode {
             };
             let mut m = MxfsModel::simulation();
             m.fifo = !reorder;
-            m.same_node_conversions = same_node;
             simulate(m, secs, seed)
         }
         "sim-bounded" => {
@@ -115,7 +111,6 @@ fn main() -> ExitCode {
             for seed in seeds {
                 let mut m = MxfsModel::simulation();
                 m.fifo = !reorder;
-                m.same_node_conversions = same_node;
                 if simulate(m, secs, seed) != ExitCode::SUCCESS {
                     return ExitCode::FAILURE;
                 }

@@ -13,7 +13,7 @@ use super::message::Message;
 use super::netlink::{
     nla_align, NlHeader, GENL_HDRLEN, NLA_F_NESTED, NLA_HDRLEN, NLMSG_HDRLEN, NLMSG_MIN_TYPE,
 };
-use super::types::{LockFlags, ResourceId, FAMILY_VERSION, NODE_ID_MAX, PATH_LEN_MAX};
+use super::types::{LockFlags, LockMode, ResourceId, FAMILY_VERSION, NODE_ID_MAX, PATH_LEN_MAX};
 
 /// Writes bytes at a cursor; bytes past the end of the buffer are only counted.
 struct Writer<'b> {
@@ -157,6 +157,15 @@ fn emit(msg: &Message<'_>, w: &mut Writer<'_>) {
             w.u64(A::Volume, m.volume);
             w.u64(A::Epoch, m.epoch);
         }
+        Message::LockCallback(m) => {
+            w.resource(&m.resource);
+            w.u8(A::Mode, m.mode as u8);
+            w.u64(A::ReqId, m.req_id);
+        }
+        Message::VolumeWithdraw(m) => {
+            w.u32(A::Status, m.status as u32);
+            w.u64(A::Volume, m.volume);
+        }
     }
 }
 
@@ -176,6 +185,14 @@ fn check_resource(r: &ResourceId) -> Result<(), EncodeError> {
         r.is_well_formed(),
         AttrId::Resource,
         BadValue::ResourceNotWellFormed,
+    )
+}
+
+fn check_status(s: i32) -> Result<(), EncodeError> {
+    check(
+        (STATUS_MIN..=-1).contains(&s),
+        AttrId::Status,
+        BadValue::Status(s),
     )
 }
 
@@ -216,11 +233,7 @@ fn validate(msg: &Message<'_>) -> Result<(), EncodeError> {
         Message::LockGrant(m) => check_resource(&m.resource),
         Message::LockDeny(m) => {
             check_resource(&m.resource)?;
-            check(
-                (STATUS_MIN..=-1).contains(&m.status),
-                AttrId::Status,
-                BadValue::Status(m.status),
-            )
+            check_status(m.status)
         }
         Message::LockRelease(m) => check_resource(&m.resource),
         Message::NodeStatus(m) => check_node_id(m.node_id),
@@ -229,6 +242,15 @@ fn validate(msg: &Message<'_>) -> Result<(), EncodeError> {
             check_path(AttrId::MountPath, m.mount_path)
         }
         Message::StatusResp(m) => check_node_id(m.node_id),
+        Message::LockCallback(m) => {
+            check_resource(&m.resource)?;
+            check(
+                m.mode != LockMode::Ex,
+                AttrId::Mode,
+                BadValue::CallbackKeepsEx,
+            )
+        }
+        Message::VolumeWithdraw(m) => check_status(m.status),
         Message::CacheInval(_)
         | Message::VolumeUmount(_)
         | Message::StatusReq(_)

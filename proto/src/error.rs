@@ -34,6 +34,8 @@ pub enum BadValue {
     PathHasNul,
     /// Encoder only: `timeout_ms` is set without the `TIMEOUT_MS` flag, or the reverse.
     TimeoutFlagMismatch,
+    /// A `LOCK_CALLBACK` whose mode to keep is EX: it would ask the kernel for nothing.
+    CallbackKeepsEx,
 }
 
 impl fmt::Display for BadValue {
@@ -41,7 +43,10 @@ impl fmt::Display for BadValue {
         match *self {
             BadValue::Mode(v) => write!(f, "lock mode {v} is not one of NL..EX (0..=5)"),
             BadValue::ResourceType(v) => {
-                write!(f, "resource type {v} is not INODE, EXTENT or AG (1..=3)")
+                write!(
+                    f,
+                    "resource type {v} is not INODE, EXTENT, AG or VOLUME (1..=4)"
+                )
             }
             BadValue::NodeState(v) => write!(f, "node state {v} is not defined (0..=3)"),
             BadValue::FlagBits(v) => write!(f, "flags {v:#x} have undefined bits"),
@@ -49,7 +54,8 @@ impl fmt::Display for BadValue {
             BadValue::ResourceNotWellFormed => {
                 write!(
                     f,
-                    "resource id is not well formed (b must be 0, or chunk-aligned)"
+                    "resource id is not well formed (b must be 0, or chunk-aligned for \
+                     EXTENT; a and b must be 0 for VOLUME)"
                 )
             }
             BadValue::Status(v) => write!(f, "status {v} is not a negative errno"),
@@ -63,6 +69,10 @@ impl fmt::Display for BadValue {
                     "timeout_ms must be set exactly when the TIMEOUT_MS flag is"
                 )
             }
+            BadValue::CallbackKeepsEx => write!(
+                f,
+                "LOCK_CALLBACK mode EX asks for nothing: the mode to keep must be weaker"
+            ),
         }
     }
 }
@@ -94,7 +104,7 @@ pub enum ParseError {
         /// The header's `nlmsg_type`.
         nlmsg_type: u16,
     },
-    /// The command is 0 or past `RECOVERY_DONE`.
+    /// The command is 0 or past the last command.
     UnknownCommand {
         /// Offset of the command byte.
         offset: usize,
@@ -293,7 +303,8 @@ impl fmt::Display for ParseError {
             ParseError::UnknownCommand { offset, cmd } => {
                 write!(
                     f,
-                    "unknown command {cmd} at byte {offset} (expected 1..=12)"
+                    "unknown command {cmd} at byte {offset} (expected 1..={})",
+                    Command::ALL.len()
                 )
             }
             ParseError::BadVersion { offset, version } => write!(

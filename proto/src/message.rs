@@ -140,6 +140,35 @@ pub struct RecoveryDone {
     pub epoch: u64,
 }
 
+/// `LOCK_CALLBACK`, daemon -> kernel: another node needs a lock this kernel holds cached.
+///
+/// The kernel stops new holders, waits for the current ones, runs the clean point (DESIGN.md
+/// §5.1 rule 2), and then answers with exactly one message naming `req_id`: `LOCK_RELEASE`
+/// (with the mode it held) to give the lock up, or, when `mode` is not NL and it wants to keep
+/// the lock, `LOCK_REQ` with `CONVERT` to `mode` or weaker (a down-conversion, answered by
+/// `LOCK_GRANT`). See `proto/README.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LockCallback {
+    /// The granted request through which the kernel holds the lock.
+    pub req_id: u64,
+    /// The request's resource, checked by the kernel against its cached lock.
+    pub resource: ResourceId,
+    /// The strongest mode the kernel may keep; NL means release. Never EX.
+    pub mode: LockMode,
+}
+
+/// `VOLUME_WITHDRAW`, kernel -> daemon: the mount of `volume` shut down (XFS forced shutdown)
+/// and its cached locks cannot be released cleanly. The daemon must not let any other node
+/// use what this node held until it is fenced and its journal replayed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct VolumeWithdraw {
+    /// Volume id.
+    pub volume: u64,
+    /// The negative errno that made the mount withdraw, in `-4095..=-1` (`-EIO` for a failed
+    /// clean point, for example).
+    pub status: i32,
+}
+
 /// Any MXFS message. Strings borrow from the buffer the message was parsed from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Message<'a> {
@@ -167,6 +196,10 @@ pub enum Message<'a> {
     RecoveryStart(RecoveryStart),
     /// `RECOVERY_DONE`.
     RecoveryDone(RecoveryDone),
+    /// `LOCK_CALLBACK`.
+    LockCallback(LockCallback),
+    /// `VOLUME_WITHDRAW`.
+    VolumeWithdraw(VolumeWithdraw),
 }
 
 impl Message<'_> {
@@ -185,6 +218,8 @@ impl Message<'_> {
             Message::StatusResp(_) => Command::StatusResp,
             Message::RecoveryStart(_) => Command::RecoveryStart,
             Message::RecoveryDone(_) => Command::RecoveryDone,
+            Message::LockCallback(_) => Command::LockCallback,
+            Message::VolumeWithdraw(_) => Command::VolumeWithdraw,
         }
     }
 }

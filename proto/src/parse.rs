@@ -11,8 +11,8 @@
 use super::attr::{AttrId, AttrKey, AttrKind, AttrSet, ResourceAttr};
 use super::error::{BadValue, ParseError, STATUS_MIN};
 use super::message::{
-    CacheInval, LockDeny, LockGrant, LockRelease, LockReq, Message, NodeStatus, RecoveryDone,
-    RecoveryStart, StatusReq, StatusResp, VolumeMount, VolumeUmount,
+    CacheInval, LockCallback, LockDeny, LockGrant, LockRelease, LockReq, Message, NodeStatus,
+    RecoveryDone, RecoveryStart, StatusReq, StatusResp, VolumeMount, VolumeUmount, VolumeWithdraw,
 };
 use super::netlink::{
     bytes_at, nla_align, u16_at, NlHeader, GENL_HDRLEN, NLA_F_NESTED, NLA_HDRLEN, NLA_TYPE_MASK,
@@ -302,6 +302,8 @@ fn get_resource(cmd: Command, raw: &RawAttr<'_>) -> Result<ResourceId, ParseErro
 struct Values<'a> {
     resource: Option<ResourceId>,
     mode: Option<LockMode>,
+    /// Offset of the `MODE` attribute, for the `LOCK_CALLBACK` check.
+    mode_offset: usize,
     flags: Option<LockFlags>,
     req_id: Option<u64>,
     status: Option<i32>,
@@ -330,6 +332,7 @@ impl<'a> Values<'a> {
             AttrId::Mode => {
                 let m = get_u8(key, raw)?;
                 self.mode = Some(LockMode::from_u8(m).ok_or(bad(key, raw, BadValue::Mode(m)))?);
+                self.mode_offset = raw.offset;
             }
             AttrId::Flags => {
                 let f = LockFlags(get_u32(key, raw)?);
@@ -508,6 +511,25 @@ fn build(cmd: Command, v: Values<'_>) -> Result<Message<'_>, ParseError> {
         Command::RecoveryDone => Message::RecoveryDone(RecoveryDone {
             volume: need(v.volume, cmd, A::Volume)?,
             epoch: need(v.epoch, cmd, A::Epoch)?,
+        }),
+        Command::LockCallback => {
+            let mode = need(v.mode, cmd, A::Mode)?;
+            if mode == LockMode::Ex {
+                return Err(ParseError::BadValue {
+                    attr: AttrKey::Top(A::Mode),
+                    offset: v.mode_offset,
+                    value: BadValue::CallbackKeepsEx,
+                });
+            }
+            Message::LockCallback(LockCallback {
+                req_id: need(v.req_id, cmd, A::ReqId)?,
+                resource: need(v.resource, cmd, A::Resource)?,
+                mode,
+            })
+        }
+        Command::VolumeWithdraw => Message::VolumeWithdraw(VolumeWithdraw {
+            volume: need(v.volume, cmd, A::Volume)?,
+            status: need(v.status, cmd, A::Status)?,
         }),
     };
     Ok(msg)

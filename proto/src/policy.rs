@@ -25,6 +25,12 @@
 //! - `STATUS_RESP` (kernel): `NODE_ID` required (this node's id as the daemon last set it);
 //!   `NODE_STATE`, `VOLUME`, `EPOCH`, `GENERATION` optional.
 //! - `RECOVERY_START`, `RECOVERY_DONE` (daemon): `VOLUME`, `EPOCH` required.
+//! - `LOCK_CALLBACK` (daemon): `REQ_ID`, `RESOURCE`, `MODE` required. `REQ_ID` names the
+//!   granted request through which the kernel holds the lock cached, `RESOURCE` is checked
+//!   against it, `MODE` is the strongest mode the kernel may keep (NL: release it). EX is
+//!   refused by the parser: keeping EX would change nothing.
+//! - `VOLUME_WITHDRAW` (kernel): `VOLUME`, `STATUS` (the negative errno that shut the mount
+//!   down) required.
 
 use super::attr::{AttrId, AttrSet};
 use super::types::Command;
@@ -87,7 +93,7 @@ const fn entry(
 use AttrId as A;
 
 /// Policy of every command, indexed by command number minus one.
-pub const COMMAND_POLICY: [CommandPolicy; 12] = [
+pub const COMMAND_POLICY: [CommandPolicy; Command::ALL.len()] = [
     entry(
         Command::LockReq,
         &[A::Resource, A::Mode, A::Flags, A::ReqId],
@@ -160,6 +166,20 @@ pub const COMMAND_POLICY: [CommandPolicy; 12] = [
         false,
         true,
     ),
+    entry(
+        Command::LockCallback,
+        &[A::Resource, A::Mode, A::ReqId],
+        &[],
+        false,
+        true,
+    ),
+    entry(
+        Command::VolumeWithdraw,
+        &[A::Volume, A::Status],
+        &[],
+        true,
+        false,
+    ),
 ];
 
 impl Command {
@@ -186,8 +206,13 @@ mod tests {
     #[test]
     fn senders_follow_design() {
         // DESIGN.md §1: the kernel sends LOCK_REQ and LOCK_RELEASE itself (doit is NULL), only
-        // the daemon's portid may send grants, denies, invalidations and recovery commands.
-        for c in [Command::LockReq, Command::LockRelease] {
+        // the daemon's portid may send grants, denies, invalidations, callbacks and recovery
+        // commands. A withdraw is the kernel's news alone.
+        for c in [
+            Command::LockReq,
+            Command::LockRelease,
+            Command::VolumeWithdraw,
+        ] {
             assert!(c.policy().may_send(Sender::Kernel));
             assert!(!c.policy().may_send(Sender::Daemon));
         }
@@ -198,6 +223,7 @@ mod tests {
             Command::RecoveryStart,
             Command::RecoveryDone,
             Command::StatusReq,
+            Command::LockCallback,
         ] {
             assert!(c.policy().may_send(Sender::Daemon));
             assert!(!c.policy().may_send(Sender::Kernel));
@@ -213,5 +239,17 @@ mod tests {
         }
         assert!(Command::StatusReq.policy().required.is_empty());
         assert!(Command::LockDeny.policy().required.contains(AttrId::Status));
+    }
+
+    #[test]
+    fn callback_names_the_cached_holder_and_the_mode_to_keep() {
+        let p = Command::LockCallback.policy();
+        for a in [AttrId::Resource, AttrId::Mode, AttrId::ReqId] {
+            assert!(p.required.contains(a), "{a:?}");
+        }
+        assert!(p.optional.is_empty());
+        let w = Command::VolumeWithdraw.policy();
+        assert!(w.required.contains(AttrId::Volume) && w.required.contains(AttrId::Status));
+        assert!(w.optional.is_empty());
     }
 }

@@ -51,11 +51,18 @@ pub enum Command {
     RecoveryStart = 11,
     /// daemon -> kernel: recovery finished; resume lock traffic.
     RecoveryDone = 12,
+    /// daemon -> kernel: another node needs a lock this kernel holds cached; stop new holders,
+    /// wait for the current ones, run the clean point, then release it or down-convert it to
+    /// the mode named (DESIGN.md §5.2).
+    LockCallback = 13,
+    /// kernel -> daemon: a clustered mount shut down (forced shutdown) and cannot release its
+    /// cached locks cleanly; the node must be fenced and its journal replayed.
+    VolumeWithdraw = 14,
 }
 
 impl Command {
     /// Every command, in wire order.
-    pub const ALL: [Command; 12] = [
+    pub const ALL: [Command; 14] = [
         Command::LockReq,
         Command::LockGrant,
         Command::LockDeny,
@@ -68,6 +75,8 @@ impl Command {
         Command::StatusResp,
         Command::RecoveryStart,
         Command::RecoveryDone,
+        Command::LockCallback,
+        Command::VolumeWithdraw,
     ];
 
     /// Decodes a command number; `None` for 0 (unspecified) or anything past the last command.
@@ -94,6 +103,8 @@ impl Command {
             Command::StatusResp => "STATUS_RESP",
             Command::RecoveryStart => "RECOVERY_START",
             Command::RecoveryDone => "RECOVERY_DONE",
+            Command::LockCallback => "LOCK_CALLBACK",
+            Command::VolumeWithdraw => "VOLUME_WITHDRAW",
         }
     }
 }
@@ -213,6 +224,8 @@ pub enum ResourceType {
     Extent = 2,
     /// An allocation group: `a` = AG number.
     Ag = 3,
+    /// The whole volume (level 0 of DESIGN.md §5.3): `a` = `b` = 0.
+    Volume = 4,
 }
 
 impl ResourceType {
@@ -222,6 +235,7 @@ impl ResourceType {
             1 => Some(ResourceType::Inode),
             2 => Some(ResourceType::Extent),
             3 => Some(ResourceType::Ag),
+            4 => Some(ResourceType::Volume),
             _ => None,
         }
     }
@@ -230,7 +244,8 @@ impl ResourceType {
 /// A lockable resource, named the same way on every node.
 ///
 /// The derived order (type, then volume, then `a`, then `b`) is the global lock order of
-/// DESIGN.md §2: cluster locks are always taken in ascending `ResourceId` order.
+/// DESIGN.md §2: cluster locks are always taken in ascending `ResourceId` order. The type
+/// order is the wire number, so a `VOLUME` lock sorts after every other type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ResourceId {
     /// What kind of object this is.
@@ -274,13 +289,44 @@ impl ResourceId {
         }
     }
 
+    /// The whole of `volume`: the one resource of level 0 (DESIGN.md §5.3).
+    pub const fn volume(volume: u64) -> ResourceId {
+        ResourceId {
+            kind: ResourceType::Volume,
+            volume,
+            a: 0,
+            b: 0,
+        }
+    }
+
     /// Whether the id is one a builder could have made: `b` is 0 except for an aligned
-    /// `EXTENT` chunk. The parser rejects ids that are not well formed.
+    /// `EXTENT` chunk, and a `VOLUME` has `a` = `b` = 0. The parser rejects ids that are not
+    /// well formed.
     pub const fn is_well_formed(&self) -> bool {
         match self.kind {
             ResourceType::Inode | ResourceType::Ag => self.b == 0,
             ResourceType::Extent => self.b % EXTENT_CHUNK_BYTES == 0,
+            ResourceType::Volume => self.a == 0 && self.b == 0,
         }
+    }
+}
+
+/// The volume id of an XFS file system, from the UUID in its super block: the two 8-byte
+/// halves of the UUID, each read little-endian, XORed. Every node reads the same super block,
+/// so every node names the volume (and each resource on it) the same way. Never 0, which means
+/// "no volume": a zero result (the two halves equal) maps to 1.
+///
+/// The kernel module (mount registration) and mxfsd share this one definition.
+pub const fn volume_id_from_uuid(uuid: &[u8; 16]) -> u64 {
+    let lo = u64::from_le_bytes([
+        uuid[0], uuid[1], uuid[2], uuid[3], uuid[4], uuid[5], uuid[6], uuid[7],
+    ]);
+    let hi = u64::from_le_bytes([
+        uuid[8], uuid[9], uuid[10], uuid[11], uuid[12], uuid[13], uuid[14], uuid[15],
+    ]);
+    match lo ^ hi {
+        0 => 1,
+        v => v,
     }
 }
 
@@ -322,8 +368,11 @@ mod tests {
             assert_eq!(Command::from_u8(i as u8 + 1), Some(*c));
         }
         assert_eq!(Command::from_u8(0), None);
-        assert_eq!(Command::from_u8(13), None);
+        assert_eq!(Command::from_u8(15), None);
+        // The seed's 12 keep their numbers; later commands are appended.
         assert_eq!(Command::RecoveryDone as u8, 12);
+        assert_eq!(Command::LockCallback as u8, 13);
+        assert_eq!(Command::VolumeWithdraw as u8, 14);
     }
 
     #[test]
@@ -354,6 +403,41 @@ mod tests {
             ..ResourceId::inode(1, 2)
         }
         .is_well_formed());
+    }
+
+    #[test]
+    fn volume_resource_is_whole_volume_only() {
+        let r = ResourceId::volume(7);
+        assert_eq!((r.kind as u8, r.volume, r.a, r.b), (4, 7, 0, 0));
+        assert!(r.is_well_formed());
+        assert!(!ResourceId { a: 1, ..r }.is_well_formed());
+        assert!(!ResourceId { b: 1, ..r }.is_well_formed());
+        assert!(!ResourceId {
+            b: EXTENT_CHUNK_BYTES,
+            ..r
+        }
+        .is_well_formed());
+        // Existing wire values are unchanged; VOLUME is appended.
+        assert_eq!(ResourceType::from_u8(3), Some(ResourceType::Ag));
+        assert_eq!(ResourceType::from_u8(4), Some(ResourceType::Volume));
+        assert_eq!(ResourceType::from_u8(5), None);
+        assert!(ResourceId::ag(9, 9) < ResourceId::volume(1));
+    }
+
+    #[test]
+    fn volume_id_of_fixed_uuids() {
+        // 6f1c2a3e-9b4d-4e5f-8a7b-0c1d2e3f4a5b, in the byte order of the super block.
+        let uuid = [
+            0x6f, 0x1c, 0x2a, 0x3e, 0x9b, 0x4d, 0x4e, 0x5f, 0x8a, 0x7b, 0x0c, 0x1d, 0x2e, 0x3f,
+            0x4a, 0x5b,
+        ];
+        // lo = 0x5f4e4d9b3e2a1c6f, hi = 0x5b4a3f2e1d0c7b8a (little-endian halves).
+        assert_eq!(volume_id_from_uuid(&uuid), 0x0404_72b5_2326_67e5);
+        let counting: [u8; 16] = core::array::from_fn(|i| i as u8);
+        assert_eq!(volume_id_from_uuid(&counting), 0x0808_0808_0808_0808);
+        // Equal halves XOR to 0, which is reserved for "no volume".
+        assert_eq!(volume_id_from_uuid(&[0; 16]), 1);
+        assert_eq!(volume_id_from_uuid(&[0xa5; 16]), 1);
     }
 
     #[test]

@@ -176,12 +176,13 @@ fn unknown_command() {
         parse_genl(&genl(0, &B::new())),
         Err(ParseError::UnknownCommand { offset: 0, cmd: 0 })
     );
-    let whole = nlmsg(&genl(13, &B::new()));
+    // One past the last command (VOLUME_WITHDRAW, 14).
+    let whole = nlmsg(&genl(15, &B::new()));
     assert_eq!(
         parse_message(&whole),
         Err(ParseError::UnknownCommand {
             offset: 16,
-            cmd: 13
+            cmd: 15
         })
     );
 }
@@ -565,13 +566,14 @@ fn bad_mode() {
 
 #[test]
 fn bad_resource_type() {
-    let attrs = B::new().nest(AttrId::Resource, res(4, 7, 42, 0));
+    // 5 is one past VOLUME (4).
+    let attrs = B::new().nest(AttrId::Resource, res(5, 7, 42, 0));
     assert_eq!(
         req(&attrs),
         bad_value(
             AttrKey::Resource(ResourceAttr::Type),
             4,
-            BadValue::ResourceType(4)
+            BadValue::ResourceType(5)
         )
     );
     let attrs = B::new().nest(AttrId::Resource, res(0, 7, 42, 0));
@@ -597,6 +599,151 @@ fn resource_not_well_formed() {
     assert_eq!(
         req(&attrs),
         bad_value(RES, 0, BadValue::ResourceNotWellFormed)
+    );
+    // A VOLUME covers the whole volume: any a or b is malformed, even a chunk-aligned b.
+    for (a, b) in [(1, 0), (0, 1), (0, EXTENT_CHUNK_BYTES), (42, 42)] {
+        let attrs = B::new().nest(AttrId::Resource, res(4, 7, a, b));
+        assert_eq!(
+            req(&attrs),
+            bad_value(RES, 0, BadValue::ResourceNotWellFormed),
+            "VOLUME with a={a} b={b}"
+        );
+    }
+}
+
+/// A valid `LOCK_CALLBACK` attribute area: the VOLUME resource of volume 7, keep `mode`,
+/// request id 9. Offsets: RESOURCE 0, MODE 48, REQ_ID 56; 68 bytes.
+fn callback_attrs(mode: u8) -> B {
+    B::new()
+        .nest(AttrId::Resource, res(4, 7, 0, 0))
+        .u8(AttrId::Mode, mode)
+        .u64(AttrId::ReqId, 9)
+}
+
+#[test]
+fn hand_built_lock_callback_parses_and_matches_encoder() {
+    let attrs = callback_attrs(3);
+    let want = Message::LockCallback(LockCallback {
+        req_id: 9,
+        resource: ResourceId::volume(7),
+        mode: LockMode::Pr,
+    });
+    assert_eq!(parse_attrs(Command::LockCallback, &attrs.0), Ok(want));
+    let mut buf = [0u8; MSG_LEN_MAX];
+    let n = encode_attrs(&want, &mut buf).unwrap();
+    assert_eq!(&buf[..n], &attrs.0[..]);
+    // NL (release) and every mode below EX may be kept.
+    for m in 0..5u8 {
+        assert!(
+            parse_attrs(Command::LockCallback, &callback_attrs(m).0).is_ok(),
+            "mode {m}"
+        );
+    }
+    let whole = nlmsg(&genl(13, &attrs));
+    assert!(matches!(
+        parse_message(&whole),
+        Ok((_, Message::LockCallback(c))) if c.req_id == 9
+    ));
+}
+
+#[test]
+fn lock_callback_keeping_ex_is_refused() {
+    assert_eq!(
+        parse_attrs(Command::LockCallback, &callback_attrs(5).0),
+        bad_value(AttrKey::Top(AttrId::Mode), 48, BadValue::CallbackKeepsEx)
+    );
+    // In another attribute order the error names MODE where it is: last, at byte 60.
+    let attrs = B::new()
+        .nest(AttrId::Resource, res(4, 7, 0, 0))
+        .u64(AttrId::ReqId, 9)
+        .u8(AttrId::Mode, 5);
+    assert_eq!(
+        parse_attrs(Command::LockCallback, &attrs.0),
+        bad_value(AttrKey::Top(AttrId::Mode), 60, BadValue::CallbackKeepsEx)
+    );
+}
+
+#[test]
+fn lock_callback_needs_holder_resource_and_mode_and_nothing_else() {
+    let cmd = Command::LockCallback;
+    let no_mode = B::new()
+        .nest(AttrId::Resource, res(4, 7, 0, 0))
+        .u64(AttrId::ReqId, 9);
+    assert_eq!(
+        parse_attrs(cmd, &no_mode.0),
+        Err(ParseError::MissingAttr {
+            cmd,
+            attr: AttrKey::Top(AttrId::Mode)
+        })
+    );
+    let no_req = B::new()
+        .nest(AttrId::Resource, res(4, 7, 0, 0))
+        .u8(AttrId::Mode, 0);
+    assert_eq!(
+        parse_attrs(cmd, &no_req.0),
+        Err(ParseError::MissingAttr {
+            cmd,
+            attr: AttrKey::Top(AttrId::ReqId)
+        })
+    );
+    let no_res = B::new().u8(AttrId::Mode, 0).u64(AttrId::ReqId, 9);
+    assert_eq!(
+        parse_attrs(cmd, &no_res.0),
+        Err(ParseError::MissingAttr {
+            cmd,
+            attr: AttrKey::Top(AttrId::Resource)
+        })
+    );
+    // A callback is not a request: FLAGS (at 68, after the valid area) is not allowed.
+    let flags = callback_attrs(0).u32(AttrId::Flags, 0);
+    assert_eq!(
+        parse_attrs(cmd, &flags.0),
+        Err(ParseError::AttrNotAllowed {
+            cmd,
+            attr: AttrId::Flags,
+            offset: 68
+        })
+    );
+}
+
+#[test]
+fn volume_withdraw_carries_volume_and_negative_errno() {
+    let cmd = Command::VolumeWithdraw;
+    let attrs = |s: i32| {
+        B::new()
+            .u32(AttrId::Status, s as u32)
+            .u64(AttrId::Volume, 7)
+    };
+    assert_eq!(
+        parse_attrs(cmd, &attrs(-5).0),
+        Ok(Message::VolumeWithdraw(VolumeWithdraw {
+            volume: 7,
+            status: -5
+        }))
+    );
+    for s in [0i32, 5, -4096] {
+        assert_eq!(
+            parse_attrs(cmd, &attrs(s).0),
+            bad_value(AttrKey::Top(AttrId::Status), 0, BadValue::Status(s)),
+            "status {s}"
+        );
+    }
+    let no_status = B::new().u64(AttrId::Volume, 7);
+    assert_eq!(
+        parse_attrs(cmd, &no_status.0),
+        Err(ParseError::MissingAttr {
+            cmd,
+            attr: AttrKey::Top(AttrId::Status)
+        })
+    );
+    let with_epoch = attrs(-5).u64(AttrId::Epoch, 1);
+    assert_eq!(
+        parse_attrs(cmd, &with_epoch.0),
+        Err(ParseError::AttrNotAllowed {
+            cmd,
+            attr: AttrId::Epoch,
+            offset: 20
+        })
     );
 }
 
@@ -732,6 +879,44 @@ fn encoder_rejects_what_the_parser_rejects() {
     let m = Message::LockDeny(LockDeny {
         req_id: 1,
         resource: ResourceId::ag(1, 2),
+        status: 0,
+    });
+    assert_eq!(
+        encode_attrs(&m, &mut buf),
+        Err(EncodeError::BadValue {
+            attr: AttrKey::Top(AttrId::Status),
+            value: BadValue::Status(0)
+        })
+    );
+    let m = Message::LockCallback(LockCallback {
+        req_id: 1,
+        resource: ResourceId::volume(1),
+        mode: LockMode::Ex,
+    });
+    assert_eq!(
+        encode_attrs(&m, &mut buf),
+        Err(EncodeError::BadValue {
+            attr: AttrKey::Top(AttrId::Mode),
+            value: BadValue::CallbackKeepsEx
+        })
+    );
+    let m = Message::LockCallback(LockCallback {
+        req_id: 1,
+        resource: ResourceId {
+            a: 3,
+            ..ResourceId::volume(1)
+        },
+        mode: LockMode::Nl,
+    });
+    assert_eq!(
+        encode_attrs(&m, &mut buf),
+        Err(EncodeError::BadValue {
+            attr: RES,
+            value: BadValue::ResourceNotWellFormed
+        })
+    );
+    let m = Message::VolumeWithdraw(VolumeWithdraw {
+        volume: 1,
         status: 0,
     });
     assert_eq!(

@@ -10,6 +10,7 @@ fn resource() -> impl Strategy<Value = ResourceId> {
         (any::<u64>(), any::<u64>(), any::<u64>())
             .prop_map(|(v, i, o)| ResourceId::extent(v, i, o)),
         (any::<u64>(), any::<u64>()).prop_map(|(v, a)| ResourceId::ag(v, a)),
+        any::<u64>().prop_map(ResourceId::volume),
     ]
 }
 
@@ -129,6 +130,21 @@ fn message() -> impl Strategy<Value = Message<'static>> {
         }),
         (any::<u64>(), any::<u64>())
             .prop_map(|(volume, epoch)| { Message::RecoveryDone(RecoveryDone { volume, epoch }) }),
+        (
+            any::<u64>(),
+            resource(),
+            proptest::sample::select(LockMode::ALL[..5].to_vec())
+        )
+            .prop_map(|(req_id, resource, mode)| {
+                Message::LockCallback(LockCallback {
+                    req_id,
+                    resource,
+                    mode,
+                })
+            }),
+        (any::<u64>(), errno()).prop_map(|(volume, status)| {
+            Message::VolumeWithdraw(VolumeWithdraw { volume, status })
+        }),
     ]
 }
 
@@ -200,12 +216,12 @@ proptest! {
 fn strategies_cover_every_command() {
     use proptest::strategy::ValueTree;
     use proptest::test_runner::TestRunner;
-    let mut seen = [false; 12];
+    let mut seen = [false; Command::ALL.len()];
     let mut runner = TestRunner::deterministic();
     let strat = message();
     for _ in 0..2000 {
         let m = strat.new_tree(&mut runner).unwrap().current();
         seen[m.command() as usize - 1] = true;
     }
-    assert_eq!(seen, [true; 12]);
+    assert_eq!(seen, [true; Command::ALL.len()]);
 }

@@ -9,18 +9,24 @@
 //!   `held` is compatible with `want` ([`covers`]); **supremum** is the weakest mode that covers
 //!   two others ([`sup`], e.g. `sup(CW, PR) = PW`). A node's cluster lock must cover every
 //!   local holder.
-//! - **Master**: converts are served before waiters, each queue FIFO; a request is granted when
-//!   no other node's granted mode blocks it and nothing queued is ahead of it
-//!   ([`master_may_grant_now`], [`master_scan`]), so a compatible newcomer never overtakes a
-//!   blocked request. A head converter whose every blocker is itself converting is a
-//!   conversion deadlock and is denied ([`MasterScan::Deadlock`]).
+//! - **Master**: conversions are served before waiters. A conversion is granted as soon as no
+//!   other node's granted mode blocks it, wherever it stands in the convert queue (the DLM's
+//!   rule 6-3); first requests are granted FIFO, only while no conversion waits and nothing
+//!   blocks the head ([`master_may_grant_now`], [`master_scan`]), so a compatible newcomer
+//!   never overtakes a blocked request. Conversions that block each other in a cycle (each
+//!   one's granted mode blocks the next one's request) are a conversion deadlock: the newest
+//!   of the cycle is denied `EDEADLK` and keeps its old mode ([`conversion_cycle`]).
 //! - **Node**: a kernel request is granted locally when the node's lock covers it, the node's
 //!   cache is at the lock's data version (the last `CACHE_INVAL` succeeded), it is
 //!   compatible with the other local holders, lock traffic is not frozen, and no BAST stops
 //!   new holders ([`node_may_grant`]); the fast path for a request with nothing queued calls
-//!   the same function. Otherwise the head waiter asks the master for the supremum of what it
-//!   wants and what is held ([`node_may_ask`], [`mode_to_ask`]); on a BAST the lock is given up
-//!   down to what the remaining holders need ([`needed_by`]).
+//!   the same function. Local conversions likewise are granted wherever they stand in the
+//!   local queue, first requests FIFO after them, and a cycle of local conversions is denied
+//!   with `EDEADLK` by the same [`conversion_cycle`]. A conversion the node's lock does not
+//!   cover asks the master at once, even while a local holder still blocks it, so that a
+//!   deadlock across nodes reaches a master that can see it; a first request asks when it is
+//!   the head ([`node_may_ask`], [`mode_to_ask`]). On a BAST the lock is given up down to
+//!   what the holders and the conversions it already covers need ([`needed_by`]).
 //! - **Data versions** step when a PW or EX holder gives its lock up ([`gives_up_write`]).
 
 use std::collections::VecDeque;
@@ -87,9 +93,9 @@ pub(crate) fn blocks(g: &Granted, node: NodeId, mode: LockMode) -> bool {
 }
 
 /// Whether a master may grant `node`'s request for `mode`, arriving now, without queueing it:
-/// no lock another node holds blocks it, no conversion waits, and (for a first request, not
-/// a conversion of a lock `node` holds) no earlier request waits. So a compatible newcomer
-/// never overtakes a blocked request.
+/// no lock another node holds blocks it, and, for a first request (not a conversion of a lock
+/// `node` holds), nothing waits in either queue. So a compatible newcomer never overtakes a
+/// blocked request, while a conversion that nothing blocks is granted at once.
 pub(crate) fn master_may_grant_now(
     granted: &[Granted],
     converting: &VecDeque<Pending>,
@@ -99,48 +105,90 @@ pub(crate) fn master_may_grant_now(
 ) -> bool {
     let holds = granted.iter().any(|g| g.node == node);
     !granted.iter().any(|g| blocks(g, node, mode))
-        && converting.is_empty()
-        && (holds || waiting.is_empty())
+        && (holds || (converting.is_empty() && waiting.is_empty()))
 }
 
-/// What the master's grant pass does next with the heads of its queues.
+/// What the master's grant pass does next with its queues.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum MasterScan {
-    /// Grant the head of the convert queue.
-    GrantConvert,
-    /// Deny the head of the convert queue with `EDEADLK`: every node blocking it is itself
-    /// waiting to convert, so none can ever give way (the head keeps its old mode, as in the
-    /// Linux DLM).
-    Deadlock,
+    /// Grant the conversion at this index of the convert queue (the first nothing blocks).
+    GrantConvert(usize),
+    /// Deny the conversion at this index with `EDEADLK`: it is the newest of a cycle of
+    /// conversions each blocked by the next one's granted mode, so none can ever be granted
+    /// (it keeps its old mode, as in the Linux DLM).
+    Deadlock(usize),
     /// Grant the head of the wait queue.
     GrantWaiter,
-    /// The heads are blocked: stop (and BAST their blockers).
+    /// Everything queued is blocked: stop (and BAST the blockers).
     Stop,
 }
 
-/// The master's grant pass, one step: converts first (FIFO), then waiters (FIFO), each only
-/// while nothing blocks the head; nothing behind a blocked head is granted.
+/// The master's grant pass, one step: any conversion nothing blocks, then a conversion
+/// deadlock, then (only with no conversion queued) the head of the wait queue if nothing
+/// blocks it; nothing behind a blocked head waiter is granted.
 pub(crate) fn master_scan(
     granted: &[Granted],
     converting: &VecDeque<Pending>,
     waiting: &VecDeque<Pending>,
 ) -> MasterScan {
-    if let Some(c) = converting.front() {
-        let mut blockers = granted
-            .iter()
-            .filter(|g| blocks(g, c.node, c.mode))
-            .peekable();
-        if blockers.peek().is_none() {
-            return MasterScan::GrantConvert;
-        }
-        if blockers.all(|b| converting.iter().any(|p| p.node == b.node)) {
-            return MasterScan::Deadlock;
-        }
+    let blocked = |node: NodeId, mode: LockMode| granted.iter().any(|g| blocks(g, node, mode));
+    if let Some(i) = converting.iter().position(|c| !blocked(c.node, c.mode)) {
+        return MasterScan::GrantConvert(i);
+    }
+    let held = |node: NodeId| granted.iter().find(|g| g.node == node).map(|g| g.mode);
+    let convs: Vec<(LockMode, LockMode)> = converting
+        .iter()
+        .map(|c| (held(c.node).unwrap_or(LockMode::Nl), c.mode))
+        .collect();
+    if let Some(i) = conversion_cycle(&convs) {
+        return MasterScan::Deadlock(i);
+    }
+    if !converting.is_empty() {
         return MasterScan::Stop;
     }
     match waiting.front() {
-        Some(w) if !granted.iter().any(|g| blocks(g, w.node, w.mode)) => MasterScan::GrantWaiter,
+        Some(w) if !blocked(w.node, w.mode) => MasterScan::GrantWaiter,
         _ => MasterScan::Stop,
+    }
+}
+
+/// A conversion deadlock among `convs`, each `(granted, requested)` of one holder in queue
+/// order: conversion `x` waits for `y` when `y`'s granted mode blocks `x`'s request. Returns
+/// the index of the newest member of a wait-for cycle (the one to deny), if there is one.
+/// Used by the master for its convert queue and by a node for its local conversions.
+pub(crate) fn conversion_cycle(convs: &[(LockMode, LockMode)]) -> Option<usize> {
+    let waits_for = |x: usize, y: usize| x != y && !compatible(convs[y].0, convs[x].1);
+    // Drop every conversion that waits for no remaining one: it ends (is granted, or waits
+    // only for holders that are not converting), and so may what waits for it. Kahn's
+    // algorithm over the reversed edges: O(n^2) mode checks.
+    let n = convs.len();
+    let mut waiting_on: Vec<usize> = (0..n)
+        .map(|x| (0..n).filter(|&y| waits_for(x, y)).count())
+        .collect();
+    let mut alive = vec![true; n];
+    let mut free: Vec<usize> = (0..n).filter(|&x| waiting_on[x] == 0).collect();
+    while let Some(y) = free.pop() {
+        alive[y] = false;
+        for x in (0..n).filter(|&x| alive[x] && waits_for(x, y)) {
+            waiting_on[x] -= 1;
+            if waiting_on[x] == 0 {
+                free.push(x);
+            }
+        }
+    }
+    // Every remaining conversion waits for a remaining one: walk from the first until a
+    // conversion repeats; the walk's loop is a cycle.
+    let mut at = alive.iter().position(|a| *a)?;
+    let mut path = vec![at];
+    loop {
+        let next = (0..n)
+            .find(|&y| alive[y] && waits_for(at, y))
+            .expect("a remaining conversion waits for a remaining one");
+        if let Some(i) = path.iter().position(|&p| p == next) {
+            return path[i..].iter().copied().max();
+        }
+        path.push(next);
+        at = next;
     }
 }
 
@@ -174,11 +222,14 @@ pub(crate) fn node_may_grant(v: NodeView, mode: LockMode, others_ok: bool, conve
         && (!v.bast || v.fresh_grant || convert)
 }
 
-/// Whether the head waiter may ask the master for a stronger lock now. A BAST stops that,
-/// except for a holder's conversion (the master serves conversions first, and the holder
-/// cannot give the lock up while it waits).
+/// Whether a waiter whose mode the node's lock does not cover may ask the master for it now.
+/// A conversion always may, even while a BAST is pending or a local holder still blocks it:
+/// the master serves conversions first, the holder cannot give the lock up while it waits,
+/// and only the master sees a conversion deadlock across nodes. A first request (the head of
+/// the local queue) asks only when it is compatible with the local holders and no BAST is
+/// pending.
 pub(crate) fn node_may_ask(bast: bool, others_ok: bool, convert: bool) -> bool {
-    others_ok && (!bast || convert)
+    convert || (others_ok && !bast)
 }
 
 /// Whether a try-lock may still be granted without waiting: lock traffic flows, it is
@@ -269,7 +320,8 @@ mod tests {
             3,
             Cr
         ));
-        // A conversion does not wait behind waiters, but behind other conversions.
+        // A conversion nothing blocks is granted at once, whatever is queued (DLM rule 6-3);
+        // a first request waits behind any queued conversion.
         assert!(master_may_grant_now(
             &granted,
             &none,
@@ -277,11 +329,18 @@ mod tests {
             1,
             Cr
         ));
-        assert!(!master_may_grant_now(
+        assert!(master_may_grant_now(
             &granted,
             &q(&[p(2, Ex)]),
             &none,
             1,
+            Cr
+        ));
+        assert!(!master_may_grant_now(
+            &granted,
+            &q(&[p(2, Ex)]),
+            &none,
+            3,
             Cr
         ));
         assert!(!master_may_grant_now(&granted, &none, &none, 3, Ex));
@@ -294,9 +353,26 @@ mod tests {
             "own lock never blocks"
         );
         assert!(blocks(&g(1, Pr), 2, Ex) && !blocks(&g(1, Pr), 1, Ex) && !blocks(&g(1, Pr), 2, Cr));
-        // Both PR holders convert to EX: a conversion deadlock.
+        // Both PR holders convert to EX: a conversion deadlock; the newer one is denied.
         let both = q(&[p(1, Ex), p(2, Ex)]);
-        assert_eq!(master_scan(&granted, &both, &none), MasterScan::Deadlock);
+        assert_eq!(master_scan(&granted, &both, &none), MasterScan::Deadlock(1));
+        // A conversion behind a blocked one is granted when nothing blocks it.
+        let three = [g(1, Pr), g(2, Nl), g(3, Nl)];
+        assert_eq!(
+            master_scan(&three, &q(&[p(2, Ex), p(3, Cr)]), &none),
+            MasterScan::GrantConvert(1)
+        );
+        // n2 (NL -> EX) waits for n1's PR, which is not converting: no deadlock.
+        assert_eq!(
+            master_scan(&three, &q(&[p(2, Ex)]), &none),
+            MasterScan::Stop
+        );
+        // A deadlock that a third, non-converting holder also blocks is still a deadlock.
+        let cw = [g(1, Cw), g(2, Cw), g(3, Cw)];
+        assert_eq!(
+            master_scan(&cw, &q(&[p(1, Pr), p(2, Pr)]), &none),
+            MasterScan::Deadlock(1)
+        );
         let one = q(&[p(1, Ex)]);
         assert_eq!(
             master_scan(&granted, &one, &q(&[p(3, Cr)])),
@@ -313,9 +389,28 @@ mod tests {
         );
         assert_eq!(
             master_scan(&granted, &q(&[p(1, Cr)]), &none),
-            MasterScan::GrantConvert
+            MasterScan::GrantConvert(0)
         );
         assert_eq!(master_scan(&granted, &none, &none), MasterScan::Stop);
+    }
+
+    #[test]
+    fn conversion_cycles() {
+        // Two PR holders converting to CW block each other.
+        assert_eq!(conversion_cycle(&[(Pr, Cw), (Pr, Cw)]), Some(1));
+        // A down-conversion waits for nobody: no cycle.
+        assert_eq!(conversion_cycle(&[(Nl, Cw), (Pr, Nl)]), None);
+        // A chain that ends is no cycle: 0 waits for 1, 1 for nobody here.
+        assert_eq!(conversion_cycle(&[(Nl, Ex), (Cr, Pr)]), None);
+        // A cycle between free conversions; the newest member of the cycle is denied: 1 and 2
+        // (CW -> PR) wait for each other's CW; 0 and 3 wait for nobody.
+        assert_eq!(
+            conversion_cycle(&[(Nl, Nl), (Cw, Pr), (Cw, Pr), (Nl, Cr)]),
+            Some(2)
+        );
+        // One that waits for a cycle is not denied; the cycle's newest member is.
+        assert_eq!(conversion_cycle(&[(Nl, Ex), (Pr, Cw), (Pr, Cw)]), Some(2));
+        assert_eq!(conversion_cycle(&[]), None);
     }
 
     #[test]
@@ -347,7 +442,11 @@ mod tests {
         assert!(node_may_grant(fresh, Cr, true, false));
         assert!(node_may_ask(false, true, false));
         assert!(!node_may_ask(true, true, false) && node_may_ask(true, true, true));
-        assert!(!node_may_ask(false, false, true));
+        assert!(!node_may_ask(false, false, false));
+        assert!(
+            node_may_ask(true, false, true),
+            "a conversion asks even while a local holder blocks it"
+        );
         assert!(try_lock_may_proceed(v, true, false));
         assert!(!try_lock_may_proceed(v, true, true) && !try_lock_may_proceed(bast, true, false));
         assert!(

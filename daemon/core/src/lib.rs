@@ -299,7 +299,8 @@ pub enum Event {
 pub enum KernelMsg {
     /// Drop cached pages: `len == 0` means the whole inode. Emitted for `INODE` resources
     /// (whole inode) and `EXTENT` resources (`offset = b`, `len = EXTENT_CHUNK_BYTES`); `AG`
-    /// resources protect metadata buffers, not page cache, and emit nothing. The driver
+    /// resources protect metadata buffers, not page cache, and emit nothing; a `VOLUME`
+    /// resource invalidates the whole volume (`ino` 0, `offset` 0, `len` 0). The driver
     /// answers it with [`Event::CacheInvalDone`] for `resource`.
     CacheInval {
         /// The resource whose grant waits for this invalidation.
@@ -347,6 +348,19 @@ pub enum KernelMsg {
         node: NodeId,
         /// Its state.
         state: NodeState,
+    },
+    /// `LOCK_CALLBACK` (DESIGN.md §5.2): another node needs the lock the kernel holds cached
+    /// through `req_id`. The kernel answers after its clean point with `LOCK_RELEASE`
+    /// ([`Event::KernelRelease`]) or a down-conversion to `mode` or weaker (`LOCK_REQ` with
+    /// `CONVERT`). Not emitted yet.
+    Callback {
+        /// The granted request through which the kernel holds the lock.
+        req_id: ReqId,
+        /// Its resource.
+        resource: ResourceId,
+        /// The strongest mode the kernel may keep; NL means release. Never EX (the wire
+        /// format refuses it).
+        mode: LockMode,
     },
 }
 

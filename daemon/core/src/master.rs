@@ -402,9 +402,9 @@ impl MasterTable {
         }
     }
 
-    /// The grant pass (`grant::master_scan`): converts first (FIFO), then waiters (FIFO),
-    /// each only while grantable; then BASTs to the holders blocking the head; drops the entry
-    /// when idle.
+    /// The grant pass (`grant::master_scan`): every conversion nothing blocks, conversion
+    /// deadlocks, then waiters (FIFO) while grantable; then BASTs to the holders blocking
+    /// what is still queued; drops the entry when idle.
     fn process(&mut self, resource: &ResourceId, cx: &mut Ctx) {
         // Ends: every step but `Stop` pops an entry from the convert or the wait queue.
         loop {
@@ -412,12 +412,12 @@ impl MasterTable {
                 return;
             };
             match grant::master_scan(&m.granted, &m.converting, &m.waiting) {
-                MasterScan::GrantConvert => {
-                    let c = m.converting.pop_front().expect("head");
+                MasterScan::GrantConvert(i) => {
+                    let c = m.converting.remove(i).expect("in the queue");
                     self.grant_now(cx, c.node, *resource, c.mode, c.seq);
                 }
-                MasterScan::Deadlock => {
-                    let c = m.converting.pop_front().expect("head");
+                MasterScan::Deadlock(i) => {
+                    let c = m.converting.remove(i).expect("in the queue");
                     deny_msg(cx, c.node, *resource, EDEADLK, c.seq);
                 }
                 MasterScan::GrantWaiter => {
@@ -427,9 +427,15 @@ impl MasterTable {
                 MasterScan::Stop => break,
             }
         }
+        // Every queued conversion and the head waiter are blocked: tell their blockers.
         let m = &self.res[resource];
-        if let Some(h) = m.converting.front().or(m.waiting.front()) {
-            let (node, mode) = (h.node, h.mode);
+        let blocked: Vec<(NodeId, LockMode)> = m
+            .converting
+            .iter()
+            .chain(m.waiting.front())
+            .map(|p| (p.node, p.mode))
+            .collect();
+        for (node, mode) in blocked {
             self.send_basts(resource, node, mode, cx);
         }
         if self.res[resource].is_idle() {

@@ -86,7 +86,8 @@ impl Default for NodeTable {
 }
 
 /// `CACHE_INVAL` for `resource`, or `None` for `AG` resources (metadata buffers, no page
-/// cache: the AG buffers are re-read under the lock by XFS itself).
+/// cache: the AG buffers are re-read under the lock by XFS itself). A `VOLUME` resource
+/// covers the whole volume: ino 0 (no XFS inode has that number), offset 0, length 0.
 pub(crate) fn cache_inval(resource: &ResourceId) -> Option<KernelMsg> {
     match resource.kind {
         ResourceType::Inode => Some(KernelMsg::CacheInval {
@@ -104,6 +105,13 @@ pub(crate) fn cache_inval(resource: &ResourceId) -> Option<KernelMsg> {
             len: mxfs_proto::EXTENT_CHUNK_BYTES,
         }),
         ResourceType::Ag => None,
+        ResourceType::Volume => Some(KernelMsg::CacheInval {
+            resource: *resource,
+            volume: resource.volume,
+            ino: 0,
+            offset: 0,
+            len: 0,
+        }),
     }
 }
 
@@ -289,12 +297,15 @@ impl NodeTable {
             .expect("a granted request has a resource");
         l.holders.retain(|(id, _)| *id != req_id);
         if st.waiting {
-            // Its conversion dies with it, silently: the kernel released the lock.
+            // Its conversion dies with it, silently: the kernel released the lock. A `Lock`
+            // sent for it is withdrawn, or it would block later requests at the master
+            // (found by the proptest, see `tests/reference.rs`).
             if let Some(w) = l.remove_waiter(req_id) {
                 if w.timer {
                     cx.cancel_timer(req_id);
                 }
             }
+            l.withdraw(req_id, &st.resource, cx);
         }
         self.pump(&st.resource, normal, cx);
         Ok(())
@@ -353,22 +364,7 @@ impl NodeTable {
         if let Some(errno) = errno {
             cx.deny(req_id, resource, errno);
         }
-        if let Some(Outstanding::Lock {
-            seq,
-            for_req,
-            cancelled,
-            ..
-        }) = &mut l.outstanding
-        {
-            if *for_req == Some(req_id) {
-                *for_req = None;
-                if !*cancelled {
-                    *cancelled = true;
-                    let seq = *seq;
-                    cx.send_master(&resource, PeerBody::Cancel { resource, seq });
-                }
-            }
-        }
+        l.withdraw(req_id, &resource, cx);
         self.pump(&resource, normal, cx);
     }
 
@@ -436,62 +432,101 @@ impl NodeTable {
             return;
         }
         let view = l.view(normal, fresh_grant);
-        // 1. Local grants and try-lock denials, FIFO.
-        while let Some(w) = l.waiters.front() {
-            let others_ok = l.others_compatible(w.req_id, w.mode);
-            if grant::node_may_grant(view, w.mode, others_ok, w.convert) {
-                let w = l.waiters.pop_front().expect("front exists");
-                if w.convert {
-                    let h = l
-                        .holders
-                        .iter_mut()
-                        .find(|(id, _)| *id == w.req_id)
-                        .expect("holder");
-                    h.1 = w.mode;
-                } else {
-                    l.holders.push((w.req_id, w.mode));
-                }
-                let st = self
-                    .reqs
-                    .get_mut(&w.req_id)
-                    .expect("queued request is known");
-                st.granted = Some(w.mode);
-                st.waiting = false;
-                if w.timer {
-                    cx.cancel_timer(w.req_id);
-                }
-                cx.kernel(KernelMsg::Grant {
-                    req_id: w.req_id,
-                    resource: *resource,
-                    mode: w.mode,
-                });
-                continue;
+        // 1. Local grants: any conversion the rule allows, wherever it stands (a conversion
+        //    never waits behind another it does not conflict with), then first requests FIFO
+        //    from the head (only once no conversion waits: conversions come first).
+        while let Some(i) = l.waiters.iter().enumerate().position(|(i, w)| {
+            (w.convert || i == 0)
+                && grant::node_may_grant(
+                    view,
+                    w.mode,
+                    l.others_compatible(w.req_id, w.mode),
+                    w.convert,
+                )
+        }) {
+            let w = l.waiters.remove(i).expect("in range");
+            if w.convert {
+                let h = l
+                    .holders
+                    .iter_mut()
+                    .find(|(id, _)| *id == w.req_id)
+                    .expect("holder");
+                h.1 = w.mode;
+            } else {
+                l.holders.push((w.req_id, w.mode));
             }
-            if w.noqueue && !grant::try_lock_may_proceed(view, others_ok, l.outstanding.is_some()) {
-                let w = l.waiters.pop_front().expect("front exists");
-                stop_waiting(&mut self.reqs, w.req_id);
-                cx.deny(w.req_id, *resource, EAGAIN);
-                continue;
+            let st = self
+                .reqs
+                .get_mut(&w.req_id)
+                .expect("queued request is known");
+            st.granted = Some(w.mode);
+            st.waiting = false;
+            if w.timer {
+                cx.cancel_timer(w.req_id);
             }
-            break;
+            cx.kernel(KernelMsg::Grant {
+                req_id: w.req_id,
+                resource: *resource,
+                mode: w.mode,
+            });
         }
-        // A try-lock behind a blocked head cannot be granted now: deny it at once.
-        let mut i = 1;
+        // 2. Local conversions that block each other in a cycle never end: deny the newest.
+        if let Some(req_id) = l.conversion_deadlock() {
+            self.abandon(req_id, Some(EDEADLK), normal, cx);
+            return;
+        }
+        // 3. Who asks the master next (if nothing is in flight): the first conversion the
+        //    node's lock does not cover, else the head if it is a first request.
+        let asker = if normal && l.outstanding.is_none() {
+            l.asker()
+        } else {
+            None
+        };
+        // 4. A try-lock that cannot be granted now and does not ask the master now is denied
+        //    at once (one that waits for its own answer from the master stays).
+        let own = match &l.outstanding {
+            Some(Outstanding::Lock { for_req, .. }) => *for_req,
+            _ => None,
+        };
+        let in_flight = l.outstanding.is_some();
+        let mut denied = false;
+        let mut i = 0;
         while i < l.waiters.len() {
-            if !l.waiters[i].noqueue {
+            let w = &l.waiters[i];
+            let others_ok = l.others_compatible(w.req_id, w.mode);
+            let may_ask =
+                asker == Some(i) && grant::try_lock_may_proceed(view, others_ok, in_flight);
+            if !w.noqueue || may_ask || own == Some(w.req_id) {
                 i += 1;
                 continue;
             }
             let w = l.waiters.remove(i).expect("in range");
             stop_waiting(&mut self.reqs, w.req_id);
             cx.deny(w.req_id, *resource, EAGAIN);
+            denied = true;
+        }
+        if denied {
+            // What waited behind a denied try-lock may be grantable now. Ends: each round
+            // removes a waiter.
+            self.pump_with(resource, normal, fresh_grant, cx);
+            return;
         }
         let l = self.local.get_mut(resource).expect("present");
+        // 5. A conversion that needs the master goes before the first request whose `Lock`
+        //    is in flight: withdraw that `Lock`, so the conversion's need (and any conversion
+        //    deadlock across nodes) reaches the master now (found by the proptest's wait-for
+        //    check, see `tests/reference.rs`).
+        if let (Some(for_req), Some(i)) = (own, l.asker()) {
+            let first = l.waiters.iter().any(|w| w.req_id == for_req && !w.convert);
+            if first && l.waiters[i].convert {
+                l.withdraw(for_req, resource, cx);
+            }
+        }
         if !normal || l.outstanding.is_some() {
             return;
         }
-        // 2. The head waiter needs the master.
-        if let Some(w) = l.waiters.front() {
+        // 6. A waiter needs the master.
+        if let Some(w) = l.asker().map(|i| &l.waiters[i]) {
             if grant::node_may_ask(l.bast, l.others_compatible(w.req_id, w.mode), w.convert) {
                 let (req_id, mode, noqueue) = (w.req_id, w.mode, w.noqueue);
                 let seq = self.next_seq();
@@ -527,9 +562,15 @@ impl NodeTable {
                 return;
             }
         }
-        // 3. A BAST asked for the lock: give up what the holders do not need.
+        // 7. A BAST asked for the lock: give up what the holders, and the conversions the
+        //    lock already covers (they wait only for local holders), do not need.
         if let (true, Some(h)) = (l.bast, l.held) {
-            let needed = grant::needed_by(l.holders.iter().map(|(_, m)| *m));
+            let converting = l
+                .waiters
+                .iter()
+                .filter(|w| w.convert && covers(h, w.mode))
+                .map(|w| w.mode);
+            let needed = grant::needed_by(l.holders.iter().map(|(_, m)| *m).chain(converting));
             if needed != Some(h) {
                 let seq = self.next_seq();
                 let l = self.local.get_mut(resource).expect("present");
@@ -753,9 +794,69 @@ impl LocalRes {
             .all(|(id, m)| *id == req_id || grant::compatible(*m, mode))
     }
 
+    /// The waiter that asks the master next: the first conversion the node's lock does not
+    /// cover, else the head of the queue if it is a first request the lock does not cover.
+    fn asker(&self) -> Option<usize> {
+        let uncovered = |w: &Waiter| self.held.is_none_or(|h| !covers(h, w.mode));
+        match self.waiters.iter().position(|w| w.convert && uncovered(w)) {
+            Some(i) => Some(i),
+            None => self
+                .waiters
+                .front()
+                .filter(|w| !w.convert && uncovered(w))
+                .map(|_| 0),
+        }
+    }
+
+    /// A local conversion that waits in a cycle of local conversions (each blocked by the
+    /// next one's granted mode), the newest of the cycle: it can never be granted.
+    fn conversion_deadlock(&self) -> Option<ReqId> {
+        let convs: Vec<(ReqId, LockMode, LockMode)> = self
+            .waiters
+            .iter()
+            .filter(|w| w.convert)
+            .filter_map(|w| {
+                let (_, granted) = self.holders.iter().find(|(id, _)| *id == w.req_id)?;
+                Some((w.req_id, *granted, w.mode))
+            })
+            .collect();
+        if convs.len() < 2 {
+            return None;
+        }
+        let modes: Vec<(LockMode, LockMode)> = convs.iter().map(|c| (c.1, c.2)).collect();
+        grant::conversion_cycle(&modes).map(|i| convs[i].0)
+    }
+
     fn remove_waiter(&mut self, req_id: ReqId) -> Option<Waiter> {
         let at = self.waiters.iter().position(|w| w.req_id == req_id)?;
         self.waiters.remove(at)
+    }
+
+    /// Withdraws the `Lock` in flight for `req_id`, if any, with a `Cancel` to the master: no
+    /// local request wants its answer any more (a grant that crosses the cancel is cached).
+    fn withdraw(&mut self, req_id: ReqId, resource: &ResourceId, cx: &mut Ctx) {
+        if let Some(Outstanding::Lock {
+            seq,
+            for_req,
+            cancelled,
+            ..
+        }) = &mut self.outstanding
+        {
+            if *for_req == Some(req_id) {
+                *for_req = None;
+                if !*cancelled {
+                    *cancelled = true;
+                    let seq = *seq;
+                    cx.send_master(
+                        resource,
+                        PeerBody::Cancel {
+                            resource: *resource,
+                            seq,
+                        },
+                    );
+                }
+            }
+        }
     }
 
     /// Nothing held, waited for or in flight: the entry only remembers a version.

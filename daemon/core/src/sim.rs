@@ -299,6 +299,7 @@ fn res(r: &ResourceId) -> String {
         ResourceType::Inode => format!("inode({},{})", r.volume, r.a),
         ResourceType::Extent => format!("extent({},{},{})", r.volume, r.a, r.b),
         ResourceType::Ag => format!("ag({},{})", r.volume, r.a),
+        ResourceType::Volume => format!("volume({})", r.volume),
     }
 }
 
@@ -446,6 +447,15 @@ pub fn describe_kernel(k: &KernelMsg) -> String {
         KernelMsg::RecoveryStart { epoch } => format!("RECOVERY_START epoch={epoch}"),
         KernelMsg::RecoveryDone { epoch } => format!("RECOVERY_DONE epoch={epoch}"),
         KernelMsg::NodeStatus { node, state } => format!("NODE_STATUS n{node} {state:?}"),
+        KernelMsg::Callback {
+            req_id,
+            resource,
+            mode,
+        } => format!(
+            "LOCK_CALLBACK req={req_id} {} keep={}",
+            res(resource),
+            mode.name()
+        ),
     }
 }
 

@@ -19,15 +19,16 @@
 //!   kernel issued them and never while a conversion waits; conversions in the order issued;
 //! - **master fairness**: between two snapshots of a master's queues (before and after each
 //!   event it handles), no first grant leaves an earlier waiter or any conversion queued, and
-//!   no up-conversion leaves an earlier conversion queued;
+//!   no conversion stays queued while no other node's granted mode blocks it;
 //! - **quiescence** (network drained): no resource is idle with waiters, no request waits with
 //!   nothing blocking it, and no request waits in a wait-for cycle (holders, local queue
 //!   order, pending BASTs, master queue order, its node's pending cluster request); the
 //!   failure names the chain.
 //!
-//! Four real core faults this test found are replayed by the `#[ignore]`d tests at the end;
-//! until the core is fixed, the main property passes over them through
-//! [`TOLERATE_HELD_BACK_CONVERSION_CYCLES`] and [`CANCEL_CONVERSIONS`].
+//! Four real core faults this test found (conversions served strictly FIFO on a node, two
+//! local conversions blocking each other, a conversion deadlock hidden on a node, a cancelled
+//! conversion left queued at the master) are replayed by the tests at the end, which fail on
+//! the core before its fix.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,31 +44,6 @@ const RESOURCES: u64 = 3;
 /// Cases of the main property: about 9 s in debug on the 2-core machine under load (the
 /// whole `cargo test -p mxfs-core` stays near 20 s). `PROPTEST_CASES` overrides it.
 const CASES: u32 = 1024;
-/// Conversion deadlocks the core does not break (found by this test's wait-for check): the
-/// master denies -EDEADLK only when every blocker of the head of its convert queue is itself
-/// converting there, and the node layer never does. So a cycle of conversions lasts
-/// - for ever, when one conversion waits on its node behind another conversion it blocks
-///   (`local_conversion_cycle_is_a_deadlock`: even a down-conversion waits);
-/// - while another holder of the same node stays, when one conversion waits on its node
-///   behind that holder (`conversion_held_back_by_own_holder_deadlocks`);
-/// - while a third, non-converting holder stays, when the conversions are both at the master
-///   (`conversion_deadlock_waits_for_a_third_holder`; the Linux DLM's pairwise check denies
-///   one at once).
-///
-/// The three replays are ignored tests. While this is true, the quiescence check passes over
-/// a wait-for cycle made only of conversions (kernel conversions, or first requests whose
-/// node's cluster request converts at the master) of which one is held back on its node or
-/// also blocked by a non-converting holder (and over what waits behind it); a cycle of
-/// conversions all at the master with no other holder, and every other cycle, still fail.
-/// Set it to `false` once the core breaks conversion deadlocks.
-const TOLERATE_HELD_BACK_CONVERSION_CYCLES: bool = true;
-/// A second real core bug this test found, replayed by `cancelled_conversion_leaves_no_lock_queued`
-/// (ignored): a `KernelCancel` (or `KernelRelease`) of a request whose conversion waits for
-/// the master drops the conversion locally but leaves its `Lock` queued at the master, where
-/// it blocks every later request behind it (a compatible NL waits for an unrelated PR). While
-/// false, `Op::Cancel` picks only waiting first requests; set it to `true` once the core sends
-/// the `Cancel`.
-const CANCEL_CONVERSIONS: bool = false;
 /// Operation sequences the coverage test runs.
 const COVERAGE_SEQUENCES: u32 = 64;
 
@@ -251,13 +227,15 @@ impl Table {
             .all(|(k, (r, m))| *k == who || *r != res || compat(*m, mode))
     }
 
-    /// Whether `a` is ahead of `b` in their node's local queue (same node and resource): FIFO
-    /// in issue order, conversions before first requests.
+    /// Whether `a` is ahead of `b` in their node's local queue (same node and resource):
+    /// conversions before first requests, first requests FIFO in issue order. Conversions are
+    /// not ordered among themselves: one that nothing blocks is granted at once (the DLM's
+    /// rule 6-3), whatever waits beside it.
     fn ahead(a: &Wait, b: &Wait) -> bool {
         if a.convert != b.convert {
             return a.convert;
         }
-        a.order < b.order
+        !a.convert && a.order < b.order
     }
 
     /// Outstanding requests of `node` on `res` ahead of `w` in the local queue.
@@ -303,7 +281,6 @@ struct Seen {
     version_floor_checks: u64,
     master_first_grants_with_queue: u64,
     quiescence_waiters: u64,
-    tolerated_cycles: u64,
 }
 
 #[derive(Clone)]
@@ -316,10 +293,6 @@ struct Sut {
     /// Each node's master queues before the event being handled.
     pre: Vec<Vec<ResourceDump>>,
     seen: Seen,
-    /// [`TOLERATE_HELD_BACK_CONVERSION_CYCLES`], off in the replays of that bug.
-    tolerate_held_back_cycles: bool,
-    /// [`CANCEL_CONVERSIONS`], on in the replays of that bug.
-    cancel_conversions: bool,
 }
 
 /// A request of a node's kernel.
@@ -345,8 +318,6 @@ impl Sut {
             next_order: 0,
             pre: Vec::new(),
             seen: Seen::default(),
-            tolerate_held_back_cycles: TOLERATE_HELD_BACK_CONVERSION_CYCLES,
-            cancel_conversions: CANCEL_CONVERSIONS,
         }
     }
 
@@ -373,10 +344,21 @@ impl Sut {
         r
     }
 
-    /// Master fairness between the queues before and after one event on `master`.
+    /// Master fairness between the queues before and after one event on `master`: no first
+    /// grant overtakes a queued request, and no conversion stays queued while no other node's
+    /// granted mode blocks it (by the literal matrix).
     fn check_master_fairness(&mut self, master: NodeId, after: &[ResourceDump]) {
         let empty = Vec::new();
         for a in after {
+            for c in &a.converting {
+                assert!(
+                    a.granted
+                        .iter()
+                        .any(|g| g.node != c.node && !compat(g.mode, c.mode)),
+                    "master n{master} on {:?}: the conversion of n{} seq {} to {:?} stays queued with nothing blocking it (granted {:?})",
+                    a.resource, c.node, c.seq, c.mode, a.granted
+                );
+            }
             let b = self.pre[master as usize]
                 .iter()
                 .find(|d| d.resource == a.resource);
@@ -387,46 +369,29 @@ impl Sut {
             let still_waiting = |e: &QueueEntry| a.waiting.iter().any(|f| entry_is(e, f));
             let still_converting = |e: &QueueEntry| a.converting.iter().any(|f| entry_is(e, f));
             for g in &a.granted {
-                let prev = bg.iter().find(|p| p.node == g.node);
-                match prev {
-                    None => {
-                        // A first grant: nothing queued ahead of it may stay queued.
-                        // By node: the node may also have converted further within the
-                        // event (its own grant loops back on the master's node).
-                        let ahead = match bw.iter().position(|e| e.node == g.node) {
-                            Some(i) => &bw[..i],
-                            None => &bw[..],
-                        };
-                        if !ahead.is_empty() || !bc.is_empty() {
-                            self.seen.master_first_grants_with_queue += 1;
-                        }
-                        if let Some(e) = ahead.iter().find(|e| still_waiting(e)) {
-                            panic!(
-                                "master n{master} on {:?}: granted n{} seq {} {:?} while n{} seq {} {:?}, queued ahead of it, still waits (before: waiting {bw:?}; after: granted {:?} waiting {:?})",
-                                a.resource, g.node, g.seq, g.mode, e.node, e.seq, e.mode, a.granted, a.waiting
-                            );
-                        }
-                        if let Some(e) = bc.iter().find(|e| still_converting(e)) {
-                            panic!(
-                                "master n{master} on {:?}: granted n{} seq {} {:?} while the conversion of n{} seq {} to {:?} still waits (conversions go first)",
-                                a.resource, g.node, g.seq, g.mode, e.node, e.seq, e.mode
-                            );
-                        }
+                if !bg.iter().any(|p| p.node == g.node) {
+                    // A first grant: nothing queued ahead of it may stay queued.
+                    // By node: the node may also have converted further within the
+                    // event (its own grant loops back on the master's node).
+                    let ahead = match bw.iter().position(|e| e.node == g.node) {
+                        Some(i) => &bw[..i],
+                        None => &bw[..],
+                    };
+                    if !ahead.is_empty() || !bc.is_empty() {
+                        self.seen.master_first_grants_with_queue += 1;
                     }
-                    Some(p) if p.seq != g.seq && !covers(p.mode, g.mode) => {
-                        // An up-conversion: no earlier conversion may stay queued.
-                        let ahead = match bc.iter().position(|e| e.node == g.node) {
-                            Some(i) => &bc[..i],
-                            None => &bc[..],
-                        };
-                        if let Some(e) = ahead.iter().find(|e| still_converting(e)) {
-                            panic!(
-                                "master n{master} on {:?}: converted n{} {:?} -> {:?} while the earlier conversion of n{} seq {} to {:?} still waits",
-                                a.resource, g.node, p.mode, g.mode, e.node, e.seq, e.mode
-                            );
-                        }
+                    if let Some(e) = ahead.iter().find(|e| still_waiting(e)) {
+                        panic!(
+                            "master n{master} on {:?}: granted n{} seq {} {:?} while n{} seq {} {:?}, queued ahead of it, still waits (before: waiting {bw:?}; after: granted {:?} waiting {:?})",
+                            a.resource, g.node, g.seq, g.mode, e.node, e.seq, e.mode, a.granted, a.waiting
+                        );
                     }
-                    _ => {}
+                    if let Some(e) = bc.iter().find(|e| still_converting(e)) {
+                        panic!(
+                            "master n{master} on {:?}: granted n{} seq {} {:?} while the conversion of n{} seq {} to {:?} still waits (conversions go first)",
+                            a.resource, g.node, g.seq, g.mode, e.node, e.seq, e.mode
+                        );
+                    }
                 }
             }
         }
@@ -612,39 +577,6 @@ impl Sut {
         self.check_wait_for();
     }
 
-    /// A cycle of conversions that the core is known not to break yet (see
-    /// [`TOLERATE_HELD_BACK_CONVERSION_CYCLES`]). Each member is a conversion: a kernel
-    /// conversion, or a first request whose node's cluster request is a conversion in the
-    /// master's convert queue. And one member is held back on its node (a kernel conversion
-    /// whose node has no entry in the master's convert queue), or is also blocked by a holder
-    /// that is not waiting (or waits only in a cycle already passed over): the master denies
-    /// -EDEADLK only when every blocker of its head conversion converts, so it waits for that
-    /// holder to leave.
-    fn known_conversion_cycle(
-        &self,
-        cycle: &[(NodeId, ReqId)],
-        graph: &WaitFor,
-        ends: &BTreeSet<(NodeId, ReqId)>,
-    ) -> bool {
-        let converting_at_master = |node: NodeId, res: u64| {
-            (0..NODES)
-                .flat_map(|n| self.c.core(n).dump_master())
-                .filter(|d| d.resource == rid(res))
-                .any(|d| d.converting.iter().any(|e| e.node == node))
-        };
-        let at_master = |k: &(NodeId, ReqId)| converting_at_master(k.0, self.t.waiting[k].res);
-        let held_back = |k: &(NodeId, ReqId)| self.t.waiting[k].convert && !at_master(k);
-        let also_free_holder = |k: &(NodeId, ReqId)| {
-            graph[k].iter().any(|(x, _)| {
-                self.t.held.contains_key(x) && (!self.t.waiting.contains_key(x) || ends.contains(x))
-            })
-        };
-        cycle
-            .iter()
-            .all(|k| self.t.waiting[k].convert || at_master(k))
-            && cycle.iter().any(|k| held_back(k) || also_free_holder(k))
-    }
-
     /// What `key` waits for at quiescence, each with the reason.
     fn blockers(&self, key: (NodeId, ReqId), w: &Wait) -> Vec<((NodeId, ReqId), &'static str)> {
         let (node, req) = key;
@@ -673,7 +605,7 @@ impl Sut {
                 }
             }
         }
-        // 4. The master's queue order: the nodes queued ahead of this node's entry, each
+        // 4. The master's queue order: the nodes queued ahead of this node's first request, each
         //    represented by the head of its local queue.
         let dump = (0..NODES)
             .flat_map(|n| self.c.core(n).dump_master())
@@ -692,15 +624,43 @@ impl Sut {
                         out.push((*h, "blocks its node's cluster request at the master"));
                     }
                 }
+                // 6. Another node whose cluster lock blocks it keeps that lock for its
+                //    conversions the lock already covers (they wait only for that node's own
+                //    holders), and for as long as its own cluster request converts at the
+                //    master (represented by the head of its local queue).
+                for g in &d.granted {
+                    if g.node == node || compat(g.mode, e.mode) {
+                        continue;
+                    }
+                    let mine = || {
+                        self.t
+                            .waiting
+                            .iter()
+                            .filter(move |((n, _), o)| *n == g.node && o.res == w.res)
+                    };
+                    for (c, _) in mine().filter(|(_, o)| o.convert && covers(g.mode, o.mode)) {
+                        out.push((
+                            *c,
+                            "converts under its node's cluster lock, which covers it",
+                        ));
+                    }
+                    if d.converting.iter().any(|c| c.node == g.node) {
+                        let head = mine().min_by_key(|(_, o)| (!o.convert, o.order));
+                        if let Some((k, _)) = head {
+                            out.push((*k, "heads a node that converts at the master"));
+                        }
+                    }
+                }
             }
-            let ahead: Vec<&QueueEntry> =
-                if let Some(i) = d.converting.iter().position(|e| e.node == node) {
-                    d.converting[..i].iter().collect()
-                } else if let Some(i) = d.waiting.iter().position(|e| e.node == node) {
-                    d.converting.iter().chain(&d.waiting[..i]).collect()
-                } else {
-                    Vec::new()
-                };
+            // A conversion waits only for granted modes (conversions are not ordered among
+            // themselves); a first request waits for every conversion and earlier waiter.
+            let ahead: Vec<&QueueEntry> = if d.converting.iter().any(|e| e.node == node) {
+                Vec::new()
+            } else if let Some(i) = d.waiting.iter().position(|e| e.node == node) {
+                d.converting.iter().chain(&d.waiting[..i]).collect()
+            } else {
+                Vec::new()
+            };
             for e in ahead {
                 let head = self
                     .t
@@ -745,66 +705,56 @@ impl Sut {
         self.seen.quiescence_waiters += graph.len() as u64;
         let mut ends: BTreeSet<(NodeId, ReqId)> = BTreeSet::new();
         loop {
-            loop {
-                let before = ends.len();
-                for (k, b) in &graph {
-                    if ends.contains(k) {
-                        continue;
-                    }
-                    let done = self.t.waiting[k].timed
-                        || b.iter()
-                            .all(|(x, _)| !self.t.waiting.contains_key(x) || ends.contains(x));
-                    if done {
-                        ends.insert(*k);
-                    }
+            let before = ends.len();
+            for (k, b) in &graph {
+                if ends.contains(k) {
+                    continue;
                 }
-                if ends.len() == before {
-                    break;
+                let done = self.t.waiting[k].timed
+                    || b.iter()
+                        .all(|(x, _)| !self.t.waiting.contains_key(x) || ends.contains(x));
+                if done {
+                    ends.insert(*k);
                 }
             }
-            let Some(stuck) = graph.keys().find(|k| !ends.contains(k)).copied() else {
-                return;
-            };
-            // Follow blockers that never end until one repeats.
-            let mut chain = vec![stuck];
-            let mut text = String::new();
-            let mut at = stuck;
-            let cycle = loop {
-                let w = &self.t.waiting[&at];
-                let (next, why) = graph[&at]
-                    .iter()
-                    .find(|(x, _)| self.t.waiting.contains_key(x) && !ends.contains(x))
-                    .copied()
-                    .expect("a blocker that never ends");
-                let held = self.t.held.get(&next).map(|h| h.1);
-                text.push_str(&format!(
-                    "\n  n{} req {} ({}{:?} on {}) waits for n{} req {} (held {:?}, waiting for {:?}), which {why}",
-                    at.0,
-                    at.1,
-                    if w.convert { "conversion to " } else { "" },
-                    w.mode,
-                    w.res,
-                    next.0,
-                    next.1,
-                    held,
-                    self.t.waiting[&next].mode
-                ));
-                if let Some(i) = chain.iter().position(|k| *k == next) {
-                    break chain.split_off(i);
-                }
-                chain.push(next);
-                at = next;
-            };
-            if self.tolerate_held_back_cycles && self.known_conversion_cycle(&cycle, &graph, &ends)
-            {
-                // The known core bug (see `TOLERATE_HELD_BACK_CONVERSION_CYCLES`): judge the
-                // rest as if this cycle ended.
-                self.seen.tolerated_cycles += 1;
-                ends.extend(cycle);
-                continue;
+            if ends.len() == before {
+                break;
             }
-            panic!("at quiescence a request waits in a wait-for cycle:{text}");
         }
+        let Some(stuck) = graph.keys().find(|k| !ends.contains(k)).copied() else {
+            return;
+        };
+        // Follow blockers that never end until one repeats.
+        let mut chain = vec![stuck];
+        let mut text = String::new();
+        let mut at = stuck;
+        loop {
+            let w = &self.t.waiting[&at];
+            let (next, why) = graph[&at]
+                .iter()
+                .find(|(x, _)| self.t.waiting.contains_key(x) && !ends.contains(x))
+                .copied()
+                .expect("a blocker that never ends");
+            let held = self.t.held.get(&next).map(|h| h.1);
+            text.push_str(&format!(
+                "\n  n{} req {} ({}{:?} on {}) waits for n{} req {} (held {:?}, waiting for {:?}), which {why}",
+                at.0,
+                at.1,
+                if w.convert { "conversion to " } else { "" },
+                w.mode,
+                w.res,
+                next.0,
+                next.1,
+                held,
+                self.t.waiting[&next].mode
+            ));
+            if chain.contains(&next) {
+                break;
+            }
+            chain.push(next);
+            at = next;
+        }
+        panic!("at quiescence a request waits in a wait-for cycle:{text}");
     }
 }
 
@@ -907,7 +857,7 @@ impl StateMachineTest for Sut {
                 let mine: Vec<ReqId> =
                     s.t.waiting
                         .iter()
-                        .filter(|((n, _), w)| *n == node && (s.cancel_conversions || !w.convert))
+                        .filter(|((n, _), _)| *n == node)
                         .map(|((_, r), _)| *r)
                         .collect();
                 if let Some(req_id) = mine.get(k % mine.len().max(1)).copied() {
@@ -1053,17 +1003,8 @@ fn operations_cover_all_six_modes_and_every_check() {
 
 /// Replays a fixed operation list (a shrunk proptest counterexample) with tracing on.
 fn replay(ops: Vec<Op>) {
-    replay_with(ops, false);
-}
-
-/// [`replay`]; `strict` turns off the allowances made for the known core bugs.
-fn replay_with(ops: Vec<Op>, strict: bool) {
     let mut s = <Sut as StateMachineTest>::init_test(&());
     s.c.tracing = true;
-    if strict {
-        s.tolerate_held_back_cycles = false;
-        s.cancel_conversions = true;
-    }
     for op in ops {
         let before = s.clone();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -1140,22 +1081,19 @@ fn convert(node: NodeId, k: usize, mode: LockMode) -> Op {
 
 /// Real core bug (found by this proptest's wait-for check): n1's kernel holds req 1 in PR and
 /// req 2 in NL. req 2 converts to CW, which req 1's PR blocks; then req 1 converts down to NL.
-/// The node serves its conversions strictly FIFO, so the down-conversion (which the DLM
-/// grants at once, and which would unblock req 2) waits behind req 2, and req 2 waits for
-/// req 1: neither is ever answered.
+/// The node served its conversions strictly FIFO, so the down-conversion (which the DLM
+/// grants at once, and which would unblock req 2) waited behind req 2, and req 2 waited for
+/// req 1: neither was ever answered. Fixed: a conversion is granted wherever it stands in
+/// the local queue.
 #[test]
-#[ignore = "real core bug: a node's conversions are served strictly FIFO, so a down-conversion waits forever behind a conversion it blocks (TOLERATE_HELD_BACK_CONVERSION_CYCLES)"]
 fn local_conversion_cycle_is_a_deadlock() {
-    replay_with(
-        vec![
-            req(1, 1, Pr),
-            req(1, 1, Nl),
-            convert(1, 1, Cw),
-            convert(1, 0, Nl),
-            Op::Settle,
-        ],
-        true,
-    );
+    replay(vec![
+        req(1, 1, Pr),
+        req(1, 1, Nl),
+        convert(1, 1, Cw),
+        convert(1, 0, Nl),
+        Op::Settle,
+    ]);
 }
 
 /// Real core bug (found by this proptest once `Op::Cancel` could hit a conversion): n1's
@@ -1164,26 +1102,23 @@ fn local_conversion_cycle_is_a_deadlock() {
 /// and n2's NL request (compatible with everything) waits behind it for as long as n0 holds
 /// PR. The quiescence check finds n2 waiting on a resource where no held lock blocks any
 /// waiter (the wait-for check would name the same: nothing blocks n2 but a lock nobody wants).
+/// Fixed: a release or cancel of a converting request withdraws its `Lock` with a `Cancel`.
 #[test]
-#[ignore = "real core bug: a cancelled or released conversion leaves its Lock queued at the master, blocking later requests (CANCEL_CONVERSIONS)"]
 fn cancelled_conversion_leaves_no_lock_queued() {
-    replay_with(
-        vec![
-            req(1, 0, Nl),
-            req(0, 0, Nl),
-            Op::Deliver { k: 0 },
-            req(0, 0, Nl),
-            Op::Deliver { k: 0 },
-            convert(0, 0, Pr),
-            Op::Deliver { k: 0 },
-            req(0, 0, Nl),
-            convert(1, 0, Cw),
-            req(2, 0, Nl),
-            Op::Cancel { node: 1, k: 0 },
-            Op::Settle,
-        ],
-        true,
-    );
+    replay(vec![
+        req(1, 0, Nl),
+        req(0, 0, Nl),
+        Op::Deliver { k: 0 },
+        req(0, 0, Nl),
+        Op::Deliver { k: 0 },
+        convert(0, 0, Pr),
+        Op::Deliver { k: 0 },
+        req(0, 0, Nl),
+        convert(1, 0, Cw),
+        req(2, 0, Nl),
+        Op::Cancel { node: 1, k: 0 },
+        Op::Settle,
+    ]);
 }
 
 /// Real core bug (found by this proptest's wait-for check): n2's kernel holds req 1 in CW,
@@ -1191,43 +1126,39 @@ fn cancelled_conversion_leaves_no_lock_queued() {
 /// kernel takes req 4 in CR and converts req 1 to EX, which its own req 4 blocks, so the
 /// conversion stays on n2 and the master never sees the conversion deadlock (n1 PR waits for
 /// n2's CW, n2 EX for n1's CR); n0's NL waits behind it all. The DLM denies one conversion
-/// with -EDEADLK at once; here it lasts as long as n2's kernel holds req 4.
+/// with -EDEADLK at once; here it lasted as long as n2's kernel held req 4. Fixed: a
+/// conversion the node's lock does not cover asks the master at once, even while a local
+/// holder blocks it, and the master denies the newer of the two conversions.
 #[test]
-#[ignore = "real core bug: a conversion deadlock is not broken while one conversion waits on its own node (TOLERATE_HELD_BACK_CONVERSION_CYCLES)"]
 fn conversion_held_back_by_own_holder_deadlocks() {
-    replay_with(
-        vec![
-            req(2, 0, Cw),
-            Op::Settle,
-            req(1, 0, Cr),
-            convert(1, 0, Pr),
-            req(0, 0, Nl),
-            req(2, 0, Cr),
-            convert(2, 0, Ex),
-            Op::Settle,
-        ],
-        true,
-    );
+    replay(vec![
+        req(2, 0, Cw),
+        Op::Settle,
+        req(1, 0, Cr),
+        convert(1, 0, Pr),
+        req(0, 0, Nl),
+        req(2, 0, Cr),
+        convert(2, 0, Ex),
+        Op::Settle,
+    ]);
 }
 
 /// Core weakness (found by this proptest's wait-for check): n0 and n2 hold CW, n1 holds NL.
 /// n1 converts to PR, then n2 converts to PR; both conversions queue at the master, each
 /// blocked by the other's mode (n2 behind n1 in FIFO, n1 by n2's CW). The master does not
 /// deny either while n0's CW (not converting) also blocks n1, so both wait until n0's kernel
-/// releases; the Linux DLM's pairwise check would deny one with -EDEADLK at once.
+/// releases; the Linux DLM's pairwise check would deny one with -EDEADLK at once. Fixed:
+/// the master grants any conversion nothing blocks (n2's, once n0 leaves) and denies a
+/// conversion only when it is on a wait-for cycle of conversions.
 #[test]
-#[ignore = "core weakness: a conversion deadlock at the master waits for a third, non-converting holder to leave (TOLERATE_HELD_BACK_CONVERSION_CYCLES)"]
 fn conversion_deadlock_waits_for_a_third_holder() {
-    replay_with(
-        vec![
-            req(2, 1, Cw),
-            req(0, 1, Cw),
-            req(1, 1, Nl),
-            Op::Settle,
-            convert(1, 0, Pr),
-            convert(2, 0, Pr),
-            Op::Settle,
-        ],
-        true,
-    );
+    replay(vec![
+        req(2, 1, Cw),
+        req(0, 1, Cw),
+        req(1, 1, Nl),
+        Op::Settle,
+        convert(1, 0, Pr),
+        convert(2, 0, Pr),
+        Op::Settle,
+    ]);
 }

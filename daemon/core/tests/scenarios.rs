@@ -27,6 +27,35 @@ fn local_grant_release_then_cached_regrant_without_network() {
     );
 }
 
+/// Level 0: one VOLUME resource covers the whole volume, so its invalidation names no inode:
+/// `CACHE_INVAL(volume, ino 0, offset 0, len 0)`, before the first grant and before the grant
+/// after another node wrote.
+#[test]
+fn volume_lock_invalidates_the_whole_volume_before_its_grants() {
+    let whole = |k: &KernelMsg| {
+        matches!(k, KernelMsg::CacheInval { volume: 9, ino: 0, offset: 0, len: 0, resource }
+            if *resource == ResourceId::volume(9))
+    };
+    let mut c = Cluster::new(2);
+    let r = ResourceId::volume(9);
+    c.request(0, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    assert!(c.granted(0, 1));
+    assert!(whole(&c.kernel[0][0]), "{:?}", c.kernel[0]);
+    assert!(matches!(c.kernel[0][1], KernelMsg::Grant { req_id: 1, .. }));
+    c.release(0, 1, r).unwrap();
+    c.settle();
+    c.request(1, 2, r, LockMode::Pr).unwrap();
+    c.settle();
+    assert!(c.granted(1, 2));
+    let k = &c.kernel[1];
+    let g = k
+        .iter()
+        .position(|m| matches!(m, KernelMsg::Grant { req_id: 2, .. }))
+        .unwrap();
+    assert!(g > 0 && whole(&k[g - 1]), "{k:?}");
+}
+
 #[test]
 fn bast_takes_back_cached_lock_and_waiter_gets_grant_with_inval() {
     let mut c = Cluster::new(2);
@@ -219,6 +248,58 @@ fn conversion_deadlock_denies_one_converter() {
         c.core(1 - loser).dump_local()[0].holders,
         vec![(1, LockMode::Ex)]
     );
+}
+
+/// Two holders on one node both convert PR -> CW: each waits for the other's PR, a local
+/// conversion deadlock. The newer is denied `EDEADLK` and keeps PR; once it releases, the
+/// older converts. (Before the fix both waited for ever.)
+#[test]
+fn two_local_conversions_that_block_each_other_are_a_deadlock() {
+    let mut c = Cluster::new(2);
+    let r = res_mastered_by(1, NodeSet::first(2));
+    c.request(0, 1, r, LockMode::Pr).unwrap();
+    c.request(0, 2, r, LockMode::Pr).unwrap();
+    c.settle();
+    let conv = |req_id| Event::KernelRequest {
+        req_id,
+        resource: r,
+        mode: LockMode::Cw,
+        flags: LockFlags::CONVERT,
+        timeout_ms: 0,
+    };
+    c.event(0, conv(1)).unwrap();
+    c.event(0, conv(2)).unwrap();
+    c.settle();
+    assert_eq!(c.denied(0, 2), Some(EDEADLK));
+    assert_eq!(c.denied(0, 1), None, "the older conversion still waits");
+    c.release(0, 2, r).unwrap();
+    c.settle();
+    assert_eq!(c.core(0).dump_local()[0].holders, vec![(1, LockMode::Cw)]);
+}
+
+/// A down-conversion is granted at once even behind a conversion it blocks, which it then
+/// unblocks (before the fix a node served its conversions strictly FIFO and both waited).
+#[test]
+fn down_conversion_is_not_queued_behind_a_conversion_it_blocks() {
+    let mut c = Cluster::new(2);
+    let r = res_mastered_by(1, NodeSet::first(2));
+    c.request(0, 1, r, LockMode::Pr).unwrap();
+    c.request(0, 2, r, LockMode::Nl).unwrap();
+    c.settle();
+    let conv = |req_id, mode| Event::KernelRequest {
+        req_id,
+        resource: r,
+        mode,
+        flags: LockFlags::CONVERT,
+        timeout_ms: 0,
+    };
+    c.event(0, conv(2, LockMode::Cw)).unwrap();
+    c.settle();
+    c.event(0, conv(1, LockMode::Nl)).unwrap();
+    c.settle();
+    let mut holders = c.core(0).dump_local()[0].holders.clone();
+    holders.sort();
+    assert_eq!(holders, vec![(1, LockMode::Nl), (2, LockMode::Cw)]);
 }
 
 #[test]

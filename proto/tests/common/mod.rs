@@ -169,7 +169,7 @@ pub fn hexdump(bytes: &[u8]) -> String {
 
 /// One example per command, in command order, with the optional attributes present where a
 /// command has them so every attribute appears in some snapshot.
-pub fn examples() -> [(&'static str, Message<'static>); 12] {
+pub fn examples() -> [(&'static str, Message<'static>); Command::ALL.len()] {
     [
         (
             "01_lock_req",
@@ -259,6 +259,21 @@ pub fn examples() -> [(&'static str, Message<'static>); 12] {
             Message::RecoveryDone(RecoveryDone {
                 volume: 0xabcd,
                 epoch: 10,
+            }),
+        ),
+        (
+            "13_lock_callback",
+            Message::LockCallback(LockCallback {
+                req_id: 7,
+                resource: ResourceId::volume(0xabcd),
+                mode: LockMode::Pr,
+            }),
+        ),
+        (
+            "14_volume_withdraw",
+            Message::VolumeWithdraw(VolumeWithdraw {
+                volume: 0xabcd,
+                status: -5, // -EIO
             }),
         ),
     ]
