@@ -169,7 +169,7 @@ pub extern "C" fn mxfs_rs_fs_mount(
     pr_info!(
         "XFS mount of {} accepted: volume {:#x}, log device {}:{}\n",
         id,
-        cache::volume_id_from_uuid(uuid),
+        proto::volume_id_from_uuid(uuid),
         log_major,
         log_minor
     );
@@ -184,6 +184,6 @@ pub extern "C" fn mxfs_rs_fs_unmount(sb_id: *const kernel::ffi::c_char, uuid16: 
     pr_info!(
         "XFS unmount of {}: volume {:#x}\n",
         id,
-        cache::volume_id_from_uuid(uuid)
+        proto::volume_id_from_uuid(uuid)
     );
 }
