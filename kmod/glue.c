@@ -9,6 +9,7 @@
 #include <linux/netlink.h>
 #include <linux/notifier.h>
 #include <linux/pagemap.h>
+#include <linux/xfs_mxfs.h>
 #include <net/genetlink.h>
 #include "glue.h"
 
@@ -359,4 +360,52 @@ struct inode *mxfs_glue_cached_inode(struct super_block *sb, unsigned long ino)
 	}
 	spin_unlock(&sb->s_inode_list_lock);
 	return found;
+}
+
+/*
+ * XFS callouts (<linux/xfs_mxfs.h>, added by the kmod/patches series): XFS calls these for
+ * every `-o mxfs` mount. Why C: the table is a C struct of function pointers that must name
+ * THIS_MODULE as its owner (XFS pins the module with it while a mount uses the table), and the
+ * header is not in the kernel crate's bindings, which an out-of-tree module cannot extend. The
+ * mount and unmount callouts forward to Rust.
+ */
+static int mxfs_xfs_mount(struct super_block *sb, const struct xfs_mxfs_mount_info *info,
+			  void **mount_priv)
+{
+	*mount_priv = NULL;
+	return mxfs_rs_fs_mount(sb->s_id, info->uuid.b, MAJOR(info->log_dev),
+				MINOR(info->log_dev));
+}
+
+static void mxfs_xfs_unmount(struct super_block *sb, void *mount_priv)
+{
+	mxfs_rs_fs_unmount(sb->s_id, sb->s_uuid.b);
+}
+
+/* No patch of the series calls these yet; they bracket operations once the callouts exist. */
+static int mxfs_xfs_op_begin(struct super_block *sb, void *mount_priv, struct xfs_mxfs_op *op)
+{
+	return 0;
+}
+
+static void mxfs_xfs_op_end(struct super_block *sb, void *mount_priv, struct xfs_mxfs_op *op)
+{
+}
+
+static const struct xfs_mxfs_ops mxfs_xfs_ops = {
+	.owner = THIS_MODULE,
+	.mount = mxfs_xfs_mount,
+	.unmount = mxfs_xfs_unmount,
+	.op_begin = mxfs_xfs_op_begin,
+	.op_end = mxfs_xfs_op_end,
+};
+
+int mxfs_glue_xfs_register(void)
+{
+	return xfs_mxfs_register(&mxfs_xfs_ops);
+}
+
+void mxfs_glue_xfs_unregister(void)
+{
+	xfs_mxfs_unregister(&mxfs_xfs_ops);
 }

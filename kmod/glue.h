@@ -49,10 +49,14 @@ struct super_block *mxfs_glue_path_sb(const char *path, int *err);
 void mxfs_glue_sb_uuid(const struct super_block *sb, u8 *uuid16);
 void mxfs_glue_sb_put(struct super_block *sb);
 struct inode *mxfs_glue_cached_inode(struct super_block *sb, unsigned long ino);
+int mxfs_glue_xfs_register(void);
+void mxfs_glue_xfs_unregister(void);
 
 /* Implemented in Rust (mxfs_main.rs / netlink.rs). */
 int mxfs_rs_doit(u8 cmd, u32 portid, const void *attrs, u32 len, struct genl_info *info);
 int mxfs_rs_dbg_doit(u8 cmd, u32 portid, const void *attrs, u32 len, struct genl_info *info);
 void mxfs_rs_sock_release(u32 portid);
+int mxfs_rs_fs_mount(const char *sb_id, const u8 *uuid16, u32 log_major, u32 log_minor);
+void mxfs_rs_fs_unmount(const char *sb_id, const u8 *uuid16);
 
 #endif

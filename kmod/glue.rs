@@ -40,4 +40,6 @@ extern "C" {
     pub(crate) fn mxfs_glue_sb_uuid(sb: *const c_void, uuid16: *mut u8);
     pub(crate) fn mxfs_glue_sb_put(sb: *mut c_void);
     pub(crate) fn mxfs_glue_cached_inode(sb: *mut c_void, ino: c_ulong) -> *mut c_void;
+    pub(crate) fn mxfs_glue_xfs_register() -> c_int;
+    pub(crate) fn mxfs_glue_xfs_unregister();
 }

@@ -116,6 +116,17 @@ impl kernel::Module for MxfsModule {
             pr_err!("cache init failed: {:?}\n", e);
             return Err(e);
         }
+        // Last, so that XFS can hand us a mount only once everything above is up.
+        // SAFETY: called once, from module init; the table it registers is static in glue.c.
+        let rc = unsafe { glue::mxfs_glue_xfs_register() };
+        if rc != 0 {
+            cache::exit(&state);
+            hooks::exit(&state);
+            netlink::exit();
+            STATE.store(core::ptr::null_mut(), Ordering::Release);
+            pr_err!("registering the XFS callouts failed: {}\n", rc);
+            return Err(Error::from_errno(rc));
+        }
         pr_info!(
             "version {} loaded (pending {}x{} slots, debug={})\n",
             VERSION,
@@ -129,10 +140,50 @@ impl kernel::Module for MxfsModule {
 
 impl Drop for MxfsModule {
     fn drop(&mut self) {
+        // First, the reverse of init. No mount uses the callouts any more: each holds a
+        // reference on this module, and module exit runs only when none is left.
+        // SAFETY: init registered the table (drop runs only after a successful init).
+        unsafe { glue::mxfs_glue_xfs_unregister() };
         cache::exit(&self.state);
         hooks::exit(&self.state);
         netlink::exit();
         STATE.store(core::ptr::null_mut(), Ordering::Release);
         pr_info!("version {} unloaded\n", VERSION);
     }
+}
+
+/// The XFS mount callout (`mxfs_xfs_mount` in glue.c), called for every `-o mxfs` mount once
+/// XFS has checked the superblock and before it replays the log. Level 0 has no volume lock
+/// yet, so every mount is accepted and logged; a later change sends `VOLUME_MOUNT` to mxfsd here
+/// and fails the mount with its answer.
+#[no_mangle]
+pub extern "C" fn mxfs_rs_fs_mount(
+    sb_id: *const kernel::ffi::c_char,
+    uuid16: *const u8,
+    log_major: u32,
+    log_minor: u32,
+) -> kernel::ffi::c_int {
+    // SAFETY: XFS passes the super block's NUL-terminated s_id and its 16-byte uuid, both live
+    // for the duration of the call (glue.c).
+    let (id, uuid) = unsafe { (CStr::from_char_ptr(sb_id), &*uuid16.cast::<[u8; 16]>()) };
+    pr_info!(
+        "XFS mount of {} accepted: volume {:#x}, log device {}:{}\n",
+        id,
+        proto::volume_id_from_uuid(uuid),
+        log_major,
+        log_minor
+    );
+    0
+}
+
+/// The XFS unmount callout (`mxfs_xfs_unmount` in glue.c), once for every accepted mount.
+#[no_mangle]
+pub extern "C" fn mxfs_rs_fs_unmount(sb_id: *const kernel::ffi::c_char, uuid16: *const u8) {
+    // SAFETY: as in `mxfs_rs_fs_mount`.
+    let (id, uuid) = unsafe { (CStr::from_char_ptr(sb_id), &*uuid16.cast::<[u8; 16]>()) };
+    pr_info!(
+        "XFS unmount of {}: volume {:#x}\n",
+        id,
+        proto::volume_id_from_uuid(uuid)
+    );
 }

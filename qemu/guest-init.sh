@@ -16,6 +16,9 @@ arg() { sed -n "s/.*mxfs\.$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
 ROLE=$(arg role)
 NODE=$(arg node)
 echo "MXFS-INIT role=$ROLE node=$NODE uptime=$(cut -d' ' -f1 /proc/uptime)s"
+# XFS is a module built from the patched source (kmod/patches); mxfs.ko needs its symbols.
+XFS_LOAD=$(insmod /lib/modules/xfs.ko 2>&1) && XFS_LOADED=1 || XFS_LOADED=0
+[ $XFS_LOADED = 1 ] || echo "MXFS-INIT: insmod xfs.ko failed: $XFS_LOAD"
 
 result() { echo "MXFS-RESULT $1 $2 $3"; }
 # run NAME CMD...: runs a check whose last output line is PASS/FAIL from mxfs-guest.
@@ -44,10 +47,140 @@ check_dmesg() { # NAME PATTERN
     if dmesg | grep -q "$2"; then result "$1" PASS "$(dmesg | grep "$2" | tail -n 1)"
     else result "$1" FAIL "no '$2' in dmesg"; fi
 }
+# new_dmesg N: kernel log lines after the first N (N from `dmesg | wc -l` taken earlier).
+new_dmesg() { dmesg | tail -n +$(($1 + 1)); }
+# mount_refused NAME PATTERN MOUNT-ARGS...: the mount must fail, and the kernel log lines it
+# produced must contain PATTERN (the message that names the culprit).
+mount_refused() {
+    name=$1; pat=$2; shift 2
+    n=$(dmesg | wc -l)
+    if mount "$@" 2>/tmp/mount.err; then
+        umount /mnt2
+        result "$name" FAIL "mount $* succeeded"
+        return
+    fi
+    msg=$(new_dmesg "$n" | grep -m1 -e "$pat")
+    if [ -n "$msg" ]; then result "$name" PASS "$(head -n 1 /tmp/mount.err) | ${msg#*] }"
+    else result "$name" FAIL "$(head -n 1 /tmp/mount.err); no '$pat' in the kernel log: $(new_dmesg "$n" | tail -n 2 | tr '\n' ' ')"; fi
+}
+
+# The -o mxfs mount option (kmod/patches 0002). Disks: vdc an XFS made with -m reflink=0 and its
+# external log on vdd; vde a reflink=1 XFS with its external log on vdf. Called before mxfs.ko
+# is loaded (phase "unloaded"), while it is loaded ("loaded"), and after rmmod ("after-unload").
+MXFS_MOUNT="-t xfs -o mxfs,logdev=/dev/vdd /dev/vdc /mnt2"
+mxfs_option_checks() {
+    mkdir -p /mnt2
+    case "$1" in
+    unloaded)
+        mount_refused mxfs_no_module "mxfs: no cluster lock module is registered" $MXFS_MOUNT
+        ;;
+    after-unload)
+        mount_refused mxfs_no_module_after_unload "mxfs: no cluster lock module is registered" $MXFS_MOUNT
+        ;;
+    loaded)
+        check_dmesg mxfs_callouts_registered "XFS: mxfs callouts registered by mxfs"
+        mount_refused mxfs_needs_logdev "mxfs: mount needs an external log" -t xfs -o mxfs /dev/vdc /mnt2
+        mount_refused mxfs_refuses_rtdev "mxfs: rtdev (realtime) is not supported" \
+            -t xfs -o mxfs,logdev=/dev/vdd,rtdev=/dev/vdb /dev/vdc /mnt2
+        # This kernel has no CONFIG_FS_DAX, so XFS itself rejects the option by name first.
+        mount_refused mxfs_refuses_dax "mxfs: dax is not supported\|unknown mount option \[dax\]" \
+            -t xfs -o mxfs,logdev=/dev/vdd,dax /dev/vdc /mnt2
+        mount_refused mxfs_refuses_quota "mxfs: quota is not supported" \
+            -t xfs -o mxfs,logdev=/dev/vdd,usrquota /dev/vdc /mnt2
+        mount_refused mxfs_refuses_discard "mxfs: discard is not supported" \
+            -t xfs -o mxfs,logdev=/dev/vdd,discard /dev/vdc /mnt2
+        mount_refused mxfs_refuses_norecovery "mxfs: norecovery is not supported" \
+            -t xfs -o mxfs,logdev=/dev/vdd,norecovery,ro /dev/vdc /mnt2
+        mount_refused mxfs_refuses_reflink "mxfs: reflink is not supported" \
+            -t xfs -o mxfs,logdev=/dev/vdf /dev/vde /mnt2
+        n=$(dmesg | wc -l)
+        if mount $MXFS_MOUNT 2>/tmp/mount.err; then
+            line=$(grep ' /mnt2 ' /proc/mounts)
+            echo "mxfs rw" >/mnt2/probe && sync && got=$(cat /mnt2/probe)
+            accepted=$(new_dmesg "$n" | grep -m1 "mxfs: XFS mount of vdc accepted")
+            case "$line" in
+            *" rw,"*mxfs*) if [ "$got" = "mxfs rw" ] && [ -n "$accepted" ]; then
+                    result mxfs_mount_rw PASS "$line | ${accepted#*] }"
+                else result mxfs_mount_rw FAIL "write/read back '$got', module log '$accepted'"; fi ;;
+            *) result mxfs_mount_rw FAIL "/proc/mounts: $line" ;;
+            esac
+            run mxfs_growfs_refused mxfs-guest growfs /mnt2 --expect EOPNOTSUPP
+            # The mxfs operation tables (kmod/patches 0003) are copies of XFS's for now.
+            fs_workload /mnt2 >/tmp/workload-mxfs.txt 2>&1
+            if [ -s /tmp/workload-plain.txt ] && cmp -s /tmp/workload-plain.txt /tmp/workload-mxfs.txt; then
+                result mxfs_ops_like_xfs PASS "$(wc -l </tmp/workload-mxfs.txt) lines of results equal to plain XFS's"
+            else
+                result mxfs_ops_like_xfs FAIL "workload results differ from plain XFS's"
+                diff /tmp/workload-plain.txt /tmp/workload-mxfs.txt | head -n 20
+            fi
+            if rmmod mxfs 2>/dev/null; then
+                result mxfs_unload_refused_while_mounted FAIL "rmmod mxfs succeeded under a mount"
+                insmod /lib/modules/mxfs.ko debug=1
+            else result mxfs_unload_refused_while_mounted PASS "rmmod mxfs refused: module in use"; fi
+            n=$(dmesg | wc -l)
+            if umount /mnt2 && new_dmesg "$n" | grep -q "mxfs: XFS unmount of vdc"; then
+                result mxfs_umount PASS "$(new_dmesg "$n" | grep -m1 'XFS unmount of vdc' | sed 's/.*] //')"
+            else result mxfs_umount FAIL "umount or its module callout missing"; fi
+        else
+            result mxfs_mount_rw FAIL "$(cat /tmp/mount.err) | $(new_dmesg "$n" | tail -n 2 | tr '\n' ' ')"
+        fi
+        ;;
+    esac
+}
+
+# fs_workload DIR: namespace, data and attribute operations under DIR, then prints what they
+# left (names, types, sizes, link counts, modes, contents; no times or inode numbers), so a plain
+# and an mxfs mount can be compared.
+fs_workload() {
+    d=$1/workload
+    rm -rf "$d"; mkdir -p "$d/sub" || return 1
+    echo hello >"$d/a"; echo world >>"$d/a"
+    dd if=/dev/zero of="$d/big" bs=4096 count=16 2>/dev/null
+    printf 'overwritten' | dd of="$d/big" bs=1 seek=5000 conv=notrunc 2>/dev/null
+    truncate -s 10000 "$d/big"
+    ln "$d/a" "$d/a-link"; ln -s a "$d/a-sym"
+    mv "$d/a-link" "$d/sub/moved"
+    mkdir "$d/gone"; rmdir "$d/gone"
+    touch "$d/x"; rm "$d/x"
+    chmod 640 "$d/a"; mknod "$d/fifo" p
+    sync; echo 3 >/proc/sys/vm/drop_caches
+    (cd "$d" && find . | sort | while read -r f; do stat -c '%n %F %s %h %a' "$f"; done
+        cat a; readlink a-sym; md5sum big)
+}
+
+# Plain XFS must behave as before: mount read-write, write, read back, growfs accepted.
+plain_xfs_checks() {
+    mkdir -p /mnt2
+    if mount -t xfs /dev/vda /mnt; then
+        line=$(grep ' /mnt ' /proc/mounts)
+        echo "plain rw" >/mnt/probe && sync && got=$(cat /mnt/probe)
+        case "$line" in
+        *mxfs*) result plain_xfs_rw FAIL "plain mount shows mxfs: $line" ;;
+        *" rw,"*) if [ "$got" = "plain rw" ]; then result plain_xfs_rw PASS "$line"
+            else result plain_xfs_rw FAIL "read back '$got'"; fi ;;
+        *) result plain_xfs_rw FAIL "/proc/mounts: $line" ;;
+        esac
+        run plain_xfs_growfs mxfs-guest growfs /mnt --expect OK
+        fs_workload /mnt >/tmp/workload-plain.txt 2>&1
+        rm -rf /mnt/workload
+        mount_refused mxfs_remount_refused "mxfs: cannot be enabled by remount" -o remount,mxfs /mnt
+        mount_refused mxfs_refuses_plain_mounted "mxfs: the device is already mounted without mxfs" \
+            -t xfs -o mxfs /dev/vda /mnt2
+        rm -f /mnt/probe
+        umount /mnt
+    else
+        result plain_xfs_rw FAIL "mount -t xfs /dev/vda /mnt failed"
+    fi
+}
 
 smoke() {
+    if [ $XFS_LOADED = 1 ]; then result xfs_module_load PASS "insmod xfs.ko (patched)"
+    else result xfs_module_load FAIL "insmod xfs.ko: $XFS_LOAD"; return; fi
+    plain_xfs_checks
+    mxfs_option_checks unloaded
     if insmod /lib/modules/mxfs.ko debug=1; then result module_load PASS "insmod mxfs.ko debug=1"
     else result module_load FAIL "insmod failed"; return; fi
+    mxfs_option_checks loaded
     check_dmesg version_line "mxfs: version 0.4.0 loaded"
     run no_daemon_enotconn mxfs-guest lock inode:0x1:5 EX --expect ENOTCONN
     run unprivileged_eperm mxfs-guest status --as-uid 1000 --expect EPERM
@@ -115,6 +248,7 @@ smoke() {
 
     if rmmod mxfs; then result module_unload PASS "rmmod mxfs"; else result module_unload FAIL "rmmod"; fi
     check_dmesg unload_line "mxfs: version 0.4.0 unloaded"
+    mxfs_option_checks after-unload
     umount /mnt 2>/dev/null
     if dmesg | grep -qE "BUG:|Oops|WARNING:|Kernel panic|refcount_t"; then
         result no_kernel_warnings FAIL "$(dmesg | grep -E 'BUG:|Oops|WARNING:' | head -n 1)"

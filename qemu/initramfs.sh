@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds qemu/run/out/initramfs.cpio.gz for the guests: busybox-static, /init
-# (qemu/guest-init.sh), mxfs.ko, the guest test driver mxfs-guest, and mxfsd/mxfsctl when the
+# (qemu/guest-init.sh), the patched xfs.ko, mxfs.ko, the guest test driver mxfs-guest, and mxfsd/mxfsctl when the
 # daemon crate provides them. Rust binaries are dynamically linked against glibc, so the shared
 # libraries ldd names and the dynamic loader are copied too. The archive is written with the
 # kernel tree's gen_init_cpio from a list, so /dev/console is a real device node without root.
@@ -55,6 +55,11 @@ echo "slink /bin/sh busybox 0777 0 0" >>"$list"
 addfile /init "$QEMU_DIR/guest-init.sh" 0755
 addfile /bin/cluster-node.sh "$QEMU_DIR/cluster-node.sh" 0755
 addfile /lib/modules/mxfs.ko "$OUT/mxfs.ko" 0644
+# XFS is a module (kernel.config); /init loads it with a plain insmod, so it must need no other.
+deps=$(modinfo -F depends "$XFS_KO") || die "modinfo $XFS_KO failed"
+[ -z "$deps" ] || die "xfs.ko depends on modules the initramfs does not ship: $deps" \
+    "(build them in: qemu/kernel.config)"
+addfile /lib/modules/xfs.ko "$XFS_KO" 0644
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:1000:1000:nobody:/:/bin/sh\n' >"$OUT/passwd"
 addfile /etc/passwd "$OUT/passwd" 0644
 declare -A libs=()

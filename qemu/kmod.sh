@@ -3,6 +3,8 @@
 # The sources are copied, with proto/src beside them, into qemu/run/kmod-build, so the build
 # writes nothing into kmod/ and the module's #[path = "../proto/src/..."] includes resolve.
 # Output: qemu/run/out/mxfs.ko. Any compiler warning in MXFS's own files fails the build.
+# glue.c includes <linux/xfs_mxfs.h> from the patched XFS tree and calls xfs_mxfs_register, so
+# the build sees that tree's include/ (KCPPFLAGS) and its Module.symvers (KBUILD_EXTRA_SYMBOLS).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 load_kernel_env
@@ -14,7 +16,10 @@ mkdir -p "$B/kmod" "$B/proto/src" "$OUT"
 cp -p "$REPO_DIR"/kmod/Kbuild "$REPO_DIR"/kmod/*.rs "$REPO_DIR"/kmod/*.c "$REPO_DIR"/kmod/*.h "$B/kmod/"
 cp -p "$REPO_DIR"/proto/src/*.rs "$B/proto/src/"
 start=$(date +%s)
-if ! make -C "$KDIR" M="$B/kmod" $(kmake_args) modules >"$B/build.log" 2>&1; then
+[ -n "${XFS_INCLUDE:-}" ] && [ -f "${XFS_SYMVERS:-}" ] ||
+    die "kernel.env names no patched XFS tree: run qemu/kernel.sh (just kernel)"
+if ! make -C "$KDIR" M="$B/kmod" $(kmake_args) KCPPFLAGS="-I$XFS_INCLUDE" \
+    KBUILD_EXTRA_SYMBOLS="$XFS_SYMVERS" modules >"$B/build.log" 2>&1; then
     cat "$B/build.log" >&2
     die "mxfs.ko build failed"
 fi

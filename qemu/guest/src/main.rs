@@ -108,6 +108,14 @@ enum Cmd {
     VolumeAdd { mount: String },
     /// Prints how many pages of FILE are resident in the page cache (mmap + mincore).
     Resident { file: String },
+    /// Asks XFS to grow the data section of the file system mounted at MOUNT to the size it has
+    /// (XFS_IOC_FSGEOMETRY, then XFS_IOC_FSGROWFSDATA): a no-op that plain XFS accepts, so the
+    /// errno shows whether growfs itself is refused.
+    Growfs {
+        mount: String,
+        #[arg(long)]
+        expect: Option<String>,
+    },
     /// Cluster barrier on the witness disk: records that this node reached `phase`, then waits
     /// until every node in `nodes` has.
     Barrier {
@@ -758,6 +766,71 @@ fn cmd_fence_wait(witness: &str, node: u32, timeout_secs: u64) -> Result<ExitCod
     Ok(ExitCode::FAILURE)
 }
 
+/// `struct xfs_fsop_geom` (fs/xfs/libxfs/xfs_fs.h): 256 bytes; only the first fields are read.
+#[repr(C)]
+struct XfsFsopGeom {
+    blocksize: u32,
+    rtextsize: u32,
+    agblocks: u32,
+    agcount: u32,
+    logblocks: u32,
+    sectsize: u32,
+    inodesize: u32,
+    imaxpct: u32,
+    datablocks: u64,
+    rest: [u8; 256 - 40],
+}
+
+/// `struct xfs_growfs_data`: 16 bytes with its tail padding.
+#[repr(C)]
+struct XfsGrowfsData {
+    newblocks: u64,
+    imaxpct: u32,
+    pad: u32,
+}
+
+/// `_IOR('X', 126, struct xfs_fsop_geom)` and `_IOW('X', 110, struct xfs_growfs_data)`.
+const XFS_IOC_FSGEOMETRY: u64 = (2 << 30) | (256 << 16) | (0x58 << 8) | 126;
+const XFS_IOC_FSGROWFSDATA: u64 = (1 << 30) | (16 << 16) | (0x58 << 8) | 110;
+
+fn cmd_growfs(mount: &str, expect: &Option<String>) -> Result<ExitCode, String> {
+    use std::os::fd::AsRawFd;
+    let dir = std::fs::File::open(mount).map_err(|e| format!("open {mount}: {e}"))?;
+    let mut geo = XfsFsopGeom {
+        blocksize: 0,
+        rtextsize: 0,
+        agblocks: 0,
+        agcount: 0,
+        logblocks: 0,
+        sectsize: 0,
+        inodesize: 0,
+        imaxpct: 0,
+        datablocks: 0,
+        rest: [0; 256 - 40],
+    };
+    // SAFETY: XFS_IOC_FSGEOMETRY writes one struct xfs_fsop_geom, which `geo` mirrors.
+    if unsafe { libc::ioctl(dir.as_raw_fd(), XFS_IOC_FSGEOMETRY as _, &mut geo) } != 0 {
+        return Err(format!(
+            "XFS_IOC_FSGEOMETRY on {mount}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    let arg = XfsGrowfsData {
+        newblocks: geo.datablocks,
+        imaxpct: geo.imaxpct,
+        pad: 0,
+    };
+    // SAFETY: XFS_IOC_FSGROWFSDATA reads one struct xfs_growfs_data, which `arg` mirrors.
+    let rc = unsafe { libc::ioctl(dir.as_raw_fd(), XFS_IOC_FSGROWFSDATA as _, &arg) };
+    let got = if rc == 0 {
+        0
+    } else {
+        -std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+    };
+    let detail = format!("({} blocks of {} bytes)", geo.datablocks, geo.blocksize);
+    check(&format!("growfs {mount}"), got, expect, &detail)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match &cli.cmd {
@@ -798,6 +871,7 @@ fn main() -> ExitCode {
         } => cmd_fake_daemon(answer, *count, *late_ms, inval, *deadline_secs, recover),
         Cmd::VolumeAdd { mount } => cmd_volume_add(mount),
         Cmd::Resident { file } => cmd_resident(file),
+        Cmd::Growfs { mount, expect } => cmd_growfs(mount, expect),
         Cmd::Barrier {
             witness,
             node,
