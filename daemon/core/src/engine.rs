@@ -395,10 +395,13 @@ impl Core {
         // Messages of this epoch that arrived early.
         let future = std::mem::take(&mut self.future);
         for (from, msg) in future {
-            if msg.epoch == self.epoch {
-                let _ = self.peer(now_ms, from, msg, out);
-            } else if msg.epoch > self.epoch {
-                self.future.push((from, msg));
+            match msg.epoch.cmp(&self.epoch) {
+                std::cmp::Ordering::Equal => {
+                    let _ = self.peer(now_ms, from, msg, out);
+                }
+                std::cmp::Ordering::Greater => self.future.push((from, msg)),
+                // An epoch this node skipped: void.
+                std::cmp::Ordering::Less => {}
             }
         }
         Ok(())

@@ -660,8 +660,8 @@ mod tests {
     #[test]
     fn errnos_are_the_linux_values_negated() {
         assert_eq!(
-            [EAGAIN, ENOMEM, EDEADLK, EINVAL, ENOLCK, ETIMEDOUT, ECANCELED],
-            [-11, -12, -35, -22, -37, -110, -125]
+            [EAGAIN, ENOMEM, EDEADLK, EINVAL, ENOLCK, ETIMEDOUT, ECANCELED, EIO],
+            [-11, -12, -35, -22, -37, -110, -125, -5]
         );
     }
 

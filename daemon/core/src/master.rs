@@ -496,6 +496,21 @@ impl MasterTable {
                 return Err(format!("{r:?}: mastered here but its master is elsewhere"));
             }
         }
+        // An early cancel waits for a `Lock` not seen yet: the sender's later messages about
+        // the resource drop it, so no queue entry of the sender is as new as it.
+        for ((node, r), c) in &self.early_cancels {
+            let Some(m) = self.res.get(r) else { continue };
+            let newer = m.granted.iter().any(|g| g.node == *node && g.seq >= *c)
+                || m.converting
+                    .iter()
+                    .chain(&m.waiting)
+                    .any(|p| p.node == *node && p.seq >= *c);
+            if newer {
+                return Err(format!(
+                    "{r:?}: early cancel of n{node} seq {c} kept past a newer message"
+                ));
+            }
+        }
         Ok(())
     }
 
