@@ -5,7 +5,10 @@
 # The harness code (src/sim.rs, the bench binary) is not mutated.
 #
 # Usage: daemon/core/mutants.sh [extra cargo-mutants args], e.g. `--shard 0/4` to run a
-# quarter; MXFS_MUTANTS_JOBS=2 runs two mutants at once. Prints the score: caught / (caught + missed), timeouts counted as caught.
+# quarter; MXFS_MUTANTS_JOBS=2 runs two mutants at once. Prints the score: caught / (caught +
+# missed), timeouts counted as caught. A test run gets at least 120 s before it counts as a
+# timeout: on a loaded 2-core machine the core and model tests take 15-20 s, and a 20 s limit
+# (3x the idle baseline) counted slow survivors as caught.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 command -v cargo-mutants >/dev/null || cargo install cargo-mutants --locked
@@ -13,7 +16,7 @@ out=target/mutants-core
 mkdir -p "$out"
 set +e
 cargo mutants -p mxfs-core --test-package mxfs-core --test-package mxfs-model \
-    --features serde -j"${MXFS_MUTANTS_JOBS:-1}" --timeout-multiplier 3 \
+    --features serde -j"${MXFS_MUTANTS_JOBS:-1}" --timeout-multiplier 3 --minimum-test-timeout 120 \
     -e daemon/core/src/sim.rs -e daemon/core/src/bin/bench.rs \
     -o "$out" "$@"
 status=$?
