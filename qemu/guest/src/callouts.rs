@@ -501,6 +501,7 @@ pub(crate) fn cmd_callouts(root: &str, plain: bool) -> Result<std::process::Exit
         };
         results.push(("fitrim_refused".into(), r));
     }
+    results.push(("noatime".into(), check_noatime(&fx, plain)?));
     let mut failed = 0;
     if plain {
         let bad: Vec<_> = results.iter().filter(|(_, r)| r.is_err()).collect();
@@ -530,6 +531,40 @@ pub(crate) fn cmd_callouts(root: &str, plain: bool) -> Result<std::process::Exit
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::FAILURE
+    })
+}
+
+/// A read must not write the access time on an mxfs mount (kmod/patches 0004): set atime to the
+/// epoch, read, and look again. Plain XFS (relatime) updates it, which the plain run checks too,
+/// so this check can tell the two apart.
+fn check_noatime(fx: &Fixture, plain: bool) -> Result<Result<String, String>, String> {
+    let epoch = [
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+    ];
+    let mut b = [0u8; 16];
+    let mut s: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: futimens reads two timespecs, pread fills `b`, fstat writes one struct stat.
+    let atime = unsafe {
+        if libc::futimens(fx.rw, epoch.as_ptr()) != 0
+            || libc::pread(fx.rw, b.as_mut_ptr().cast(), b.len(), 0) < 0
+            || libc::fstat(fx.rw, &mut s) != 0
+        {
+            return Err(format!("noatime: {}", Error::last_os_error()));
+        }
+        s.st_atime
+    };
+    let detail = format!("atime after a read: {atime}");
+    Ok(if (atime == 0) != plain {
+        Ok(detail)
+    } else {
+        Err(detail)
     })
 }
 
