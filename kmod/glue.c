@@ -382,14 +382,108 @@ static void mxfs_xfs_unmount(struct super_block *sb, void *mount_priv)
 	mxfs_rs_fs_unmount(sb->s_id, sb->s_uuid.b);
 }
 
-/* No patch of the series calls these yet; they bracket operations once the callouts exist. */
+/*
+ * Operation callouts. Level 0 takes no cluster lock yet (the kernel lock cache comes next); these
+ * count every call per operation kind and intent, so that the smoke test can check that each
+ * operation of an -o mxfs mount calls out exactly as the XFS series says, and fail every
+ * operation with -EIO when op_fail_eio is set (the withdraw path). Why C: the counters are read
+ * through a module parameter, which the 6.12 Rust module! macro cannot declare, and the op
+ * struct is the patched header's.
+ */
+enum { MXFS_INTENT_COUNT = 2 };
+
+static atomic_t mxfs_op_begins[XFS_MXFS_OP_KIND_COUNT][MXFS_INTENT_COUNT];
+static atomic_t mxfs_op_ends[XFS_MXFS_OP_KIND_COUNT][MXFS_INTENT_COUNT];
+
+static const char *const mxfs_op_kind_names[XFS_MXFS_OP_KIND_COUNT] = {
+	[XFS_MXFS_OP_READ] = "read",
+	[XFS_MXFS_OP_WRITE] = "write",
+	[XFS_MXFS_OP_DIO_READ] = "dio_read",
+	[XFS_MXFS_OP_DIO_WRITE] = "dio_write",
+	[XFS_MXFS_OP_FSYNC] = "fsync",
+	[XFS_MXFS_OP_FAULT] = "fault",
+	[XFS_MXFS_OP_PAGE_MKWRITE] = "page_mkwrite",
+	[XFS_MXFS_OP_SETATTR] = "setattr",
+	[XFS_MXFS_OP_GETATTR] = "getattr",
+	[XFS_MXFS_OP_PERMISSION] = "permission",
+	[XFS_MXFS_OP_LOOKUP] = "lookup",
+	[XFS_MXFS_OP_REVALIDATE] = "revalidate",
+	[XFS_MXFS_OP_CREATE] = "create",
+	[XFS_MXFS_OP_MKNOD] = "mknod",
+	[XFS_MXFS_OP_MKDIR] = "mkdir",
+	[XFS_MXFS_OP_SYMLINK] = "symlink",
+	[XFS_MXFS_OP_LINK] = "link",
+	[XFS_MXFS_OP_UNLINK] = "unlink",
+	[XFS_MXFS_OP_RMDIR] = "rmdir",
+	[XFS_MXFS_OP_RENAME] = "rename",
+	[XFS_MXFS_OP_READDIR] = "readdir",
+	[XFS_MXFS_OP_READLINK] = "readlink",
+	[XFS_MXFS_OP_FALLOCATE] = "fallocate",
+	[XFS_MXFS_OP_XATTR_GET] = "xattr_get",
+	[XFS_MXFS_OP_XATTR_SET] = "xattr_set",
+	[XFS_MXFS_OP_XATTR_LIST] = "xattr_list",
+	[XFS_MXFS_OP_XATTR_REMOVE] = "xattr_remove",
+	[XFS_MXFS_OP_OPEN] = "open",
+	[XFS_MXFS_OP_IOCTL] = "ioctl",
+};
+
+/*
+ * Module parameter op_fail_eio=1 makes every op_begin fail with -EIO, as a withdrawn mount will.
+ * Writable at run time through /sys/module/mxfs/parameters/op_fail_eio.
+ */
+static bool mxfs_op_fail_eio;
+module_param_named(op_fail_eio, mxfs_op_fail_eio, bool, 0644);
+MODULE_PARM_DESC(op_fail_eio, "fail every operation of -o mxfs mounts with EIO (withdraw test)");
+
+/*
+ * Read-only parameter op_counts: one line per operation kind and intent that was called, "KIND
+ * R|W BEGINS ENDS" (R: read intent, W: write intent). A begin refused by op_fail_eio counts as a
+ * begin with no end. The counters only grow; tests compare two readings.
+ */
+static int mxfs_op_counts_get(char *buf, const struct kernel_param *kp)
+{
+	int len = 0;
+	int k, i;
+
+	for (k = 0; k < XFS_MXFS_OP_KIND_COUNT; k++) {
+		for (i = 0; i < MXFS_INTENT_COUNT; i++) {
+			int b = atomic_read(&mxfs_op_begins[k][i]);
+			int e = atomic_read(&mxfs_op_ends[k][i]);
+
+			if (!b && !e)
+				continue;
+			len += sysfs_emit_at(buf, len, "%s %c %d %d\n", mxfs_op_kind_names[k],
+					     i == XFS_MXFS_INTENT_READ ? 'R' : 'W', b, e);
+		}
+	}
+	return len;
+}
+
+static const struct kernel_param_ops mxfs_op_counts_ops = { .get = mxfs_op_counts_get };
+module_param_cb(op_counts, &mxfs_op_counts_ops, NULL, 0444);
+MODULE_PARM_DESC(op_counts, "operation callouts per kind and intent: KIND R|W BEGINS ENDS");
+
+static bool mxfs_op_valid(const struct xfs_mxfs_op *op)
+{
+	return !WARN_ONCE((unsigned int)op->kind >= XFS_MXFS_OP_KIND_COUNT ||
+			  (unsigned int)op->intent >= MXFS_INTENT_COUNT,
+			  "mxfs: bad operation kind %d intent %d\n", op->kind, op->intent);
+}
+
 static int mxfs_xfs_op_begin(struct super_block *sb, void *mount_priv, struct xfs_mxfs_op *op)
 {
+	if (!mxfs_op_valid(op))
+		return -EINVAL;
+	atomic_inc(&mxfs_op_begins[op->kind][op->intent]);
+	if (READ_ONCE(mxfs_op_fail_eio))
+		return -EIO;
 	return 0;
 }
 
 static void mxfs_xfs_op_end(struct super_block *sb, void *mount_priv, struct xfs_mxfs_op *op)
 {
+	if (mxfs_op_valid(op))
+		atomic_inc(&mxfs_op_ends[op->kind][op->intent]);
 }
 
 static const struct xfs_mxfs_ops mxfs_xfs_ops = {
@@ -402,6 +496,12 @@ static const struct xfs_mxfs_ops mxfs_xfs_ops = {
 
 int mxfs_glue_xfs_register(void)
 {
+	int k;
+
+	/* A kind the header gained without a name here would print as "(null)". */
+	for (k = 0; k < XFS_MXFS_OP_KIND_COUNT; k++)
+		if (WARN_ONCE(!mxfs_op_kind_names[k], "mxfs: operation kind %d has no name\n", k))
+			return -EINVAL;
 	return xfs_mxfs_register(&mxfs_xfs_ops);
 }
 

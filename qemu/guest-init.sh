@@ -173,6 +173,21 @@ plain_xfs_checks() {
     fi
 }
 
+# The operation callouts (kmod/patches 0005-0007), counted by mxfs.ko in op_counts: every
+# operation on an -o mxfs mount produces its own kind and intent; with op_fail_eio set, a write
+# and a read fail with EIO and change nothing; a plain XFS mount (mxfs.ko loaded) produces none.
+callout_checks() {
+    if mount -t xfs /dev/vda /mnt; then
+        mxfs-guest callouts /mnt --plain
+        rm -rf /mnt/callouts; umount /mnt
+    else result plain_xfs_no_callouts FAIL "mount -t xfs /dev/vda /mnt failed"; fi
+    if mount $MXFS_MOUNT 2>/tmp/mount.err; then
+        mxfs-guest callouts /mnt2
+        mxfs-guest callouts-fail /mnt2
+        umount /mnt2
+    else result callout_open FAIL "mount $MXFS_MOUNT: $(cat /tmp/mount.err)"; fi
+}
+
 smoke() {
     if [ $XFS_LOADED = 1 ]; then result xfs_module_load PASS "insmod xfs.ko (patched)"
     else result xfs_module_load FAIL "insmod xfs.ko: $XFS_LOAD"; return; fi
@@ -181,6 +196,7 @@ smoke() {
     if insmod /lib/modules/mxfs.ko debug=1; then result module_load PASS "insmod mxfs.ko debug=1"
     else result module_load FAIL "insmod failed"; return; fi
     mxfs_option_checks loaded
+    callout_checks
     check_dmesg version_line "mxfs: version 0.4.0 loaded"
     run no_daemon_enotconn mxfs-guest lock inode:0x1:5 EX --expect ENOTCONN
     run unprivileged_eperm mxfs-guest status --as-uid 1000 --expect EPERM

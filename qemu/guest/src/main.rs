@@ -6,6 +6,7 @@
 //! `--expect`ed errno name; the exit code is 0 exactly when it matched, and one line starting
 //! with `PASS` or `FAIL` says what happened.
 
+mod callouts;
 mod genl;
 
 use std::fs::OpenOptions;
@@ -108,6 +109,17 @@ enum Cmd {
     VolumeAdd { mount: String },
     /// Prints how many pages of FILE are resident in the page cache (mmap + mincore).
     Resident { file: String },
+    /// Runs one system call per XFS operation on DIR and checks the callouts each produced
+    /// (mxfs.ko's op_counts): one `MXFS-RESULT callout_<op>` line each, or with --plain one
+    /// `plain_xfs_no_callouts` line that requires none at all.
+    Callouts {
+        dir: String,
+        #[arg(long)]
+        plain: bool,
+    },
+    /// With mxfs.ko's op_fail_eio set, a write, a read and a mkdir on DIR must fail with EIO and
+    /// change nothing (`mxfs_fail_*` result lines).
+    CalloutsFail { dir: String },
     /// Asks XFS to grow the data section of the file system mounted at MOUNT to the size it has
     /// (XFS_IOC_FSGEOMETRY, then XFS_IOC_FSGROWFSDATA): a no-op that plain XFS accepts, so the
     /// errno shows whether growfs itself is refused.
@@ -872,6 +884,8 @@ fn main() -> ExitCode {
         Cmd::VolumeAdd { mount } => cmd_volume_add(mount),
         Cmd::Resident { file } => cmd_resident(file),
         Cmd::Growfs { mount, expect } => cmd_growfs(mount, expect),
+        Cmd::Callouts { dir, plain } => callouts::cmd_callouts(dir, *plain),
+        Cmd::CalloutsFail { dir } => callouts::cmd_callouts_fail(dir),
         Cmd::Barrier {
             witness,
             node,
