@@ -66,8 +66,9 @@ pub const RESOURCES_MAX: usize = 1 << 20;
 /// Largest number of resources one master keeps queues for. Past this, a new request is
 /// denied with [`ENOMEM`].
 pub const MASTER_RESOURCES_MAX: usize = 1 << 20;
-/// Largest number of entries in one resource's convert plus wait queue on the master, and in
-/// one resource's local waiter FIFO. Past this, a request is denied with [`EAGAIN`].
+/// Largest number of kernel requests waiting on one resource in a node's local queue. Past
+/// this, a request is denied with [`EAGAIN`]. (A master's convert plus wait queue needs no
+/// limit of its own: it holds at most one entry per node, so at most [`NODES_MAX`].)
 pub const WAITERS_PER_RESOURCE_MAX: usize = 1024;
 /// Largest number of kernel requests outstanding (waiting or granted) on this node. Past this,
 /// a request is denied with [`ENOMEM`].

@@ -138,8 +138,13 @@ impl MasterRes {
                 return Err(format!("{r:?}: node {} waits while holding", w.node));
             }
         }
-        if self.converting.len() + self.waiting.len() > WAITERS_PER_RESOURCE_MAX {
-            return Err(format!("{r:?}: queues over WAITERS_PER_RESOURCE_MAX"));
+        // One entry per node at most, so the queues hold at most NODES_MAX entries.
+        let mut queued = NodeSet::EMPTY;
+        for p in self.converting.iter().chain(&self.waiting) {
+            if queued.contains(p.node) {
+                return Err(format!("{r:?}: node {} queued twice", p.node));
+            }
+            queued = queued.with(p.node);
         }
         if self.is_idle() {
             return Err(format!("{r:?}: idle entry kept"));
@@ -262,10 +267,8 @@ impl MasterTable {
             }
             return Ok(());
         }
-        if m.converting.len() + m.waiting.len() >= WAITERS_PER_RESOURCE_MAX {
-            deny_msg(cx, from, resource, EAGAIN, seq);
-            return Ok(());
-        }
+        // No length limit is needed here: a node has at most one entry in these queues
+        // (`queued` above), so they hold at most one entry per member node (`check`).
         let p = Pending {
             node: from,
             mode,

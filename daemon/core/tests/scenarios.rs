@@ -666,7 +666,8 @@ fn local_waiter_limit_denies_with_eagain() {
 fn master_dump_shows_conversions_and_forgets_idle_resources() {
     let mut c = Cluster::new(2);
     let r = res_mastered_by(0, NodeSet::first(2));
-    c.request(0, 1, r, LockMode::Pr).unwrap();
+    // n0 holds CR, n1 PR: a conversion's `held` must be its own node's mode.
+    c.request(0, 1, r, LockMode::Cr).unwrap();
     c.request(1, 1, r, LockMode::Pr).unwrap();
     c.settle();
     let conv = Event::KernelRequest {
