@@ -1,0 +1,397 @@
+//! Loom tests of the kernel lock cache (`kmod/lockcache.rs`, DESIGN.md §5.2): a hit sends
+//! nothing, a callback racing new holders, a release racing a grant, a withdraw while holders
+//! wait; plus the callback's refusals, single-threaded.
+//!
+//! The tests play the kernel's callers and the daemon: a `Send` is "sent" and its reply
+//! reported at once (or failed), an `Answer` is carried out by the thread that got it (the clean
+//! point and the send are a counter). `--release` turns `debug_assert!` off, so the threads
+//! check the entry's invariants themselves after each step.
+//!
+//! `just loom` runs them at `LOOM_MAX_PREEMPTIONS=3`; without the variable that bound is used.
+
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use loom::sync::Arc;
+use loom::thread;
+use mxfs_kmod_loom::lockcache::{
+    covers, inf, sup, Acquired, Answer, CacheError, CallbackOutcome, Granted, InFlight, LockCache,
+    Refresh,
+};
+use mxfs_kmod_loom::proto::{LockMode, ResourceId};
+use mxfs_kmod_loom::LoomCache;
+
+use LockMode::{Cr, Cw, Ex, Nl, Pr, Pw};
+
+fn model<F: Fn() + Sync + Send + 'static>(f: F) {
+    let mut b = loom::model::Builder::new();
+    if b.preemption_bound.is_none() {
+        b.preemption_bound = Some(3);
+    }
+    b.check(f);
+}
+
+const R: ResourceId = ResourceId::volume(7);
+const V1: Option<u64> = Some(1);
+
+/// What the test threads share: the cache and what they observed.
+struct World {
+    c: LoomCache,
+    /// Local holders between their hit and their release, counted by the test.
+    active: AtomicUsize,
+    /// Answers carried out.
+    answers: AtomicUsize,
+    /// Set by the thread carrying out the answer, just before it reports `answered`.
+    answered: AtomicBool,
+    /// `LOCK_REQ`s sent.
+    sends: AtomicUsize,
+    /// Next request id.
+    next_id: AtomicUsize,
+}
+
+impl World {
+    fn new() -> Arc<World> {
+        Arc::new(World {
+            c: LoomCache::new(1),
+            active: AtomicUsize::new(0),
+            answers: AtomicUsize::new(0),
+            answered: AtomicBool::new(false),
+            sends: AtomicUsize::new(0),
+            next_id: AtomicUsize::new(10),
+        })
+    }
+
+    fn check(&self) {
+        if let Some(e) = self.c.entry(R) {
+            assert_eq!(e.invariants(), Ok(()), "{e:?}");
+        }
+    }
+
+    fn id(&self) -> u64 {
+        self.next_id.fetch_add(1, SeqCst) as u64
+    }
+
+    /// Carries out an answer: the holders are gone, nothing is in flight, then "clean point and
+    /// send", then `answered`. Follows up further answers.
+    fn carry_out(&self, mut a: Option<Answer>) {
+        while let Some(ans) = a {
+            assert_eq!(
+                self.active.load(SeqCst),
+                0,
+                "answer {ans:?} while a holder holds"
+            );
+            let e = self.c.entry(R).expect("answered entry is tracked");
+            assert_eq!(
+                e.request(),
+                None,
+                "answer {ans:?} while a request is in flight"
+            );
+            self.check();
+            self.answers.fetch_add(1, SeqCst);
+            self.answered.store(true, SeqCst);
+            a = self.c.answered(R, Ok(None));
+            self.check();
+        }
+    }
+
+    /// Acquires `mode` until this thread is a holder, playing the daemon for any request (it
+    /// grants at once, with version 1). Returns the first outcome of `acquire` too.
+    fn hold(&self, mode: LockMode) -> Result<Acquired, CacheError> {
+        let first = self.c.acquire(R, mode, || self.id());
+        let mut got = first;
+        loop {
+            self.check();
+            match got? {
+                Acquired::Hit => break,
+                Acquired::Refresh => {
+                    self.c.refreshed(R, true);
+                    break;
+                }
+                Acquired::Send(r) => {
+                    self.sends.fetch_add(1, SeqCst);
+                    match self.c.granted(R, r.req_id, r.mode, mode, V1)? {
+                        Granted::Holder(Acquired::Refresh) => {
+                            self.c.refreshed(R, true);
+                            break;
+                        }
+                        Granted::Holder(_) => break,
+                        Granted::Retry(a) => self.carry_out(a),
+                    }
+                }
+            }
+            got = self.c.acquire(R, mode, || self.id());
+        }
+        self.active.fetch_add(1, SeqCst);
+        self.check();
+        first
+    }
+
+    /// Leaves as a holder of `mode` and carries out the answer if it is due.
+    fn leave(&self, mode: LockMode) {
+        self.active.fetch_sub(1, SeqCst);
+        let a = self.c.release_holder(R, mode).expect("holder releases");
+        self.check();
+        self.carry_out(a);
+    }
+}
+
+/// Sets up `R` cached in `mode` through request 1 (version 1, refreshed), no holder.
+fn cached(w: &World, mode: LockMode) {
+    let Ok(Acquired::Send(r)) = w.c.acquire(R, mode, || 1) else {
+        panic!("a first acquire sends");
+    };
+    assert_eq!(
+        r,
+        InFlight {
+            req_id: 1,
+            mode,
+            convert: false
+        }
+    );
+    assert_eq!(
+        w.c.granted(R, 1, mode, mode, V1),
+        Ok(Granted::Holder(Acquired::Refresh)),
+        "a first grant refreshes"
+    );
+    w.c.refreshed(R, true);
+    assert_eq!(w.c.release_holder(R, mode), Ok(None));
+}
+
+/// The covers relation, stated literally, and what follows from it.
+#[test]
+fn covers_is_the_dlm_lattice() {
+    // NL ⊑ CR ⊑ CW ⊑ PW ⊑ EX and CR ⊑ PR ⊑ PW; CW and PR are incomparable.
+    let below = |m: LockMode| -> &'static [LockMode] {
+        match m {
+            Nl => &[Nl],
+            Cr => &[Nl, Cr],
+            Cw => &[Nl, Cr, Cw],
+            Pr => &[Nl, Cr, Pr],
+            Pw => &[Nl, Cr, Cw, Pr, Pw],
+            Ex => &[Nl, Cr, Cw, Pr, Pw, Ex],
+        }
+    };
+    for h in LockMode::ALL {
+        for w in LockMode::ALL {
+            assert_eq!(covers(h, w), below(h).contains(&w), "covers({h:?}, {w:?})");
+        }
+    }
+    assert_eq!(sup(Cw, Pr), Pw);
+    assert_eq!(sup(Pr, Ex), Ex);
+    assert_eq!(inf(Cw, Pr), Cr);
+    assert_eq!(inf(Pw, Pr), Pr);
+}
+
+/// Holders whose mode the cache covers send nothing, even racing each other and a release;
+/// their releases answer nothing (no callback).
+#[test]
+fn a_hit_never_sends() {
+    model(|| {
+        let w = World::new();
+        cached(&w, Ex);
+        let ts: Vec<_> = [Pr, Ex]
+            .into_iter()
+            .map(|m| {
+                let w = w.clone();
+                thread::spawn(move || {
+                    let first = w.c.acquire(R, m, || panic!("a hit allocated a request id"));
+                    assert_eq!(first, Ok(Acquired::Hit), "{m:?} on a cached EX");
+                    w.active.fetch_add(1, SeqCst);
+                    w.check();
+                    w.leave(m);
+                })
+            })
+            .collect();
+        for t in ts {
+            t.join().unwrap();
+        }
+        assert_eq!(w.sends.load(SeqCst), 0);
+        assert_eq!(w.answers.load(SeqCst), 0);
+        let e = w.c.entry(R).unwrap();
+        assert_eq!(e.held().map(|h| (h.mode, h.req_id)), Some((Ex, 1)));
+        assert_eq!(e.refresh(), Refresh::Fresh);
+    });
+}
+
+/// A callback races a holder's release and a new acquirer. The lock is given up exactly once,
+/// after the last holder left; nobody who acquires after the callback is recorded becomes a
+/// holder before the answer is carried out (it sends a new request, after the release).
+#[test]
+fn callback_races_new_holders() {
+    model(|| {
+        let w = World::new();
+        cached(&w, Ex);
+        assert_eq!(w.hold(Ex), Ok(Acquired::Hit));
+        // A racing acquirer: a hit before the callback, or a new request after the answer.
+        let a = {
+            let w = w.clone();
+            thread::spawn(move || {
+                let first = w.hold(Pr);
+                match first {
+                    Ok(Acquired::Hit) => {}
+                    Ok(Acquired::Send(r)) => {
+                        assert!(!r.convert, "re-request after a release is new: {r:?}");
+                        assert!(w.answered.load(SeqCst), "sent before the answer");
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+                w.leave(Pr);
+            })
+        };
+        // The daemon calls back, then (same thread) acquires again: it must wait for the answer.
+        let d = {
+            let w = w.clone();
+            thread::spawn(move || {
+                match w.c.callback(1, R, Nl) {
+                    Ok(CallbackOutcome::AnswerNow(ans)) => {
+                        assert_eq!((ans.from, ans.to), (Ex, None));
+                        w.carry_out(Some(ans));
+                    }
+                    Ok(CallbackOutcome::Recorded) => {}
+                    Err(e) => panic!("callback refused: {e:?}"),
+                }
+                let first = w.hold(Pr);
+                let held = w.c.entry(R).unwrap().held().expect("a holder holds a lock");
+                assert_ne!(
+                    held.req_id, 1,
+                    "a holder started on the called-back lock: {first:?}"
+                );
+                assert!(w.answered.load(SeqCst), "holder started before the answer");
+                w.leave(Pr);
+            })
+        };
+        w.leave(Ex);
+        a.join().unwrap();
+        d.join().unwrap();
+        assert_eq!(w.answers.load(SeqCst), 1, "exactly one answer");
+        assert_eq!(w.active.load(SeqCst), 0);
+    });
+}
+
+/// A holder's release races the grant of an upgrade (a conversion of request 1 from PR to EX)
+/// and a callback. The answer waits for the conversion's outcome, comes once, after the last
+/// holder, and gives up whatever is held then.
+#[test]
+fn release_races_grant() {
+    model(|| {
+        let w = World::new();
+        cached(&w, Pr);
+        assert_eq!(w.hold(Pr), Ok(Acquired::Hit));
+        let up = {
+            let w = w.clone();
+            thread::spawn(move || {
+                w.hold(Ex).expect("upgrade");
+                w.leave(Ex);
+            })
+        };
+        let d = {
+            let w = w.clone();
+            thread::spawn(move || match w.c.callback(1, R, Nl) {
+                Ok(CallbackOutcome::AnswerNow(a)) => w.carry_out(Some(a)),
+                Ok(CallbackOutcome::Recorded) => {}
+                Err(e) => panic!("callback refused: {e:?}"),
+            })
+        };
+        w.leave(Pr);
+        up.join().unwrap();
+        d.join().unwrap();
+        assert_eq!(w.answers.load(SeqCst), 1, "exactly one answer");
+        assert_eq!(w.active.load(SeqCst), 0);
+        let e = w.c.entry(R).unwrap();
+        assert_eq!(e.callback(), None, "the callback was answered");
+        assert_eq!(e.request(), None);
+    });
+}
+
+/// Withdraw while two acquirers wait behind a callback: both wake with -EIO (or, if the answer
+/// came first, send and see their request fail), nothing hangs, the holder drains, and a later
+/// acquire fails with -EIO.
+#[test]
+fn withdraw_while_holders_wait() {
+    model(|| {
+        let w = World::new();
+        cached(&w, Ex);
+        assert_eq!(w.hold(Ex), Ok(Acquired::Hit));
+        assert_eq!(w.c.callback(1, R, Nl), Ok(CallbackOutcome::Recorded));
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let w = w.clone();
+                thread::spawn(move || match w.c.acquire(R, Pr, || w.id()) {
+                    Err(e) => assert_eq!(e.errno(), -5),
+                    Ok(Acquired::Send(r)) => {
+                        // The answer came before the withdraw; the daemon is gone now.
+                        assert!(w.answered.load(SeqCst));
+                        let a = w.c.request_failed(R, r.req_id);
+                        assert_eq!(a, None, "no answer after a withdraw");
+                    }
+                    other => panic!("a waiter became a holder: {other:?}"),
+                })
+            })
+            .collect();
+        let x = {
+            let w = w.clone();
+            thread::spawn(move || w.c.withdraw())
+        };
+        w.leave(Ex);
+        for t in waiters {
+            t.join().unwrap();
+        }
+        x.join().unwrap();
+        assert_eq!(w.c.drain(), 0);
+        assert_eq!(w.c.acquire(R, Pr, || 99), Err(CacheError::Withdrawn));
+        assert!(w.answers.load(SeqCst) <= 1);
+    });
+}
+
+/// The callback's refusals and its keep-less rule, single-threaded.
+#[test]
+fn callback_refusals() {
+    model(|| {
+        let w = World::new();
+        cached(&w, Ex);
+        let other = ResourceId::volume(8);
+        assert_eq!(w.c.callback(2, R, Nl), Err(CacheError::Unknown));
+        assert_eq!(w.c.callback(2, R, Nl).unwrap_err().errno(), -2);
+        assert_eq!(w.c.callback(1, other, Nl), Err(CacheError::Mismatch));
+        assert_eq!(w.c.callback(1, other, Nl).unwrap_err().errno(), -22);
+        assert_eq!(w.c.callback(1, R, Ex), Err(CacheError::Mismatch));
+        assert_eq!(w.hold(Ex), Ok(Acquired::Hit));
+        // Keep PR, then a second callback may only keep less: CW meets PR at CR, which no
+        // longer covers PR, so the answer is a release.
+        assert_eq!(w.c.callback(1, R, Pr), Ok(CallbackOutcome::Recorded));
+        assert_eq!(w.c.entry(R).unwrap().callback(), Some(Pr));
+        assert_eq!(w.c.callback(1, R, Cw), Ok(CallbackOutcome::Recorded));
+        assert_eq!(w.c.entry(R).unwrap().callback(), Some(Cr));
+        w.active.fetch_sub(1, SeqCst);
+        let a =
+            w.c.release_holder(R, Ex)
+                .unwrap()
+                .expect("last holder answers");
+        assert_eq!((a.req_id, a.from, a.to, a.clean_point), (1, Ex, None, true));
+        // A holder release that names a mode nobody holds is refused.
+        assert_eq!(w.c.release_holder(R, Pr), Err(CacheError::Mismatch));
+    });
+}
+
+/// A callback keeping PR down-converts an EX lock; readers then hit on PR without a refresh.
+#[test]
+fn down_conversion_keeps_readers() {
+    model(|| {
+        let w = World::new();
+        cached(&w, Ex);
+        let Ok(CallbackOutcome::AnswerNow(a)) = w.c.callback(1, R, Pr) else {
+            panic!("no holder: answer now");
+        };
+        assert_eq!((a.from, a.to, a.clean_point), (Ex, Some(Pr), true));
+        assert_eq!(w.c.answered(R, Ok(Some(2))), None);
+        let e = w.c.entry(R).unwrap();
+        assert_eq!(e.held().map(|h| (h.mode, h.req_id)), Some((Pr, 1)));
+        assert_eq!(e.version(), Some(2));
+        assert_eq!(w.c.acquire(R, Pr, || 99), Ok(Acquired::Hit));
+        // A failed answer withdraws the cache.
+        assert_eq!(w.c.release_holder(R, Pr), Ok(None));
+        let Ok(CallbackOutcome::AnswerNow(_)) = w.c.callback(1, R, Nl) else {
+            panic!("no holder: answer now");
+        };
+        assert_eq!(w.c.answered(R, Err(-5)), None);
+        assert_eq!(w.c.acquire(R, Pr, || 99), Err(CacheError::Withdrawn));
+    });
+}
