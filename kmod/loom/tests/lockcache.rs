@@ -301,9 +301,10 @@ fn release_races_grant() {
     });
 }
 
-/// Withdraw while two acquirers wait behind a callback: both wake with -EIO (or, if the answer
-/// came first, send and see their request fail), nothing hangs, the holder drains, and a later
-/// acquire fails with -EIO.
+/// Withdraw while two acquirers wait behind a callback and a holder still holds: both wake
+/// with -EIO (only the withdraw can wake them), nothing hangs, the callback is never answered,
+/// a drain that races the holder's release returns once it left, and a later acquire fails
+/// with -EIO.
 #[test]
 fn withdraw_while_holders_wait() {
     model(|| {
@@ -314,30 +315,94 @@ fn withdraw_while_holders_wait() {
         let waiters: Vec<_> = (0..2)
             .map(|_| {
                 let w = w.clone();
-                thread::spawn(move || match w.c.acquire(R, Pr, || w.id()) {
-                    Err(e) => assert_eq!(e.errno(), -5),
-                    Ok(Acquired::Send(r)) => {
-                        // The answer came before the withdraw; the daemon is gone now.
-                        assert!(w.answered.load(SeqCst));
-                        let a = w.c.request_failed(R, r.req_id);
-                        assert_eq!(a, None, "no answer after a withdraw");
-                    }
-                    other => panic!("a waiter became a holder: {other:?}"),
+                thread::spawn(move || {
+                    let got = w.c.acquire(R, Pr, || w.id());
+                    assert_eq!(got, Err(CacheError::Withdrawn));
+                    assert_eq!(got.unwrap_err().errno(), -5);
                 })
             })
             .collect();
         let x = {
             let w = w.clone();
-            thread::spawn(move || w.c.withdraw())
+            thread::spawn(move || {
+                w.c.withdraw();
+                assert_eq!(w.c.drain(), 0, "drain returns once the holder left");
+                assert_eq!(w.active.load(SeqCst), 0, "drained while a holder holds");
+            })
         };
-        w.leave(Ex);
         for t in waiters {
             t.join().unwrap();
         }
+        w.active.fetch_sub(1, SeqCst);
+        assert_eq!(
+            w.c.release_holder(R, Ex),
+            Ok(None),
+            "a withdrawn cache answers no callback"
+        );
         x.join().unwrap();
-        assert_eq!(w.c.drain(), 0);
         assert_eq!(w.c.acquire(R, Pr, || 99), Err(CacheError::Withdrawn));
-        assert!(w.answers.load(SeqCst) <= 1);
+        assert_eq!(w.c.callback(1, R, Nl), Err(CacheError::Withdrawn));
+        assert_eq!(w.answers.load(SeqCst), 0);
+    });
+}
+
+/// After a release, two acquirers race for the lock again and the grant carries a new data
+/// version: exactly one holder refreshes, and no holder runs before that refresh is done. A
+/// grant that carries the version already cached refreshes nothing.
+#[test]
+fn refresh_before_any_holder() {
+    model(|| {
+        let w = World::new();
+        cached(&w, Ex);
+        let Ok(CallbackOutcome::AnswerNow(a)) = w.c.callback(1, R, Nl) else {
+            panic!("no holder: answer now");
+        };
+        assert_eq!(w.c.answered(R, Ok(None)), None);
+        assert_eq!(a.to, None);
+        let refreshed = Arc::new(AtomicUsize::new(0));
+        let ts: Vec<_> = (0..2)
+            .map(|_| {
+                let (w, refreshed) = (w.clone(), refreshed.clone());
+                thread::spawn(move || {
+                    // Whoever is not a hit must refresh (a new version), and nobody
+                    // is told to retry: nothing else happens to the lock meanwhile.
+                    let must_refresh = match w.c.acquire(R, Pr, || w.id()).expect("acquire") {
+                        Acquired::Hit => false,
+                        Acquired::Refresh => true,
+                        Acquired::Send(r) => {
+                            let g = w.c.granted(R, r.req_id, Pr, Pr, Some(2)).unwrap();
+                            assert_eq!(g, Granted::Holder(Acquired::Refresh), "new version");
+                            true
+                        }
+                    };
+                    if must_refresh {
+                        refreshed.fetch_add(1, SeqCst);
+                        w.c.refreshed(R, true);
+                    } else {
+                        assert_eq!(refreshed.load(SeqCst), 1, "hit before the refresh");
+                    }
+                    assert_eq!(w.c.release_holder(R, Pr), Ok(None));
+                })
+            })
+            .collect();
+        for t in ts {
+            t.join().unwrap();
+        }
+        assert_eq!(refreshed.load(SeqCst), 1, "exactly one refresh");
+        // Released again; the next grant carries version 2 again: nothing to refresh.
+        let req = w.c.entry(R).unwrap().held().unwrap().req_id;
+        let Ok(CallbackOutcome::AnswerNow(_)) = w.c.callback(req, R, Nl) else {
+            panic!("no holder: answer now");
+        };
+        assert_eq!(w.c.answered(R, Ok(None)), None);
+        let Ok(Acquired::Send(r)) = w.c.acquire(R, Pr, || 50) else {
+            panic!("released: send");
+        };
+        assert_eq!(
+            w.c.granted(R, r.req_id, Pr, Pr, Some(2)),
+            Ok(Granted::Holder(Acquired::Hit)),
+            "same version: no refresh"
+        );
     });
 }
 
