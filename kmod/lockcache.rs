@@ -441,7 +441,9 @@ pub trait LockCache: CacheSync {
     }
 
     /// Becomes a holder of `resource` in `mode`, or learns which request to send.
-    /// `new_id` is called, under the bucket lock, only when a new request must be sent.
+    /// `new_id` is called, under the bucket lock (so it must not sleep), only when a new
+    /// request must be sent: the id is known to the cache before the request leaves, so a
+    /// callback that follows the grant at once finds it.
     fn acquire(
         &self,
         resource: ResourceId,
@@ -518,7 +520,8 @@ pub trait LockCache: CacheSync {
 
     /// The request `req_id` that [`LockCache::acquire`] told the caller to send was granted
     /// `mode` with data `version`. Makes the caller a holder of `want`, the mode it acquired
-    /// for, unless a callback came first.
+    /// for, unless a callback came first. A grant weaker than the request withdraws the
+    /// cache ([`CacheError::Mismatch`]).
     fn granted(
         &self,
         resource: ResourceId,
@@ -542,8 +545,12 @@ pub trait LockCache: CacheSync {
             return Err(CacheError::Withdrawn);
         }
         if !covers(mode, r.mode) {
-            // The daemon granted less than asked; keep what it says it granted.
-            debug_assert!(false, "request {req_id} granted {mode:?} for {:?}", r.mode);
+            // mxfsd granted less than asked. Recording it could leave holders of the old mode
+            // uncovered, ignoring it would leave mxfsd and the kernel disagreeing about the
+            // lock: either breaks the coverage rule, so the cache withdraws.
+            drop(g);
+            self.withdraw();
+            return Err(CacheError::Mismatch);
         }
         let stale = version.is_none() || version != e.version;
         let refresh = if r.convert {
@@ -594,6 +601,12 @@ pub trait LockCache: CacheSync {
             return None;
         }
         e.request = None;
+        if e.held.is_none() {
+            // A callback for a request that was never granted here has nothing to answer: a
+            // grant after the timeout is handed back with `LOCK_RELEASE` by the pending
+            // table, and that answers the callback. Left pending it would stop every acquirer.
+            e.callback = None;
+        }
         let a = if withdrawn { None } else { e.answer_due() };
         e.check();
         drop(g);

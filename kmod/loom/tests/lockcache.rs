@@ -301,6 +301,46 @@ fn release_races_grant() {
     });
 }
 
+/// mxfsd grants a new request and calls it back at once: the callback can reach the cache
+/// before the acquirer has reported the grant. The callback is accepted (the id is known from
+/// the moment the request is sent), the acquirer becomes a holder only if its grant came
+/// first, and the answer comes exactly once, after it left.
+#[test]
+fn callback_races_new_grant() {
+    model(|| {
+        let w = World::new();
+        let Ok(Acquired::Send(r)) = w.c.acquire(R, Ex, || 10) else {
+            panic!("nothing cached: send");
+        };
+        // The grant is on its way to the acquirer; the callback follows it from mxfsd.
+        let d = {
+            let w = w.clone();
+            thread::spawn(move || match w.c.callback(10, R, Nl) {
+                Ok(CallbackOutcome::AnswerNow(a)) => w.carry_out(Some(a)),
+                Ok(CallbackOutcome::Recorded) => {}
+                Err(e) => panic!("callback for a request in flight refused: {e:?}"),
+            })
+        };
+        match w.c.granted(R, r.req_id, Ex, Ex, V1) {
+            Ok(Granted::Holder(Acquired::Refresh)) => {
+                w.active.fetch_add(1, SeqCst);
+                w.c.refreshed(R, true);
+                w.leave(Ex);
+            }
+            Ok(Granted::Retry(a)) => w.carry_out(a),
+            other => panic!("unexpected {other:?}"),
+        }
+        d.join().unwrap();
+        assert_eq!(w.answers.load(SeqCst), 1, "exactly one answer");
+        let e = w.c.entry(R).unwrap();
+        assert_eq!(
+            (e.held(), e.callback()),
+            (None, None),
+            "released and answered"
+        );
+    });
+}
+
 /// Withdraw while two acquirers wait behind a callback and a holder still holds: both wake
 /// with -EIO (only the withdraw can wake them), nothing hangs, the callback is never answered,
 /// a drain that races the holder's release returns once it left, and a later acquire fails
@@ -433,6 +473,19 @@ fn callback_refusals() {
         assert_eq!((a.req_id, a.from, a.to, a.clean_point), (1, Ex, None, true));
         // A holder release that names a mode nobody holds is refused.
         assert_eq!(w.c.release_holder(R, Pr), Err(CacheError::Mismatch));
+        assert_eq!(w.c.answered(R, Ok(None)), None);
+        // A callback for a new request in flight waits for its grant; if the request fails
+        // instead, nothing was granted here and the callback is dropped, so acquirers go on.
+        let Ok(Acquired::Send(r)) = w.c.acquire(R, Pr, || 5) else {
+            panic!("released: send");
+        };
+        assert_eq!(w.c.callback(5, R, Nl), Ok(CallbackOutcome::Recorded));
+        assert_eq!(w.c.request_failed(R, r.req_id), None);
+        assert_eq!(w.c.entry(R).unwrap().callback(), None);
+        assert!(matches!(w.c.acquire(R, Pr, || 6), Ok(Acquired::Send(_))));
+        // A grant weaker than asked withdraws the cache.
+        assert_eq!(w.c.granted(R, 6, Cr, Pr, V1), Err(CacheError::Mismatch));
+        assert_eq!(w.c.acquire(R, Pr, || 7), Err(CacheError::Withdrawn));
     });
 }
 
