@@ -46,6 +46,8 @@
 //!   refreshes. An upgrading conversion of a lock held in PR, PW or EX never refreshes: those
 //!   modes block every writing mode (CW, PW, EX) of other nodes, so nothing changed meanwhile.
 //!   The grant of a down-conversion (an answer) never refreshes either, for the same reason.
+//!   An upgrade from CR or CW that does refresh lets the holders already running in CR or CW
+//!   go on meanwhile (level 0 takes only PR and EX, so there it does not arise).
 //!   A failed refresh leaves the refresh due for the next holder; the failing holder still
 //!   drops its reference.
 //! - The answer: a down-conversion to the kept mode when that mode still covers PR (PR or PW,
