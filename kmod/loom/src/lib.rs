@@ -1,5 +1,6 @@
-//! The kernel module's pending table (`kmod/pending.rs`, the very file `mxfs.ko` compiles)
-//! instantiated with `loom::sync`, so loom can explore its interleavings.
+//! The kernel module's pending table (`kmod/pending.rs`) and lock cache (`kmod/lockcache.rs`),
+//! the very files `mxfs.ko` compiles, instantiated with `loom::sync`, so loom can explore their
+//! interleavings.
 //!
 //! The kernel sleeps with a timeout; loom cannot model one (its timed waits never time out), so
 //! [`LoomTable`]'s sleeps never time out either and the tests race a timer thread that calls
@@ -12,6 +13,9 @@ pub mod proto {
 
 #[path = "../../pending.rs"]
 pub mod pending;
+
+#[path = "../../lockcache.rs"]
+pub mod lockcache;
 
 use std::ops::{Deref, DerefMut};
 
@@ -85,4 +89,69 @@ impl PendingSync for LoomTable {
     }
 
     fn grant_budget(&self) {}
+}
+
+/// A lock cache on loom's mutexes and condition variables, with few buckets.
+pub struct LoomCache {
+    buckets: Vec<(Mutex<lockcache::CacheBucket>, Condvar)>,
+}
+
+impl LoomCache {
+    /// A cache of `buckets` empty buckets (at least 1). Must be called inside `loom::model`.
+    pub fn new(buckets: usize) -> LoomCache {
+        assert!(buckets > 0, "a lock cache needs at least one bucket");
+        LoomCache {
+            buckets: (0..buckets)
+                .map(|_| (Mutex::new(lockcache::CacheBucket::EMPTY), Condvar::new()))
+                .collect(),
+        }
+    }
+}
+
+/// A held cache bucket lock. `Option` because loom's `Condvar::wait` takes the guard by value.
+pub struct LoomCacheGuard<'a>(Option<MutexGuard<'a, lockcache::CacheBucket>>);
+
+impl Deref for LoomCacheGuard<'_> {
+    type Target = lockcache::CacheBucket;
+    fn deref(&self) -> &lockcache::CacheBucket {
+        self.0.as_ref().expect("guard is only empty inside wait")
+    }
+}
+
+impl DerefMut for LoomCacheGuard<'_> {
+    fn deref_mut(&mut self) -> &mut lockcache::CacheBucket {
+        self.0.as_mut().expect("guard is only empty inside wait")
+    }
+}
+
+impl lockcache::CacheSync for LoomCache {
+    type Guard<'a> = LoomCacheGuard<'a>;
+
+    fn bucket_count(&self) -> usize {
+        self.buckets.len()
+    }
+
+    fn lock(&self, idx: usize) -> LoomCacheGuard<'_> {
+        LoomCacheGuard(Some(
+            self.buckets[idx]
+                .0
+                .lock()
+                .expect("no test thread panics holding a bucket"),
+        ))
+    }
+
+    fn wait(&self, idx: usize, guard: &mut LoomCacheGuard<'_>) -> lockcache::Wake {
+        let g = guard.0.take().expect("guard present on entry to wait");
+        guard.0 = Some(
+            self.buckets[idx]
+                .1
+                .wait(g)
+                .expect("no test thread panics holding a bucket"),
+        );
+        lockcache::Wake::Notified
+    }
+
+    fn notify_all(&self, idx: usize) {
+        self.buckets[idx].1.notify_all();
+    }
 }
