@@ -1068,6 +1068,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
         cluster,
         members: NodeSet::EMPTY,
         epoch: 0,
+        limits: mxfs_core::Limits::DEFAULT,
     });
     let membership = Box::new(HeartbeatMembership::new(
         cfg.node_id,

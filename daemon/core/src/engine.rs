@@ -137,7 +137,10 @@ impl Core {
         Core {
             epoch: cfg.epoch,
             members: cfg.members,
-            node: NodeTable::default(),
+            node: NodeTable {
+                limits: cfg.limits,
+                ..NodeTable::default()
+            },
             master: MasterTable::default(),
             recovery: Recovery::new(phase),
             future: Vec::new(),

@@ -200,6 +200,26 @@ pub struct Config {
     pub members: NodeSet,
     /// Epoch of the initial membership.
     pub epoch: Epoch,
+    /// The node table's size limits ([`Limits::DEFAULT`] in production; tests lower them to
+    /// reach them).
+    pub limits: Limits,
+}
+
+/// Size limits of a node's own tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Limits {
+    /// Resources the node tracks on its own behalf ([`RESOURCES_MAX`] by default).
+    pub resources_max: usize,
+    /// Kernel requests outstanding on the node ([`REQUESTS_MAX`] by default).
+    pub requests_max: usize,
+}
+
+impl Limits {
+    /// The production limits.
+    pub const DEFAULT: Limits = Limits {
+        resources_max: RESOURCES_MAX,
+        requests_max: REQUESTS_MAX,
+    };
 }
 
 impl Config {
@@ -210,6 +230,7 @@ impl Config {
             cluster: NodeSet::first(n),
             members: NodeSet::first(n),
             epoch: 1,
+            limits: Limits::DEFAULT,
         }
     }
 }

@@ -79,6 +79,8 @@ pub(crate) struct NodeTable {
     pub reqs: BTreeMap<ReqId, ReqState>,
     /// Next sequence number for a node -> master message.
     pub next_seq: u64,
+    /// Size limits (from [`Config::limits`]).
+    pub limits: Limits,
 }
 
 impl Default for NodeTable {
@@ -87,6 +89,7 @@ impl Default for NodeTable {
             local: BTreeMap::new(),
             reqs: BTreeMap::new(),
             next_seq: 1,
+            limits: Limits::DEFAULT,
         }
     }
 }
@@ -172,7 +175,7 @@ impl NodeTable {
             cx.deny(req_id, resource, ENOLCK);
             return Ok(());
         }
-        if !convert && self.reqs.len() >= REQUESTS_MAX {
+        if !convert && self.reqs.len() >= self.limits.requests_max {
             cx.deny(req_id, resource, ENOMEM);
             return Ok(());
         }
@@ -256,7 +259,7 @@ impl NodeTable {
     /// Evicts one idle resource entry (no lock, no request, nothing in flight) when the table
     /// is full, invalidating its pages since its version is forgotten. False if none.
     fn make_room(&mut self, cx: &mut Ctx) -> bool {
-        if self.local.len() < RESOURCES_MAX {
+        if self.local.len() < self.limits.resources_max {
             return true;
         }
         let idle = self

@@ -129,11 +129,13 @@ impl Core {
             cluster,
             members: initial,
             epoch: initial_epoch,
+            limits,
         } = cfg;
         let NodeTable {
             local,
             reqs,
             next_seq,
+            limits: node_limits,
         } = node;
         let MasterTable {
             res,
@@ -271,6 +273,7 @@ impl Core {
                 cluster: set(*cluster),
                 members: set(*initial),
                 epoch: *initial_epoch,
+                limits: *limits,
             },
             epoch: *epoch,
             members: set(*members),
@@ -278,6 +281,7 @@ impl Core {
                 local,
                 reqs,
                 next_seq: *next_seq,
+                limits: *node_limits,
             },
             master: MasterTable {
                 res,

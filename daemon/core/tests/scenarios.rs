@@ -351,6 +351,61 @@ fn bast_calls_back_each_blocking_holder_once_and_waits_for_its_answer() {
     assert_eq!(callbacks(&c).len(), 1);
 }
 
+/// The node table's limits (`Config::limits`, lowered here to reach them): a new request past
+/// `requests_max` is denied `ENOMEM` while a conversion of a held request still goes through;
+/// a new resource past `resources_max` is denied `ENOMEM` unless an idle entry can be evicted.
+#[test]
+fn node_table_limits_deny_with_enomem_and_evict_idle_entries() {
+    let mut c = Cluster::new(2);
+    let mut cfg = Config::booted(0, 2);
+    cfg.limits = Limits {
+        resources_max: 2,
+        requests_max: 2,
+    };
+    c.cores[0] = Some(Core::new(cfg));
+    let r1 = res_mastered_by(1, NodeSet::first(2));
+    let r2 = ResourceId::inode(1, r1.a + 1);
+    let r3 = ResourceId::inode(1, r1.a + 2);
+    c.request(0, 1, r1, LockMode::Pr).unwrap();
+    c.request(0, 2, r2, LockMode::Pr).unwrap();
+    c.settle();
+    assert!(c.granted(0, 1) && c.granted(0, 2));
+    // Two requests outstanding: a third is refused, a conversion of a held one is not.
+    c.request(0, 3, r1, LockMode::Nl).unwrap();
+    assert_eq!(c.denied(0, 3), Some(ENOMEM));
+    c.event(
+        0,
+        Event::KernelRequest {
+            req_id: 1,
+            resource: r1,
+            mode: LockMode::Nl,
+            flags: LockFlags::CONVERT,
+            timeout_ms: 0,
+        },
+    )
+    .unwrap();
+    assert!(
+        c.kernel[0]
+            .iter()
+            .filter(|k| matches!(k, KernelMsg::Grant { req_id: 1, .. }))
+            .count()
+            == 2
+    );
+    // Two resources tracked and both in use: a third resource is refused.
+    c.release(0, 2, r2).unwrap();
+    c.settle();
+    c.request(0, 4, r3, LockMode::Pr).unwrap();
+    assert_eq!(c.denied(0, 4), Some(ENOMEM), "r2 still caches its lock");
+    // Once r2's cached lock is given up (a BAST) its entry is idle and is evicted for r3.
+    c.request(1, 9, r2, LockMode::Ex).unwrap();
+    c.settle();
+    assert!(c.granted(1, 9));
+    c.request(0, 5, r3, LockMode::Pr).unwrap();
+    c.settle();
+    assert!(c.granted(0, 5));
+    assert_eq!(c.core(0).dump_local().len(), 2);
+}
+
 #[test]
 fn recovery_purges_lost_holder_and_grants_waiter() {
     let mut c = Cluster::new(3);
