@@ -372,13 +372,21 @@ impl MasterTable {
         } else {
             false
         };
+        // A granted or queued entry of the sender at least as new as the cancel means its
+        // `Lock` was answered already (the network may deliver the cancel after the sender's
+        // next `Lock`, found by the proptest's invariant): nothing to remember.
+        let newer = m.granted.iter().any(|g| g.node == from && g.seq >= seq)
+            || m.converting
+                .iter()
+                .chain(&m.waiting)
+                .any(|p| p.node == from && p.seq >= seq);
         if found {
             deny_msg(cx, from, resource, ECANCELED, seq);
-        } else if !m.granted.iter().any(|g| g.node == from && g.seq >= seq) {
+        } else if !newer {
             // Not arrived yet (or already answered by a deny): remember it for the `Lock`.
             self.remember_cancel(from, resource, seq);
         }
-        // Otherwise already granted: the grant is on its way and will be cached, then given
+        // Otherwise already answered; a grant is on its way and will be cached, then given
         // up on a BAST.
     }
 

@@ -1219,3 +1219,29 @@ fn conversion_deadlock_waits_for_a_third_holder() {
         Op::Settle,
     ]);
 }
+
+/// Found by the stale-early-cancel invariant: n1's try-lock is denied, its kernel cancels
+/// it, and the network delivers n1's next `Lock` before the `Cancel`. The master must not
+/// remember a cancel older than an entry it already queued for n1 (it did, and kept it).
+#[test]
+fn cancel_overtaken_by_the_next_lock_is_not_remembered() {
+    replay(vec![
+        req(0, 2, Cw),
+        Op::Settle,
+        Op::Request {
+            node: 1,
+            res: 2,
+            mode: Pr,
+            noqueue: true,
+            timeout_ms: None,
+        },
+        req(2, 0, Nl),
+        Op::Deliver { k: 62 },
+        Op::Deliver { k: 55 },
+        Op::Cancel { node: 1, k: 0 },
+        req(1, 2, Pr),
+        Op::Deliver { k: 4 },
+        Op::Deliver { k: 20 },
+        Op::Settle,
+    ]);
+}

@@ -406,6 +406,48 @@ fn node_table_limits_deny_with_enomem_and_evict_idle_entries() {
     assert_eq!(c.core(0).dump_local().len(), 2);
 }
 
+/// A kernel conversion that needs the master goes before a first request of its node whose
+/// `Lock` is in flight: that `Lock` is withdrawn, and the master's queue then shows the
+/// conversion's need, so a conversion deadlock across nodes is visible there.
+#[test]
+fn conversion_needing_the_master_withdraws_a_first_requests_lock() {
+    let mut c = Cluster::new(2);
+    let r = res_mastered_by(1, NodeSet::first(2));
+    c.request(0, 1, r, LockMode::Nl).unwrap();
+    c.request(1, 1, r, LockMode::Pr).unwrap();
+    c.settle();
+    // n0's first request for PW waits at the master behind n1's PR.
+    c.request(0, 2, r, LockMode::Pw).unwrap();
+    c.settle();
+    let queued = |c: &Cluster| {
+        let d = &c.core(1).dump_master()[0];
+        d.converting
+            .iter()
+            .chain(&d.waiting)
+            .map(|e| (e.node, e.mode))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(queued(&c), vec![(0, LockMode::Pw)]);
+    // n0's kernel converts req 1 NL -> EX: it goes first on n0, so its need replaces the PW.
+    c.event(
+        0,
+        Event::KernelRequest {
+            req_id: 1,
+            resource: r,
+            mode: LockMode::Ex,
+            flags: LockFlags::CONVERT,
+            timeout_ms: 0,
+        },
+    )
+    .unwrap();
+    c.settle();
+    assert_eq!(queued(&c), vec![(0, LockMode::Ex)]);
+    assert_eq!(c.denied(0, 2), None, "the first request still waits on n0");
+    c.release(1, 1, r).unwrap();
+    c.settle();
+    assert!(c.granted(0, 1));
+}
+
 #[test]
 fn recovery_purges_lost_holder_and_grants_waiter() {
     let mut c = Cluster::new(3);
