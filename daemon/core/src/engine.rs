@@ -588,6 +588,19 @@ mod tests {
     }
 
     #[test]
+    fn invariant_check_catches_a_local_holder_not_covered() {
+        let mut core = core_with_lock();
+        assert_eq!(core.check_invariants(), Ok(()));
+        let l = core.node.local.values_mut().next().unwrap();
+        l.holders[0].1 = LockMode::Ex;
+        core.node.reqs.values_mut().next().unwrap().granted = Some(LockMode::Ex);
+        assert!(core
+            .check_invariants()
+            .unwrap_err()
+            .contains("not covered by node lock"));
+    }
+
+    #[test]
     fn invariant_check_catches_broken_master_queues() {
         use crate::master::Pending;
         let pending = |node| Pending {

@@ -666,10 +666,12 @@ impl NodeTable {
                     unreachable!("lock_answer checked")
                 };
                 match for_req {
-                    Some(req_id) if self.reqs.get(&req_id).is_some_and(|st| st.waiting) => {
+                    // `for_req` is cleared when its request stops waiting (`withdraw`).
+                    Some(req_id) => {
+                        debug_assert!(self.reqs.get(&req_id).is_some_and(|st| st.waiting));
                         self.abandon(req_id, Some(errno), normal, cx)
                     }
-                    _ => self.pump(&resource, normal, cx),
+                    None => self.pump(&resource, normal, cx),
                 }
                 Ok(())
             }

@@ -448,6 +448,49 @@ fn conversion_needing_the_master_withdraws_a_first_requests_lock() {
     assert!(c.granted(0, 1));
 }
 
+/// Three local holders of PR all converting to CW form one cycle: the newest conversions
+/// are denied until the cycle is gone, then the oldest converts once the others release.
+#[test]
+fn three_local_conversions_in_a_cycle_are_broken() {
+    let mut c = Cluster::new(2);
+    let r = res_mastered_by(1, NodeSet::first(2));
+    for req in 1..=3 {
+        c.request(0, req, r, LockMode::Pr).unwrap();
+    }
+    c.settle();
+    for req in 1..=3 {
+        c.event(
+            0,
+            Event::KernelRequest {
+                req_id: req,
+                resource: r,
+                mode: LockMode::Cw,
+                flags: LockFlags::CONVERT,
+                timeout_ms: 0,
+            },
+        )
+        .unwrap();
+    }
+    c.settle();
+    assert_eq!(
+        (c.denied(0, 1), c.denied(0, 2), c.denied(0, 3)),
+        (None, Some(EDEADLK), Some(EDEADLK))
+    );
+    c.release(0, 2, r).unwrap();
+    c.release(0, 3, r).unwrap();
+    c.settle();
+    assert_eq!(c.core(0).dump_local()[0].holders, vec![(1, LockMode::Cw)]);
+}
+
+/// The fence agents of an epoch run on its lowest-id member: when node 0 is lost, node 1.
+#[test]
+fn the_lowest_surviving_member_fences() {
+    let mut c = Cluster::new(3);
+    assert_eq!(c.core(2).fencer(), 0);
+    c.crash(0, 2);
+    assert_eq!((c.core(1).fencer(), c.core(2).fencer()), (1, 1));
+}
+
 #[test]
 fn recovery_purges_lost_holder_and_grants_waiter() {
     let mut c = Cluster::new(3);
