@@ -598,6 +598,21 @@ mod tests {
             .check_invariants()
             .unwrap_err()
             .contains("not covered by node lock"));
+        // An invalidation pending while the version is known, or with no lock.
+        let mut core = core_with_lock();
+        let l = core.node.local.values_mut().next().unwrap();
+        l.inval = l.version;
+        assert!(core
+            .check_invariants()
+            .unwrap_err()
+            .contains("invalidation pending"));
+        let l = core.node.local.values_mut().next().unwrap();
+        (l.version, l.held, l.holders) = (None, None, Vec::new());
+        core.node.reqs.clear();
+        assert!(core
+            .check_invariants()
+            .unwrap_err()
+            .contains("invalidation pending"));
     }
 
     #[test]
