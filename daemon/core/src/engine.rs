@@ -598,6 +598,35 @@ mod tests {
             .check_invariants()
             .unwrap_err()
             .contains("not covered by node lock"));
+        // A holder or waiter whose request-table entry names another resource.
+        let mut core = core_with_lock();
+        core.node.reqs.values_mut().next().unwrap().resource = ResourceId::inode(1, 9);
+        assert!(core
+            .check_invariants()
+            .unwrap_err()
+            .contains("disagrees with the request table"));
+        let mut core = core_with_lock();
+        let l = core.node.local.values_mut().next().unwrap();
+        l.waiters.push_back(crate::node::Waiter {
+            req_id: 7,
+            mode: LockMode::Ex,
+            since_ms: 0,
+            noqueue: false,
+            convert: false,
+            timer: false,
+        });
+        core.node.reqs.insert(
+            7,
+            crate::node::ReqState {
+                resource: ResourceId::inode(1, 9),
+                granted: None,
+                waiting: true,
+            },
+        );
+        assert!(core
+            .check_invariants()
+            .unwrap_err()
+            .contains("waiter 7 disagrees"));
         // An invalidation pending while the version is known, or with no lock.
         let mut core = core_with_lock();
         let l = core.node.local.values_mut().next().unwrap();
