@@ -13,8 +13,24 @@ default:
     @just --list
 
 # Every check: formatting, lints, tests, loom, model, fuzz smoke, and the QEMU runs (one guest,
-# then a three-node cluster on real kernels).
-verify: fmt-check clippy test loom model-bounded model-sim-bounded fuzz-smoke qemu-smoke (qemu-cluster "3")
+# then a three-node cluster on real kernels). Prints each step's time and the total; stops at
+# the first failing step.
+verify_steps := "fmt-check clippy test loom model-bounded model-sim-bounded fuzz-smoke qemu-smoke qemu-cluster"
+
+verify:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    all=$(date +%s)
+    for step in {{verify_steps}}; do
+        start=$(date +%s)
+        args=(); [ "$step" = qemu-cluster ] && args=(3)
+        if ! "{{just_executable()}}" "$step" "${args[@]}"; then
+            echo "verify: $step FAILED after $(( $(date +%s) - start )) s" >&2
+            exit 1
+        fi
+        echo "verify: $step took $(( $(date +%s) - start )) s"
+    done
+    echo "verify: every step passed in $(( $(date +%s) - all )) s"
 
 # Rust components that the checks need (rustfmt, clippy) on the stable toolchain.
 tools:
