@@ -489,11 +489,10 @@ impl NodeTable {
         }
         // 3. Who asks the master next (if nothing is in flight): the first conversion the
         //    node's lock does not cover, else the head if it is a first request.
-        let asker = if normal && l.outstanding.is_none() {
-            l.asker()
-        } else {
-            None
-        };
+        //    (Computed once: nothing below changes the queue before step 6, since step 4
+        //    returns after any denial.)
+        let next_asker = l.asker();
+        let asker = next_asker.filter(|_| normal && l.outstanding.is_none());
         // 4. A try-lock that cannot be granted now and does not ask the master now is denied
         //    at once (one that waits for its own answer from the master stays).
         let own = match &l.outstanding {
@@ -556,7 +555,7 @@ impl NodeTable {
         //    is in flight: withdraw that `Lock`, so the conversion's need (and any conversion
         //    deadlock across nodes) reaches the master now (found by the proptest's wait-for
         //    check, see `tests/reference.rs`).
-        if let (Some(for_req), Some(i)) = (own, l.asker()) {
+        if let (Some(for_req), Some(i)) = (own, next_asker) {
             let first = l.waiters.iter().any(|w| w.req_id == for_req && !w.convert);
             if first && l.waiters[i].convert {
                 l.withdraw(for_req, resource, cx);
@@ -566,7 +565,7 @@ impl NodeTable {
             return;
         }
         // 6. A waiter needs the master.
-        if let Some(w) = l.asker().map(|i| &l.waiters[i]) {
+        if let Some(w) = next_asker.map(|i| &l.waiters[i]) {
             if grant::node_may_ask(l.bast, l.others_compatible(w.req_id, w.mode), w.convert) {
                 let (req_id, mode, noqueue) = (w.req_id, w.mode, w.noqueue);
                 let seq = self.next_seq();
