@@ -9,6 +9,7 @@
 #include <linux/netlink.h>
 #include <linux/notifier.h>
 #include <linux/pagemap.h>
+#include <linux/workqueue.h>
 #include <linux/xfs_mxfs.h>
 #include <net/genetlink.h>
 #include "glue.h"
@@ -373,22 +374,22 @@ static int mxfs_xfs_mount(struct super_block *sb, const struct xfs_mxfs_mount_in
 			  void **mount_priv)
 {
 	*mount_priv = NULL;
-	return mxfs_rs_fs_mount(sb->s_id, info->uuid.b, MAJOR(info->log_dev),
-				MINOR(info->log_dev));
+	return mxfs_rs_fs_mount(sb, sb->s_id, info->uuid.b, MAJOR(info->log_dev),
+				MINOR(info->log_dev), mount_priv);
 }
 
 static void mxfs_xfs_unmount(struct super_block *sb, void *mount_priv)
 {
-	mxfs_rs_fs_unmount(sb->s_id, sb->s_uuid.b);
+	mxfs_rs_fs_unmount(sb->s_id, mount_priv);
 }
 
 /*
- * Operation callouts. Level 0 takes no cluster lock yet (the kernel lock cache comes next); these
- * count every call per operation kind and intent, so that the smoke test can check that each
- * operation of an -o mxfs mount calls out exactly as the XFS series says, and fail every
- * operation with -EIO when op_fail_eio is set (the withdraw path). Why C: the counters are read
- * through a module parameter, which the 6.12 Rust module! macro cannot declare, and the op
- * struct is the patched header's.
+ * Operation callouts. Rust (volume.rs) takes the volume lock for each operation; here every call
+ * is also counted per operation kind and intent, so that the smoke test can check that each
+ * operation of an -o mxfs mount calls out exactly as the XFS series says, and op_fail_eio fails
+ * every operation with -EIO before it takes the lock (the smoke test's stand-in for a withdrawn
+ * mount). Why C: the counters are read through a module parameter, which the 6.12 Rust module!
+ * macro cannot declare, and the op struct is the patched header's.
  */
 enum { MXFS_INTENT_COUNT = 2 };
 
@@ -425,6 +426,8 @@ static const char *const mxfs_op_kind_names[XFS_MXFS_OP_KIND_COUNT] = {
 	[XFS_MXFS_OP_XATTR_REMOVE] = "xattr_remove",
 	[XFS_MXFS_OP_OPEN] = "open",
 	[XFS_MXFS_OP_IOCTL] = "ioctl",
+	[XFS_MXFS_OP_MOUNT] = "mount",
+	[XFS_MXFS_OP_UNMOUNT] = "unmount",
 };
 
 /*
@@ -477,13 +480,43 @@ static int mxfs_xfs_op_begin(struct super_block *sb, void *mount_priv, struct xf
 	atomic_inc(&mxfs_op_begins[op->kind][op->intent]);
 	if (READ_ONCE(mxfs_op_fail_eio))
 		return -EIO;
-	return 0;
+	return mxfs_rs_op_begin(mount_priv, op->intent == XFS_MXFS_INTENT_WRITE,
+				(size_t *)&op->cookie);
 }
 
 static void mxfs_xfs_op_end(struct super_block *sb, void *mount_priv, struct xfs_mxfs_op *op)
 {
 	if (mxfs_op_valid(op))
 		atomic_inc(&mxfs_op_ends[op->kind][op->intent]);
+	mxfs_rs_op_end(mount_priv, (size_t)op->cookie);
+}
+
+/*
+ * Answers to lock callbacks (volume.rs) run on an ordered work queue, one work item per mount
+ * slot: never in a netlink doit (the daemon's grant of a down-conversion arrives through the same
+ * socket as the callback) and never in an operation (the clean point must not run with an IOLOCK
+ * held). WQ_MEM_RECLAIM: the clean point writes back dirty pages, so memory reclaim may wait for
+ * it. Why C: the 6.12 kernel crate's work items must be owned by an Arc or a Box, and these live
+ * in fixed slots for the module's lifetime.
+ */
+static struct workqueue_struct *mxfs_answer_wq;
+static struct work_struct mxfs_answer_works[MXFS_GLUE_MOUNTS_MAX];
+
+static void mxfs_answer_fn(struct work_struct *work)
+{
+	mxfs_rs_answer_work(work - mxfs_answer_works);
+}
+
+void mxfs_glue_answer_queue(int slot)
+{
+	if (!WARN_ON_ONCE(slot < 0 || slot >= MXFS_GLUE_MOUNTS_MAX))
+		queue_work(mxfs_answer_wq, &mxfs_answer_works[slot]);
+}
+
+void mxfs_glue_answer_flush(int slot)
+{
+	if (!WARN_ON_ONCE(slot < 0 || slot >= MXFS_GLUE_MOUNTS_MAX))
+		flush_work(&mxfs_answer_works[slot]);
 }
 
 static const struct xfs_mxfs_ops mxfs_xfs_ops = {
@@ -498,14 +531,26 @@ int mxfs_glue_xfs_register(void)
 {
 	int k;
 
+	int err;
+
 	/* A kind the header gained without a name here would print as "(null)". */
 	for (k = 0; k < XFS_MXFS_OP_KIND_COUNT; k++)
 		if (WARN_ONCE(!mxfs_op_kind_names[k], "mxfs: operation kind %d has no name\n", k))
 			return -EINVAL;
-	return xfs_mxfs_register(&mxfs_xfs_ops);
+	mxfs_answer_wq = alloc_ordered_workqueue("mxfs_answer", WQ_MEM_RECLAIM);
+	if (!mxfs_answer_wq)
+		return -ENOMEM;
+	for (k = 0; k < MXFS_GLUE_MOUNTS_MAX; k++)
+		INIT_WORK(&mxfs_answer_works[k], mxfs_answer_fn);
+	err = xfs_mxfs_register(&mxfs_xfs_ops);
+	if (err)
+		destroy_workqueue(mxfs_answer_wq);
+	return err;
 }
 
 void mxfs_glue_xfs_unregister(void)
 {
 	xfs_mxfs_unregister(&mxfs_xfs_ops);
+	/* No mount is left (each pins the module), so no work can be queued any more. */
+	destroy_workqueue(mxfs_answer_wq);
 }

@@ -51,12 +51,21 @@ void mxfs_glue_sb_put(struct super_block *sb);
 struct inode *mxfs_glue_cached_inode(struct super_block *sb, unsigned long ino);
 int mxfs_glue_xfs_register(void);
 void mxfs_glue_xfs_unregister(void);
+void mxfs_glue_answer_queue(int slot);
+void mxfs_glue_answer_flush(int slot);
+
+/* Mount slots; volume.rs's MOUNTS_MAX (asserted there). */
+#define MXFS_GLUE_MOUNTS_MAX 16
 
 /* Implemented in Rust (mxfs_main.rs / netlink.rs). */
 int mxfs_rs_doit(u8 cmd, u32 portid, const void *attrs, u32 len, struct genl_info *info);
 int mxfs_rs_dbg_doit(u8 cmd, u32 portid, const void *attrs, u32 len, struct genl_info *info);
 void mxfs_rs_sock_release(u32 portid);
-int mxfs_rs_fs_mount(const char *sb_id, const u8 *uuid16, u32 log_major, u32 log_minor);
-void mxfs_rs_fs_unmount(const char *sb_id, const u8 *uuid16);
+int mxfs_rs_fs_mount(struct super_block *sb, const char *sb_id, const u8 *uuid16, u32 log_major,
+		     u32 log_minor, void **mount_priv);
+void mxfs_rs_fs_unmount(const char *sb_id, void *mount_priv);
+int mxfs_rs_op_begin(void *mount_priv, bool write, size_t *cookie);
+void mxfs_rs_op_end(void *mount_priv, size_t cookie);
+void mxfs_rs_answer_work(int slot);
 
 #endif

@@ -42,4 +42,18 @@ extern "C" {
     pub(crate) fn mxfs_glue_cached_inode(sb: *mut c_void, ino: c_ulong) -> *mut c_void;
     pub(crate) fn mxfs_glue_xfs_register() -> c_int;
     pub(crate) fn mxfs_glue_xfs_unregister();
+    pub(crate) fn mxfs_glue_answer_queue(slot: c_int);
+    pub(crate) fn mxfs_glue_answer_flush(slot: c_int);
+}
+
+/// `MXFS_GLUE_MOUNTS_MAX` in glue.h: the answer work items glue.c keeps.
+pub(crate) const GLUE_MOUNTS_MAX: usize = 16;
+
+// The services of the patched xfs.ko (<linux/xfs_mxfs.h>), called with a mount's
+// `struct super_block`; see `volume.rs` for when.
+extern "C" {
+    pub(crate) fn xfs_mxfs_clean_point(sb: *mut c_void) -> c_int;
+    pub(crate) fn xfs_mxfs_uncache(sb: *mut c_void);
+    pub(crate) fn xfs_mxfs_refresh(sb: *mut c_void) -> c_int;
+    pub(crate) fn xfs_mxfs_withdraw(sb: *mut c_void);
 }

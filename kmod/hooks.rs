@@ -231,7 +231,7 @@ pub(crate) struct LockHandle {
     pub(crate) mode: LockMode,
 }
 
-fn pending_error(e: PendingError) -> Error {
+pub(crate) fn pending_error(e: PendingError) -> Error {
     match e {
         PendingError::Shutdown => kerr(bindings::ESHUTDOWN),
         PendingError::Full => code::EBUSY,

@@ -14,12 +14,16 @@ use kernel::prelude::*;
 mod cache;
 mod glue;
 mod hooks;
+// Shared with the loom tests, like `pending`.
+#[allow(dead_code, unreachable_pub)]
+mod lockcache;
 mod netlink;
 // Shared with the loom tests (kmod/loom), which use items the kernel does not (`expire`,
 // `Ticket::req_id`, ...), and `pub` so the test crate can reach them.
 #[allow(dead_code, unreachable_pub)]
 mod pending;
 mod proto;
+mod volume;
 
 module! {
     type: MxfsModule,
@@ -52,6 +56,9 @@ pub(crate) struct Mxfs {
     /// cache: volume → super block.
     #[pin]
     cache: cache::Cache,
+    /// volume: the kernel lock cache and the `-o mxfs` mounts (level 0).
+    #[pin]
+    volumes: volume::Volumes,
 }
 
 impl Mxfs {
@@ -64,6 +71,7 @@ impl Mxfs {
             debug_registered: AtomicBool::new(false),
             next_req_id: AtomicU64::new(1),
             cache <- cache::new(),
+            volumes <- volume::Volumes::new(),
         })
     }
 }
@@ -152,38 +160,4 @@ impl Drop for MxfsModule {
     }
 }
 
-/// The XFS mount callout (`mxfs_xfs_mount` in glue.c), called for every `-o mxfs` mount once
-/// XFS has checked the superblock and before it replays the log. Level 0 has no volume lock
-/// yet, so every mount is accepted and logged; a later change sends `VOLUME_MOUNT` to mxfsd here
-/// and fails the mount with its answer.
-#[no_mangle]
-pub extern "C" fn mxfs_rs_fs_mount(
-    sb_id: *const kernel::ffi::c_char,
-    uuid16: *const u8,
-    log_major: u32,
-    log_minor: u32,
-) -> kernel::ffi::c_int {
-    // SAFETY: XFS passes the super block's NUL-terminated s_id and its 16-byte uuid, both live
-    // for the duration of the call (glue.c).
-    let (id, uuid) = unsafe { (CStr::from_char_ptr(sb_id), &*uuid16.cast::<[u8; 16]>()) };
-    pr_info!(
-        "XFS mount of {} accepted: volume {:#x}, log device {}:{}\n",
-        id,
-        proto::volume_id_from_uuid(uuid),
-        log_major,
-        log_minor
-    );
-    0
-}
-
-/// The XFS unmount callout (`mxfs_xfs_unmount` in glue.c), once for every accepted mount.
-#[no_mangle]
-pub extern "C" fn mxfs_rs_fs_unmount(sb_id: *const kernel::ffi::c_char, uuid16: *const u8) {
-    // SAFETY: as in `mxfs_rs_fs_mount`.
-    let (id, uuid) = unsafe { (CStr::from_char_ptr(sb_id), &*uuid16.cast::<[u8; 16]>()) };
-    pr_info!(
-        "XFS unmount of {}: volume {:#x}\n",
-        id,
-        proto::volume_id_from_uuid(uuid)
-    );
-}
+const _: () = assert!(volume::MOUNTS_MAX == glue::GLUE_MOUNTS_MAX);

@@ -19,12 +19,12 @@ use kernel::error::{code, to_result, Error};
 use kernel::prelude::*;
 
 use crate::glue;
-use crate::pending::{Delivery, PendingTable, Reply};
+use crate::pending::{Delivery, Grant, PendingTable, Reply};
 use crate::proto::{
     self, AttrKind, Command, LockRelease, Message, NodeState, StatusResp, ATTRS_LEN_MAX, ATTR_MAX,
     ATTR_POLICY, NODES_MAX, RESOURCE_ATTR_MAX, RESOURCE_ATTR_POLICY,
 };
-use crate::{cache, hooks, kerr, state, Mxfs};
+use crate::{cache, hooks, kerr, state, volume, Mxfs};
 
 /// No daemon registered.
 const PORTID_NONE: u32 = 0;
@@ -178,6 +178,7 @@ fn daemon_gone(st: &Mxfs, portid: u32) {
         .is_ok()
     {
         let failed = st.pending.fail_all(-(bindings::ENOTCONN as i32));
+        volume::daemon_gone(st);
         pr_info!(
             "daemon (portid {}) gone; {} waiting request(s) failed\n",
             portid,
@@ -284,7 +285,15 @@ fn doit(st: &Mxfs, command: Command, portid: u32, bytes: &[u8], info: *mut c_voi
             );
             Err(code::EPERM)
         }
-        Message::LockGrant(m) => deliver(st, m.req_id, m.resource, Reply::Grant),
+        Message::LockGrant(m) => deliver(
+            st,
+            m.req_id,
+            m.resource,
+            Reply::Grant(Grant {
+                mode: m.mode,
+                version: m.data_version,
+            }),
+        ),
         Message::LockDeny(m) => deliver(st, m.req_id, m.resource, Reply::Deny(m.status)),
         Message::CacheInval(m) => cache::invalidate(st, m.volume, m.ino, m.offset, m.length),
         Message::NodeStatus(m) => {
@@ -305,16 +314,7 @@ fn doit(st: &Mxfs, command: Command, portid: u32, bytes: &[u8], info: *mut c_voi
             hooks::recovery_start(st, m.volume, m.epoch)
         }
         Message::RecoveryDone(m) => hooks::recovery_done(st, m.volume, m.epoch),
-        Message::LockCallback(m) => {
-            // The kernel lock cache (DESIGN.md §5.2) that answers callbacks is not written yet,
-            // so this kernel caches no lock to call back: refuse, and say why.
-            pr_warn!(
-                "LOCK_CALLBACK for request {} (keep {}) refused: no kernel lock cache yet\n",
-                m.req_id,
-                m.mode.name()
-            );
-            Err(kerr(bindings::EOPNOTSUPP))
-        }
+        Message::LockCallback(m) => volume::callback(st, m.req_id, m.resource, m.mode),
         // Kernel-only commands have no ops entry, so genetlink never calls us with them.
         Message::LockReq(_)
         | Message::LockRelease(_)

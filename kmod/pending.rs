@@ -23,7 +23,7 @@
 
 use core::ops::DerefMut;
 
-use crate::proto::ResourceId;
+use crate::proto::{LockMode, ResourceId};
 
 /// Buckets of the kernel's table (the loom tests use fewer; see [`PendingSync::bucket_count`]).
 pub const BUCKETS: usize = 256;
@@ -41,7 +41,7 @@ pub enum SlotState {
     /// Inserted; no reply yet.
     Waiting,
     /// `LOCK_GRANT` arrived; the owner has not yet picked it up.
-    Granted,
+    Granted(Grant),
     /// `LOCK_DENY` arrived with this negative errno.
     Denied(i32),
     /// The grant timeout passed first.
@@ -146,15 +146,24 @@ impl Delivery {
     /// request: only a late grant, so that the lock the daemon granted does not leak. A late
     /// deny granted nothing and is dropped.
     pub fn hand_back(self) -> bool {
-        matches!(self, Delivery::Late(Reply::Grant))
+        matches!(self, Delivery::Late(Reply::Grant(_)))
     }
+}
+
+/// What a `LOCK_GRANT` says beyond the request it answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// The granted mode.
+    pub mode: LockMode,
+    /// The resource's data version, if the daemon sent one.
+    pub version: Option<u64>,
 }
 
 /// A reply from the daemon.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reply {
     /// `LOCK_GRANT`.
-    Grant,
+    Grant(Grant),
     /// `LOCK_DENY` with a negative errno.
     Deny(i32),
 }
@@ -242,8 +251,8 @@ pub trait PendingTable: PendingSync {
     }
 
     /// Waits for the reply to `ticket`'s request, at most the grant budget, and frees the slot.
-    /// `Ok` means granted.
-    fn wait_reply(&self, ticket: Ticket) -> Result<(), PendingError> {
+    /// `Ok` means granted, with what the grant said.
+    fn wait_reply(&self, ticket: Ticket) -> Result<Grant, PendingError> {
         let mut budget = self.grant_budget();
         let mut g = self.lock(ticket.bucket);
         loop {
@@ -256,7 +265,7 @@ pub trait PendingTable: PendingSync {
             }
             let outcome = match slot.state {
                 SlotState::Waiting => None,
-                SlotState::Granted => Some(Ok(())),
+                SlotState::Granted(g) => Some(Ok(g)),
                 SlotState::Denied(e) => Some(Err(PendingError::Denied(e))),
                 SlotState::Expired => Some(Err(PendingError::TimedOut)),
                 SlotState::Cancelled(e) => Some(Err(PendingError::Cancelled(e))),
@@ -294,14 +303,14 @@ pub trait PendingTable: PendingSync {
         match slot.state {
             SlotState::Waiting => {
                 slot.state = match reply {
-                    Reply::Grant => SlotState::Granted,
+                    Reply::Grant(g) => SlotState::Granted(g),
                     Reply::Deny(e) => SlotState::Denied(e),
                 };
                 drop(g);
                 self.notify_all(bucket);
                 Delivery::Delivered
             }
-            SlotState::Granted | SlotState::Denied(_) => Delivery::Duplicate,
+            SlotState::Granted(_) | SlotState::Denied(_) => Delivery::Duplicate,
             SlotState::Expired | SlotState::Cancelled(_) => Delivery::Late(reply),
             SlotState::Free => Delivery::Late(reply),
         }

@@ -104,6 +104,12 @@ mxfs_option_checks() {
                 else result mxfs_mount_rw FAIL "write/read back '$got', module log '$accepted'"; fi ;;
             *) result mxfs_mount_rw FAIL "/proc/mounts: $line" ;;
             esac
+            # The mount took the volume lock in EX from the real mxfsd and keeps it cached.
+            locks=$(mxfsctl --config /etc/mxfs/mxfsd.toml locks 2>&1)
+            # (mxfsctl locks: a kernel request is a Holder of the node's lock.)
+            if echo "$locks" | sed -n '/Locks used by this node/,$p' | grep -q "Holder.*EX"; then
+                result mxfs_volume_lock_cached PASS "$(echo "$locks" | sed -n '/Locks used by this node/,$p' | tr '\n' ' ')"
+            else result mxfs_volume_lock_cached FAIL "mxfsctl locks: $(echo "$locks" | tr '\n' ' ')"; fi
             run mxfs_growfs_refused mxfs-guest growfs /mnt2 --expect EOPNOTSUPP
             # The mxfs operation tables (kmod/patches 0003) are copies of XFS's for now.
             fs_workload /mnt2 >/tmp/workload-mxfs.txt 2>&1
@@ -121,6 +127,11 @@ mxfs_option_checks() {
             if umount /mnt2 && new_dmesg "$n" | grep -q "mxfs: XFS unmount of vdc"; then
                 result mxfs_umount PASS "$(new_dmesg "$n" | grep -m1 'XFS unmount of vdc' | sed 's/.*] //')"
             else result mxfs_umount FAIL "umount or its module callout missing"; fi
+            # The unmount gave the lock back.
+            locks=$(mxfsctl --config /etc/mxfs/mxfsd.toml locks 2>&1)
+            if echo "$locks" | sed -n '/Locks used by this node/,$p' | grep -q "Holder"; then
+                result mxfs_volume_lock_released FAIL "mxfsctl locks: $(echo "$locks" | tr '\n' ' ')"
+            else result mxfs_volume_lock_released PASS "no kernel holder left: $(echo "$locks" | sed -n '/Locks used by this node/,$p' | tr '\n' ' ')"; fi
         else
             result mxfs_mount_rw FAIL "$(cat /tmp/mount.err) | $(new_dmesg "$n" | tail -n 2 | tr '\n' ' ')"
         fi
@@ -188,6 +199,39 @@ callout_checks() {
     else result callout_open FAIL "mount $MXFS_MOUNT: $(cat /tmp/mount.err)"; fi
 }
 
+# A one-node cluster (a real mxfsd on 127.0.0.1) for the -o mxfs mounts of the smoke run: the
+# volume lock is granted at once and never called back. Stopped before the scripted daemons
+# (only one process can be the kernel's daemon).
+single_mxfsd_start() {
+    mkdir -p /etc/mxfs /run/mxfs
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >/etc/mxfs/cluster.key
+    cat >/etc/mxfs/mxfsd.toml <<EOF
+node_id = 1
+cluster_key_file = "/etc/mxfs/cluster.key"
+ctl_socket = "/run/mxfs/mxfsd.sock"
+kernel = "netlink"
+fence_command = ["/bin/true"]
+[[peers]]
+id = 1
+address = "127.0.0.1:7100"
+name = "node1"
+EOF
+    ip link set lo up
+    mxfsd --config /etc/mxfs/mxfsd.toml >/tmp/mxfsd.log 2>&1 &
+    MXFSD_PID=$!
+    i=0
+    until mxfsctl --config /etc/mxfs/mxfsd.toml status 2>/dev/null | grep -q "quorum yes"; do
+        i=$((i + 1)); [ $i -gt 100 ] && break; sleep 0.2
+    done
+    if mxfsctl --config /etc/mxfs/mxfsd.toml status 2>/dev/null | grep -q "quorum yes"; then
+        result single_mxfsd PASS "one-node mxfsd up"
+    else result single_mxfsd FAIL "mxfsd did not come up: $(tail -n 3 /tmp/mxfsd.log | tr '\n' ' ')"; fi
+}
+single_mxfsd_stop() {
+    kill "$MXFSD_PID" 2>/dev/null; wait "$MXFSD_PID" 2>/dev/null
+    sleep 0.5
+}
+
 smoke() {
     if [ $XFS_LOADED = 1 ]; then result xfs_module_load PASS "insmod xfs.ko (patched)"
     else result xfs_module_load FAIL "insmod xfs.ko: $XFS_LOAD"; return; fi
@@ -195,8 +239,13 @@ smoke() {
     mxfs_option_checks unloaded
     if insmod /lib/modules/mxfs.ko debug=1; then result module_load PASS "insmod mxfs.ko debug=1"
     else result module_load FAIL "insmod failed"; return; fi
+    # -o mxfs mounts take the volume lock through mxfsd: none is running yet.
+    mkdir -p /mnt2
+    mount_refused mxfs_mount_needs_daemon "mxfsd is not running" $MXFS_MOUNT
+    single_mxfsd_start
     mxfs_option_checks loaded
     callout_checks
+    single_mxfsd_stop
     check_dmesg version_line "mxfs: version 0.4.0 loaded"
     run no_daemon_enotconn mxfs-guest lock inode:0x1:5 EX --expect ENOTCONN
     run unprivileged_eperm mxfs-guest status --as-uid 1000 --expect EPERM

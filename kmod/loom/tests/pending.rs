@@ -7,10 +7,16 @@
 
 use loom::sync::Arc;
 use loom::thread;
-use mxfs_kmod_loom::pending::{Delivery, PendingError, PendingTable, Reply, ESHUTDOWN};
-use mxfs_kmod_loom::proto::ResourceId;
+use mxfs_kmod_loom::pending::{Delivery, Grant, PendingError, PendingTable, Reply, ESHUTDOWN};
+use mxfs_kmod_loom::proto::{LockMode, ResourceId};
 use mxfs_kmod_loom::LoomTable;
 
+/// A grant of EX with version 7, the reply most tests deliver.
+const GRANT_INFO: Grant = Grant {
+    mode: LockMode::Ex,
+    version: Some(7),
+};
+const GRANT: Reply = Reply::Grant(GRANT_INFO);
 const EAGAIN: i32 = 11;
 const ENOTCONN: i32 = 107;
 
@@ -44,17 +50,22 @@ fn grant_vs_timeout() {
         let ticket = t.insert(1, res(1)).unwrap();
         let waiter = spawn(&t, move |t| t.wait_reply(ticket));
         let timer = spawn(&t, move |t| t.expire(1));
-        let delivery = t.complete(1, res(1), Reply::Grant);
+        let delivery = t.complete(1, res(1), GRANT);
         let got = waiter.join().unwrap();
         let expired = timer.join().unwrap();
         match got {
-            Ok(()) => {
+            Ok(g) => {
+                assert_eq!(
+                    Reply::Grant(g),
+                    GRANT,
+                    "the waiter sees what the grant said"
+                );
                 assert_eq!(delivery, Delivery::Delivered);
                 assert!(!expired);
             }
             Err(PendingError::TimedOut) => {
                 assert!(expired);
-                assert_eq!(delivery, Delivery::Late(Reply::Grant));
+                assert_eq!(delivery, Delivery::Late(GRANT));
                 assert!(
                     delivery.hand_back(),
                     "a grant after the timeout must be released"
@@ -105,10 +116,10 @@ fn duplicate_grant() {
         let t = Arc::new(LoomTable::new(1));
         let ticket = t.insert(3, res(2)).unwrap();
         let waiter = spawn(&t, move |t| t.wait_reply(ticket));
-        let second = spawn(&t, move |t| t.complete(3, res(2), Reply::Grant));
-        let first = t.complete(3, res(2), Reply::Grant);
+        let second = spawn(&t, move |t| t.complete(3, res(2), GRANT));
+        let first = t.complete(3, res(2), GRANT);
         let second = second.join().unwrap();
-        assert_eq!(waiter.join().unwrap(), Ok(()));
+        assert_eq!(waiter.join().unwrap(), Ok(GRANT_INFO));
         let delivered = [first, second]
             .iter()
             .filter(|d| **d == Delivery::Delivered)
@@ -117,7 +128,7 @@ fn duplicate_grant() {
         for d in [first, second] {
             assert!(matches!(
                 d,
-                Delivery::Delivered | Delivery::Duplicate | Delivery::Late(Reply::Grant)
+                Delivery::Delivered | Delivery::Duplicate | Delivery::Late(GRANT)
             ));
         }
         assert_eq!(t.occupied(), 0);
@@ -133,11 +144,11 @@ fn late_grant_after_timeout() {
         let timer = spawn(&t, move |t| assert!(t.expire(9)));
         timer.join().unwrap();
         assert_eq!(t.wait_reply(ticket), Err(PendingError::TimedOut));
-        let d = t.complete(9, res(3), Reply::Grant);
-        assert_eq!(d, Delivery::Late(Reply::Grant));
+        let d = t.complete(9, res(3), GRANT);
+        assert_eq!(d, Delivery::Late(GRANT));
         assert!(d.hand_back(), "a late grant is handed back");
         // A grant for a request the table never knew is late too, and handed back.
-        assert!(t.complete(77, res(3), Reply::Grant).hand_back());
+        assert!(t.complete(77, res(3), GRANT).hand_back());
         assert_eq!(t.occupied(), 0);
     });
 }
@@ -185,13 +196,13 @@ fn two_waiters_one_resource() {
         let b = t.insert(2, res(4)).unwrap();
         let wa = spawn(&t, move |t| t.wait_reply(a));
         let wb = spawn(&t, move |t| t.wait_reply(b));
-        assert_eq!(t.complete(2, res(5), Reply::Grant), Delivery::Mismatch);
+        assert_eq!(t.complete(2, res(5), GRANT), Delivery::Mismatch);
         assert_eq!(
             t.complete(2, res(4), Reply::Deny(-EAGAIN)),
             Delivery::Delivered
         );
-        assert_eq!(t.complete(1, res(4), Reply::Grant), Delivery::Delivered);
-        assert_eq!(wa.join().unwrap(), Ok(()));
+        assert_eq!(t.complete(1, res(4), GRANT), Delivery::Delivered);
+        assert_eq!(wa.join().unwrap(), Ok(GRANT_INFO));
         assert_eq!(wb.join().unwrap(), Err(PendingError::Denied(-EAGAIN)));
         assert_eq!(t.occupied(), 0);
     });
@@ -207,7 +218,7 @@ fn module_exit_while_waiting() {
         let b = t.insert(2, res(7)).unwrap();
         let wa = spawn(&t, move |t| t.wait_reply(a));
         let wb = spawn(&t, move |t| t.wait_reply(b));
-        let daemon = spawn(&t, move |t| t.complete(1, res(6), Reply::Grant));
+        let daemon = spawn(&t, move |t| t.complete(1, res(6), GRANT));
         t.shutdown();
         assert_eq!(t.drain(), 0, "drain returns once every waiter has left");
         assert_eq!(t.insert(3, res(8)).unwrap_err(), PendingError::Shutdown);
@@ -216,10 +227,10 @@ fn module_exit_while_waiting() {
         let d = daemon.join().unwrap();
         assert_eq!(rb, Err(PendingError::Cancelled(-ESHUTDOWN)));
         match ra {
-            Ok(()) => assert_eq!(d, Delivery::Delivered),
+            Ok(_) => assert_eq!(d, Delivery::Delivered),
             Err(PendingError::Cancelled(e)) => {
                 assert_eq!(e, -ESHUTDOWN);
-                assert_eq!(d, Delivery::Late(Reply::Grant));
+                assert_eq!(d, Delivery::Late(GRANT));
                 assert!(d.hand_back(), "a grant after exit must be released");
             }
             other => panic!("unexpected outcome {other:?}"),

@@ -1,0 +1,710 @@
+// SPDX-License-Identifier: GPL-2.0
+//! Level 0: one cluster lock per `-o mxfs` mount, cached in the kernel (DESIGN.md §5.2, §5.3).
+//!
+//! XFS calls out at the entry and exit of every operation (`kmod/patches`, glue.c forwards here).
+//! An operation that only reads takes the volume's `VOLUME` resource in PR, any other in EX,
+//! through the kernel lock cache ([`crate::lockcache`], here on `kernel::sync`): a cached mode
+//! that covers the operation costs no message. A miss sends `LOCK_REQ` (or a `CONVERT` of the
+//! cached lock) and waits in the pending table like any lock call.
+//!
+//! The three XFS services are called at the points the cache names:
+//! - the *refresh* (`xfs_mxfs_refresh`) by the first holder after a grant that may carry other
+//!   nodes' changes, before it goes on;
+//! - the *clean point* (`xfs_mxfs_clean_point`) before a lock held in EX is given up or
+//!   down-converted, and the *uncache* (`xfs_mxfs_uncache`) when less than PR is kept: both in
+//!   the answer to a `LOCK_CALLBACK`, which runs on an ordered work queue (glue.c), never in a
+//!   netlink doit (the daemon's grant of a down-conversion arrives through the same socket) and
+//!   never in an operation's context (the clean point must not run with an IOLOCK held);
+//! - the *withdraw* (`xfs_mxfs_withdraw`) when mxfsd goes away while a volume is mounted or an
+//!   answer fails: the cache refuses every later acquire with `-EIO` and XFS shuts the mount
+//!   down.
+//!
+//! A task may call `op_begin` again before its `op_end` (a page fault while read or write
+//! copies user memory, fs/xfs/xfs_mxfs.c lists the others). The cache cannot see that the
+//! caller already holds the lock, and a callback pending meanwhile would make the inner call
+//! wait for the outer one forever. So each holding task is recorded ([`TaskHolds`]); an inner
+//! call whose mode the outer one covers only counts a depth. An inner call that needs more
+//! than the outer one holds (a write fault on an mxfs mapping while reading into it) fails
+//! with `-EDEADLK`: converting would wait for the task's own hold.
+//!
+//! Lock order: the cache's bucket locks and [`TaskHolds`]' lock are leaves (never held across
+//! a sleep or a call out); the mount table's mutex is taken by mount, unmount and daemon loss
+//! only, and is held across the XFS withdraw and the answer work's flush.
+
+use core::ffi::{c_int, c_void};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+
+use kernel::bindings;
+use kernel::error::{code, Error};
+use kernel::init::pin_init_array_from_fn;
+use kernel::prelude::*;
+use kernel::sync::lock::{spinlock::SpinLockBackend, Guard};
+use kernel::sync::{new_condvar, new_mutex, new_spinlock, CondVar, Mutex, SpinLock};
+
+use crate::glue;
+use crate::hooks::pending_error;
+use crate::lockcache::{
+    covers, Acquired, Answer, CacheBucket, CacheError, CacheSync, CallbackOutcome, Granted,
+    LockCache, Wake, CACHE_BUCKETS,
+};
+use crate::netlink;
+use crate::pending::{Grant, PendingTable};
+use crate::proto::{
+    volume_id_from_uuid, LockFlags, LockMode, LockRelease, LockReq, Message, ResourceId,
+    VolumeMount, VolumeUmount, VolumeWithdraw,
+};
+use crate::{kerr, state, Mxfs};
+
+/// Most `-o mxfs` mounts at once (the same bound as the recovery freezes' volumes).
+pub(crate) const MOUNTS_MAX: usize = crate::hooks::VOLUMES_MAX;
+/// Most tasks inside an mxfs operation at once on this node; one more fails with `-EBUSY`.
+pub(crate) const TASK_HOLDS_MAX: usize = 256;
+
+/// `op_end` cookies (kept by XFS in `xfs_mxfs_op::cookie`): which hold the `op_begin` took.
+const COOKIE_PR: usize = 1;
+const COOKIE_EX: usize = 2;
+const COOKIE_NESTED: usize = 3;
+
+/// One bucket of the kernel's lock cache.
+#[pin_data]
+pub(crate) struct KCacheBucket {
+    #[pin]
+    lock: SpinLock<CacheBucket>,
+    #[pin]
+    cv: CondVar,
+}
+
+/// The kernel lock cache: [`LockCache`] on `kernel::sync`.
+#[pin_data]
+pub(crate) struct KCache {
+    #[pin]
+    buckets: [KCacheBucket; CACHE_BUCKETS],
+}
+
+impl KCache {
+    pub(crate) fn new() -> impl PinInit<KCache> {
+        pin_init!(KCache {
+            buckets <- pin_init_array_from_fn(|_| {
+                pin_init!(KCacheBucket {
+                    lock <- new_spinlock!(CacheBucket::EMPTY, "mxfs_lockcache_bucket"),
+                    cv <- new_condvar!("mxfs_lockcache_wq"),
+                })
+            }),
+        })
+    }
+}
+
+impl CacheSync for KCache {
+    type Guard<'a> = Guard<'a, CacheBucket, SpinLockBackend>;
+
+    fn bucket_count(&self) -> usize {
+        CACHE_BUCKETS
+    }
+
+    fn lock(&self, idx: usize) -> Self::Guard<'_> {
+        self.buckets[idx].lock.lock()
+    }
+
+    fn wait(&self, idx: usize, guard: &mut Self::Guard<'_>) -> Wake {
+        if self.buckets[idx].cv.wait_interruptible(guard) {
+            Wake::Interrupted
+        } else {
+            Wake::Notified
+        }
+    }
+
+    fn notify_all(&self, idx: usize) {
+        self.buckets[idx].cv.notify_all();
+    }
+}
+
+/// One mounted volume.
+#[pin_data]
+pub(crate) struct MountSlot {
+    /// The volume id; 0 while the slot is free.
+    volume: AtomicU64,
+    /// The mount's `struct super_block`, valid while `volume` is set.
+    sb: AtomicPtr<c_void>,
+    /// From the mount callout to the unmount callout: the services may be called.
+    live: AtomicBool,
+    /// The answer to a callback that the work queue runs next.
+    #[pin]
+    answer: SpinLock<Option<Answer>>,
+}
+
+/// A task inside an mxfs operation.
+#[derive(Clone, Copy)]
+struct TaskHold {
+    /// The task (its address), 0 for a free entry.
+    task: usize,
+    /// Its mount slot.
+    slot: usize,
+    /// The mode its outermost `op_begin` took.
+    mode: LockMode,
+    /// Nested `op_begin` calls, counting the outermost.
+    depth: u32,
+}
+
+/// The tasks inside mxfs operations, found by address (a linear scan: the table is small and
+/// the scan runs once per operation, under a spinlock held for nothing else).
+pub(crate) struct TaskHolds {
+    entries: [TaskHold; TASK_HOLDS_MAX],
+}
+
+impl TaskHolds {
+    const FREE: TaskHold = TaskHold {
+        task: 0,
+        slot: 0,
+        mode: LockMode::Nl,
+        depth: 0,
+    };
+
+    fn find(&mut self, task: usize, slot: usize) -> Option<&mut TaskHold> {
+        self.entries
+            .iter_mut()
+            .find(|e| e.task == task && e.slot == slot)
+    }
+}
+
+/// Everything level 0 keeps.
+#[pin_data]
+pub(crate) struct Volumes {
+    #[pin]
+    locks: KCache,
+    #[pin]
+    slots: [MountSlot; MOUNTS_MAX],
+    /// Serialises mount, unmount and daemon loss (slot lifetimes).
+    #[pin]
+    table: Mutex<()>,
+    #[pin]
+    holds: SpinLock<TaskHolds>,
+}
+
+impl Volumes {
+    pub(crate) fn new() -> impl PinInit<Volumes> {
+        pin_init!(Volumes {
+            locks <- KCache::new(),
+            slots <- pin_init_array_from_fn(|_| {
+                pin_init!(MountSlot {
+                    volume: AtomicU64::new(0),
+                    sb: AtomicPtr::new(core::ptr::null_mut()),
+                    live: AtomicBool::new(false),
+                    answer <- new_spinlock!(None, "mxfs_volume_answer"),
+                })
+            }),
+            table <- new_mutex!((), "mxfs_volume_table"),
+            holds <- new_spinlock!(TaskHolds { entries: [TaskHolds::FREE; TASK_HOLDS_MAX] },
+                "mxfs_task_holds"),
+        })
+    }
+}
+
+fn cache_error(e: CacheError) -> Error {
+    Error::from_errno(e.errno())
+}
+
+/// The slot a mount's private pointer names (index + 1, so that null is never a slot).
+fn slot_of(v: &Volumes, mount_priv: *mut c_void) -> Option<(usize, &MountSlot)> {
+    let i = (mount_priv as usize).checked_sub(1)?;
+    let s = v.slots.get(i)?;
+    (s.volume.load(Ordering::Acquire) != 0).then_some((i, s))
+}
+
+fn slot_of_volume(v: &Volumes, volume: u64) -> Option<(usize, &MountSlot)> {
+    v.slots
+        .iter()
+        .enumerate()
+        .find(|(_, s)| volume != 0 && s.volume.load(Ordering::Acquire) == volume)
+}
+
+/// The current task's address, the key of [`TaskHolds`].
+fn current_task() -> usize {
+    core::ptr::from_ref(kernel::current!()) as usize
+}
+
+/// Sends `LOCK_REQ` for request `req_id` and waits for its grant (at most `GRANT_TIMEOUT_MS`).
+fn request(
+    st: &Mxfs,
+    req_id: u64,
+    resource: ResourceId,
+    mode: LockMode,
+    convert: bool,
+) -> Result<Grant> {
+    if st.net.daemon().is_none() {
+        return Err(kerr(bindings::ENOTCONN));
+    }
+    let ticket = st.pending.insert(req_id, resource).map_err(pending_error)?;
+    let flags = if convert {
+        LockFlags::CONVERT
+    } else {
+        LockFlags::empty()
+    };
+    let req = Message::LockReq(LockReq {
+        req_id,
+        resource,
+        mode,
+        flags,
+        timeout_ms: None,
+    });
+    if let Err(e) = netlink::send_to_daemon(st, &req) {
+        st.pending.cancel(ticket);
+        return Err(e);
+    }
+    st.pending.wait_reply(ticket).map_err(pending_error)
+}
+
+/// Runs the refresh the cache asked this holder for, and reports it.
+fn refresh(v: &Volumes, slot: &MountSlot, resource: ResourceId, mode: LockMode) -> Result {
+    let sb = slot.sb.load(Ordering::Acquire);
+    // SAFETY: the slot's super block stays valid from the mount callout to the unmount
+    // callout, and a holder runs inside an operation of that mount, which is between them.
+    let rc = unsafe { glue::xfs_mxfs_refresh(sb) };
+    v.locks.refreshed(resource, rc == 0);
+    if rc == 0 {
+        return Ok(());
+    }
+    pr_err!(
+        "refresh of volume {:#x} failed ({}); the operation fails\n",
+        resource.volume,
+        rc
+    );
+    release(v, resource, mode);
+    Err(Error::from_errno(rc))
+}
+
+/// Takes a holder reference on `resource` in `mode`, asking mxfsd when the cache misses.
+fn acquire(
+    st: &Mxfs,
+    idx: usize,
+    slot: &MountSlot,
+    resource: ResourceId,
+    mode: LockMode,
+) -> Result {
+    let v = &st.volumes;
+    loop {
+        let r = match v
+            .locks
+            .acquire(resource, mode, || {
+                st.next_req_id.fetch_add(1, Ordering::Relaxed)
+            })
+            .map_err(cache_error)?
+        {
+            Acquired::Hit => return Ok(()),
+            Acquired::Refresh => return refresh(v, slot, resource, mode),
+            Acquired::Send(r) => r,
+        };
+        let grant = match request(st, r.req_id, resource, r.mode, r.convert) {
+            Ok(g) => g,
+            Err(e) => {
+                if let Some(a) = v.locks.request_failed(resource, r.req_id) {
+                    queue_answer(idx, slot, a);
+                }
+                return Err(e);
+            }
+        };
+        match v
+            .locks
+            .granted(resource, r.req_id, grant.mode, mode, grant.version)
+            .map_err(cache_error)?
+        {
+            Granted::Holder(Acquired::Hit) => return Ok(()),
+            Granted::Holder(Acquired::Refresh) => return refresh(v, slot, resource, mode),
+            Granted::Holder(Acquired::Send(_)) => {
+                pr_err!("lock cache: a grant asked for another request\n");
+                release(v, resource, mode);
+                return Err(code::EIO);
+            }
+            Granted::Retry(a) => {
+                if let Some(a) = a {
+                    queue_answer(idx, slot, a);
+                }
+            }
+        }
+    }
+}
+
+/// Drops a holder reference; queues the answer it makes due, if any.
+fn release(v: &Volumes, resource: ResourceId, mode: LockMode) {
+    match v.locks.release_holder(resource, mode) {
+        Ok(Some(a)) => match slot_of_volume(v, resource.volume) {
+            Some((i, s)) => queue_answer(i, s, a),
+            None => pr_err!(
+                "answer for unmounted volume {:#x} dropped\n",
+                resource.volume
+            ),
+        },
+        Ok(None) => {}
+        Err(e) => pr_err!("release of a {} holder failed: {:?}\n", mode.name(), e),
+    }
+}
+
+/// Hands an answer to the slot's work item.
+fn queue_answer(idx: usize, slot: &MountSlot, a: Answer) {
+    let earlier = slot.answer.lock().replace(a);
+    if let Some(e) = earlier {
+        // The cache lets one answer per resource be due at a time (`answering`), and a mount
+        // has one resource: two at once mean its state machine broke. Withdraw rather than
+        // guess which lock to give back.
+        pr_err!(
+            "two answers due at once (request {} and {}); withdrawing\n",
+            e.req_id,
+            a.req_id
+        );
+        if let Some(st) = state() {
+            st.volumes.locks.withdraw();
+        }
+    }
+    // SAFETY: `idx` is a slot index below MOUNTS_MAX, which glue.c's work array matches.
+    unsafe { glue::mxfs_glue_answer_queue(idx as c_int) };
+}
+
+/// The work item of slot `idx` (glue.c): runs the answers due for its volume.
+#[no_mangle]
+pub(crate) extern "C" fn mxfs_rs_answer_work(idx: c_int) {
+    let Some(st) = state() else {
+        return;
+    };
+    let Some(slot) = st.volumes.slots.get(idx as usize) else {
+        return;
+    };
+    let mut next = slot.answer.lock().take();
+    while let Some(a) = next {
+        next = run_answer(st, slot, a);
+    }
+}
+
+/// Gives up what a callback asked for: the clean point if the lock was held for writing, the
+/// uncache if less than PR stays, then `LOCK_RELEASE` or a down-converting `LOCK_REQ`. Returns
+/// the next answer the cache makes due.
+fn run_answer(st: &Mxfs, slot: &MountSlot, a: Answer) -> Option<Answer> {
+    let sb = slot.sb.load(Ordering::Acquire);
+    let live = slot.live.load(Ordering::Acquire);
+    let mut result: core::result::Result<Option<u64>, i32> = Ok(None);
+    if live && a.clean_point {
+        // SAFETY: `live` is set only while the super block is valid (mount to unmount callout),
+        // and the unmount callout clears it and flushes this work before it returns.
+        let rc = unsafe { glue::xfs_mxfs_clean_point(sb) };
+        if rc != 0 {
+            pr_err!(
+                "clean point of volume {:#x} failed ({}); withdrawing\n",
+                a.resource.volume,
+                rc
+            );
+            result = Err(rc);
+        }
+    }
+    if result.is_ok() {
+        if live && !a.to.is_some_and(|m| covers(m, LockMode::Pr)) {
+            // SAFETY: as for the clean point.
+            unsafe { glue::xfs_mxfs_uncache(sb) };
+        }
+        result = match a.to {
+            None => netlink::send_to_daemon(
+                st,
+                &Message::LockRelease(LockRelease {
+                    req_id: a.req_id,
+                    resource: a.resource,
+                    mode: Some(a.from),
+                }),
+            )
+            .map(|()| None),
+            Some(to) => request(st, a.req_id, a.resource, to, true).map(|g| g.version),
+        }
+        .map_err(|e| e.to_errno());
+    }
+    if let Err(e) = result {
+        withdraw_mount(st, slot, live, e);
+    }
+    st.volumes.locks.answered(a.resource, result)
+}
+
+/// The lock of one mount is lost: tell XFS (forced shutdown) and mxfsd (`VOLUME_WITHDRAW`).
+fn withdraw_mount(st: &Mxfs, slot: &MountSlot, live: bool, errno: i32) {
+    let volume = slot.volume.load(Ordering::Acquire);
+    if live {
+        // SAFETY: as in `run_answer`.
+        unsafe { glue::xfs_mxfs_withdraw(slot.sb.load(Ordering::Acquire)) };
+    }
+    let msg = Message::VolumeWithdraw(VolumeWithdraw {
+        volume,
+        status: errno.clamp(-4095, -1),
+    });
+    if let Err(e) = netlink::send_to_daemon(st, &msg) {
+        pr_warn!("VOLUME_WITHDRAW of {:#x} not sent: {:?}\n", volume, e);
+    }
+}
+
+/// `LOCK_CALLBACK` from mxfsd: record it; if the answer is due now, queue it.
+pub(crate) fn callback(st: &Mxfs, req_id: u64, resource: ResourceId, keep: LockMode) -> Result {
+    let v = &st.volumes;
+    match v
+        .locks
+        .callback(req_id, resource, keep)
+        .map_err(cache_error)?
+    {
+        CallbackOutcome::Recorded => Ok(()),
+        CallbackOutcome::AnswerNow(a) => match slot_of_volume(v, resource.volume) {
+            Some((i, s)) => {
+                queue_answer(i, s, a);
+                Ok(())
+            }
+            None => {
+                pr_err!(
+                    "LOCK_CALLBACK for request {}: volume {:#x} is not mounted\n",
+                    req_id,
+                    resource.volume
+                );
+                Err(code::ENOENT)
+            }
+        },
+    }
+}
+
+/// mxfsd's socket went away. Every mounted volume withdraws: the cluster is about to fence
+/// this node, so it must not write any more (DESIGN.md §5.2).
+pub(crate) fn daemon_gone(st: &Mxfs) {
+    let v = &st.volumes;
+    let _g = v.table.lock();
+    let mut any = false;
+    for s in v.slots.iter() {
+        if s.volume.load(Ordering::Acquire) == 0 || !s.live.load(Ordering::Acquire) {
+            continue;
+        }
+        if !any {
+            v.locks.withdraw();
+            any = true;
+        }
+        pr_err!(
+            "mxfsd went away while volume {:#x} is mounted; withdrawing it\n",
+            s.volume.load(Ordering::Acquire)
+        );
+        // SAFETY: the table mutex keeps the unmount callout, which ends the super block's use
+        // here, from running meanwhile; `live` says it has not run yet.
+        unsafe { glue::xfs_mxfs_withdraw(s.sb.load(Ordering::Acquire)) };
+    }
+}
+
+/// The XFS mount callout (glue.c's `mxfs_xfs_mount`). A mount needs mxfsd (`-ENOTCONN`
+/// otherwise), gets a slot and announces itself with `VOLUME_MOUNT`; its first operation (the
+/// rest of the mount, `XFS_MXFS_OP_MOUNT`) then takes the volume lock in EX.
+#[no_mangle]
+pub(crate) extern "C" fn mxfs_rs_fs_mount(
+    sb: *mut c_void,
+    sb_id: *const kernel::ffi::c_char,
+    uuid16: *const u8,
+    log_major: u32,
+    log_minor: u32,
+    mount_priv: *mut *mut c_void,
+) -> c_int {
+    let Some(st) = state() else {
+        return code::ENODEV.to_errno();
+    };
+    // SAFETY: XFS passes the super block's NUL-terminated s_id and its 16-byte uuid, both live
+    // for the duration of the call (glue.c).
+    let (id, uuid) = unsafe { (CStr::from_char_ptr(sb_id), &*uuid16.cast::<[u8; 16]>()) };
+    let volume = volume_id_from_uuid(uuid);
+    if st.net.daemon().is_none() {
+        pr_err!(
+            "mount of {} refused: mxfsd is not running (start it, then mount again)\n",
+            id
+        );
+        return kerr(bindings::ENOTCONN).to_errno();
+    }
+    let v = &st.volumes;
+    let _g = v.table.lock();
+    if slot_of_volume(v, volume).is_some() {
+        pr_err!(
+            "mount of {} refused: volume {:#x} is already mounted here\n",
+            id,
+            volume
+        );
+        return code::EBUSY.to_errno();
+    }
+    let Some((i, s)) = v
+        .slots
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.volume.load(Ordering::Acquire) == 0)
+    else {
+        pr_err!(
+            "mount of {} refused: {} volumes are mounted already\n",
+            id,
+            MOUNTS_MAX
+        );
+        return code::ENOSPC.to_errno();
+    };
+    s.sb.store(sb, Ordering::Release);
+    s.volume.store(volume, Ordering::Release);
+    s.live.store(true, Ordering::Release);
+    let msg = Message::VolumeMount(VolumeMount {
+        volume,
+        dev_path: id.to_str().ok(),
+        mount_path: None,
+        generation: None,
+    });
+    if let Err(e) = netlink::send_to_daemon(st, &msg) {
+        s.live.store(false, Ordering::Release);
+        s.volume.store(0, Ordering::Release);
+        s.sb.store(core::ptr::null_mut(), Ordering::Release);
+        pr_err!("mount of {}: VOLUME_MOUNT not sent ({:?})\n", id, e);
+        return e.to_errno();
+    }
+    // SAFETY: XFS passes a valid pointer for the mount's private data.
+    unsafe { *mount_priv = (i + 1) as *mut c_void };
+    pr_info!(
+        "XFS mount of {} accepted: volume {:#x}, log device {}:{}\n",
+        id,
+        volume,
+        log_major,
+        log_minor
+    );
+    0
+}
+
+/// The XFS unmount callout, once for every accepted mount, after the unmount wrote everything
+/// back under the volume lock. Gives the cached lock back and says `VOLUME_UMOUNT`.
+#[no_mangle]
+pub(crate) extern "C" fn mxfs_rs_fs_unmount(
+    sb_id: *const kernel::ffi::c_char,
+    mount_priv: *mut c_void,
+) {
+    let Some(st) = state() else {
+        return;
+    };
+    // SAFETY: XFS passes the super block's NUL-terminated s_id, live during the call.
+    let id = unsafe { CStr::from_char_ptr(sb_id) };
+    let v = &st.volumes;
+    let _g = v.table.lock();
+    let Some((i, s)) = slot_of(v, mount_priv) else {
+        pr_err!("unmount of an unknown mount\n");
+        return;
+    };
+    let volume = s.volume.load(Ordering::Acquire);
+    s.live.store(false, Ordering::Release);
+    // SAFETY: `i` is a slot index below MOUNTS_MAX.
+    unsafe { glue::mxfs_glue_answer_flush(i as c_int) };
+    let resource = ResourceId::volume(volume);
+    if let Some(h) = v.locks.entry(resource).and_then(|e| e.held()) {
+        // Nothing is left to write: the unmount did it under this lock. A callback to NL
+        // makes the cache's answer a plain release.
+        match v.locks.callback(h.req_id, resource, LockMode::Nl) {
+            Ok(CallbackOutcome::AnswerNow(a)) => {
+                let mut next = Some(a);
+                while let Some(a) = next {
+                    next = run_answer(st, s, a);
+                }
+            }
+            Ok(CallbackOutcome::Recorded) => {
+                pr_err!(
+                    "unmount of volume {:#x}: the lock still has holders\n",
+                    volume
+                )
+            }
+            Err(e) => pr_info!(
+                "unmount of volume {:#x}: lock not released ({:?})\n",
+                volume,
+                e
+            ),
+        }
+    }
+    if let Err(e) = netlink::send_to_daemon(st, &Message::VolumeUmount(VolumeUmount { volume })) {
+        pr_warn!("VOLUME_UMOUNT of {:#x} not sent: {:?}\n", volume, e);
+    }
+    s.volume.store(0, Ordering::Release);
+    s.sb.store(core::ptr::null_mut(), Ordering::Release);
+    pr_info!("XFS unmount of {}: volume {:#x}\n", id, volume);
+}
+
+/// `op_begin` (glue.c): the volume lock for one operation. Returns 0 or a negative errno;
+/// `*cookie` says what `op_end` must give back.
+#[no_mangle]
+pub(crate) extern "C" fn mxfs_rs_op_begin(
+    mount_priv: *mut c_void,
+    write: bool,
+    cookie: *mut usize,
+) -> c_int {
+    let Some(st) = state() else {
+        return code::ENODEV.to_errno();
+    };
+    let v = &st.volumes;
+    let Some((idx, slot)) = slot_of(v, mount_priv) else {
+        return code::EIO.to_errno();
+    };
+    let mode = if write { LockMode::Ex } else { LockMode::Pr };
+    let task = current_task();
+    {
+        let mut h = v.holds.lock();
+        if let Some(e) = h.find(task, idx) {
+            if !covers(e.mode, mode) {
+                return kerr(bindings::EDEADLK).to_errno();
+            }
+            e.depth += 1;
+            // SAFETY: XFS passes the cookie of its on-stack op, valid during the call.
+            unsafe { *cookie = COOKIE_NESTED };
+            return 0;
+        }
+    }
+    let resource = ResourceId::volume(slot.volume.load(Ordering::Acquire));
+    if let Err(e) = acquire(st, idx, slot, resource, mode) {
+        return e.to_errno();
+    }
+    {
+        let mut h = v.holds.lock();
+        if let Some(e) = h.entries.iter_mut().find(|e| e.task == 0) {
+            *e = TaskHold {
+                task,
+                slot: idx,
+                mode,
+                depth: 1,
+            };
+        } else {
+            drop(h);
+            release(v, resource, mode);
+            return code::EBUSY.to_errno();
+        }
+    }
+    // SAFETY: as above.
+    unsafe { *cookie = if write { COOKIE_EX } else { COOKIE_PR } };
+    0
+}
+
+/// `op_end` (glue.c), once for every `op_begin` that returned 0.
+#[no_mangle]
+pub(crate) extern "C" fn mxfs_rs_op_end(mount_priv: *mut c_void, cookie: usize) {
+    let Some(st) = state() else {
+        return;
+    };
+    let v = &st.volumes;
+    let Some((idx, slot)) = slot_of(v, mount_priv) else {
+        return;
+    };
+    let task = current_task();
+    let mode = {
+        let mut h = v.holds.lock();
+        let Some(e) = h.find(task, idx) else {
+            pr_err!("op_end of a task that holds nothing\n");
+            return;
+        };
+        if cookie == COOKIE_NESTED {
+            e.depth -= 1;
+            return;
+        }
+        debug_assert_eq!(e.depth, 1);
+        let mode = e.mode;
+        *e = TaskHolds::FREE;
+        mode
+    };
+    debug_assert_eq!(
+        mode,
+        if cookie == COOKIE_EX {
+            LockMode::Ex
+        } else {
+            LockMode::Pr
+        }
+    );
+    release(
+        v,
+        ResourceId::volume(slot.volume.load(Ordering::Acquire)),
+        mode,
+    );
+}
