@@ -466,6 +466,32 @@ static const struct kernel_param_ops mxfs_op_counts_ops = { .get = mxfs_op_count
 module_param_cb(op_counts, &mxfs_op_counts_ops, NULL, 0444);
 MODULE_PARM_DESC(op_counts, "operation callouts per kind and intent: KIND R|W BEGINS ENDS");
 
+/*
+ * Read-only parameter lock_stats: what the volume lock path did (volume.rs, LockStats), one
+ * "NAME VALUE" line each; *_ns values are sums of nanoseconds over the count before them. Read
+ * by `just bench-fs`. Why C: module parameters, as above.
+ */
+static const char *const mxfs_lock_stat_names[] = {
+	"hits", "hit_ns", "ends", "end_ns", "requests", "request_ns", "refreshes", "refresh_ns",
+	"callbacks", "answers", "answer_wait_ns", "clean_points", "clean_point_ns", "give_back_ns",
+};
+
+static int mxfs_lock_stats_get(char *buf, const struct kernel_param *kp)
+{
+	u64 v[ARRAY_SIZE(mxfs_lock_stat_names)];
+	int n = mxfs_rs_lock_stats(v, ARRAY_SIZE(v));
+	int len = 0;
+	int i;
+
+	for (i = 0; i < n; i++)
+		len += sysfs_emit_at(buf, len, "%s %llu\n", mxfs_lock_stat_names[i], v[i]);
+	return len;
+}
+
+static const struct kernel_param_ops mxfs_lock_stats_ops = { .get = mxfs_lock_stats_get };
+module_param_cb(lock_stats, &mxfs_lock_stats_ops, NULL, 0444);
+MODULE_PARM_DESC(lock_stats, "volume lock path counters and summed nanoseconds");
+
 static bool mxfs_op_valid(const struct xfs_mxfs_op *op)
 {
 	return !WARN_ONCE((unsigned int)op->kind >= XFS_MXFS_OP_KIND_COUNT ||

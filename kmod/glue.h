@@ -67,5 +67,6 @@ void mxfs_rs_fs_unmount(const char *sb_id, void *mount_priv);
 int mxfs_rs_op_begin(void *mount_priv, bool write, size_t *cookie);
 void mxfs_rs_op_end(void *mount_priv, size_t cookie);
 void mxfs_rs_answer_work(int slot);
+int mxfs_rs_lock_stats(u64 *out, int n);
 
 #endif

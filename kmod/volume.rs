@@ -130,6 +130,8 @@ pub(crate) struct MountSlot {
     /// The answer to a callback that the work queue runs next.
     #[pin]
     answer: SpinLock<Option<Answer>>,
+    /// When the last `LOCK_CALLBACK` for this volume arrived (ns, for [`LockStats`]).
+    callback_at_ns: AtomicU64,
 }
 
 /// A task inside an mxfs operation.
@@ -166,6 +168,85 @@ impl TaskHolds {
     }
 }
 
+/// What the lock path did and how long it took (nanoseconds are sums; divide by the count).
+/// Read by `just bench-fs` through the module parameter `lock_stats` (glue.c). The order is
+/// [`LockStats::NAMES`]', which glue.c prints.
+pub(crate) struct LockStats {
+    counters: [AtomicU64; STAT_COUNT],
+}
+
+/// Indexes of [`LockStats`].
+#[derive(Clone, Copy)]
+#[repr(usize)]
+pub(crate) enum Stat {
+    /// `op_begin` calls that the cache served without a message.
+    Hits,
+    /// Their time in `op_begin`.
+    HitNs,
+    /// `op_end` calls that gave a holder back (not nested).
+    Ends,
+    /// Their time in `op_end`.
+    EndNs,
+    /// `LOCK_REQ`s sent for an operation (misses and upgrades).
+    Requests,
+    /// Their time from send to grant.
+    RequestNs,
+    /// Refreshes run.
+    Refreshes,
+    /// Their time.
+    RefreshNs,
+    /// `LOCK_CALLBACK`s received.
+    Callbacks,
+    /// Answers run.
+    Answers,
+    /// Time from the callback to the start of its answer (waiting for holders and the queue).
+    AnswerWaitNs,
+    /// Clean points run.
+    CleanPoints,
+    /// Their time.
+    CleanPointNs,
+    /// Time of the answers' release or down-conversion message (and its grant).
+    GiveBackNs,
+}
+
+const STAT_COUNT: usize = Stat::GiveBackNs as usize + 1;
+
+impl LockStats {
+    fn new() -> LockStats {
+        LockStats {
+            counters: [const { AtomicU64::new(0) }; STAT_COUNT],
+        }
+    }
+
+    fn add(&self, s: Stat, n: u64) {
+        self.counters[s as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Adds one to `count` and the nanoseconds since `start` to `ns`.
+    fn time(&self, count: Stat, ns: Stat, start: i64) {
+        self.add(count, 1);
+        self.add(ns, now_ns().saturating_sub(start) as u64);
+    }
+}
+
+fn now_ns() -> i64 {
+    kernel::time::Ktime::ktime_get().to_ns()
+}
+
+/// glue.c's `lock_stats` parameter: copies the counters into `out` (`n` entries).
+#[no_mangle]
+pub(crate) extern "C" fn mxfs_rs_lock_stats(out: *mut u64, n: c_int) -> c_int {
+    let Some(st) = state() else {
+        return 0;
+    };
+    let n = (n.max(0) as usize).min(STAT_COUNT);
+    for i in 0..n {
+        // SAFETY: glue.c passes an array of at least `n` entries, valid during the call.
+        unsafe { *out.add(i) = st.volumes.stats.counters[i].load(Ordering::Relaxed) };
+    }
+    n as c_int
+}
+
 /// Everything level 0 keeps.
 #[pin_data]
 pub(crate) struct Volumes {
@@ -178,6 +259,7 @@ pub(crate) struct Volumes {
     table: Mutex<()>,
     #[pin]
     holds: SpinLock<TaskHolds>,
+    stats: LockStats,
 }
 
 impl Volumes {
@@ -190,9 +272,11 @@ impl Volumes {
                     sb: AtomicPtr::new(core::ptr::null_mut()),
                     live: AtomicBool::new(false),
                     answer <- new_spinlock!(None, "mxfs_volume_answer"),
+                    callback_at_ns: AtomicU64::new(0),
                 })
             }),
             table <- new_mutex!((), "mxfs_volume_table"),
+            stats: LockStats::new(),
             holds <- new_spinlock!(TaskHolds { entries: [TaskHolds::FREE; TASK_HOLDS_MAX] },
                 "mxfs_task_holds"),
         })
@@ -256,9 +340,11 @@ fn request(
 /// Runs the refresh the cache asked this holder for, and reports it.
 fn refresh(v: &Volumes, slot: &MountSlot, resource: ResourceId, mode: LockMode) -> Result {
     let sb = slot.sb.load(Ordering::Acquire);
+    let start = now_ns();
     // SAFETY: the slot's super block stays valid from the mount callout to the unmount
     // callout, and a holder runs inside an operation of that mount, which is between them.
     let rc = unsafe { glue::xfs_mxfs_refresh(sb) };
+    v.stats.time(Stat::Refreshes, Stat::RefreshNs, start);
     v.locks.refreshed(resource, rc == 0);
     if rc == 0 {
         return Ok(());
@@ -281,6 +367,7 @@ fn acquire(
     mode: LockMode,
 ) -> Result {
     let v = &st.volumes;
+    let start = now_ns();
     loop {
         let r = match v
             .locks
@@ -289,12 +376,19 @@ fn acquire(
             })
             .map_err(cache_error)?
         {
-            Acquired::Hit => return Ok(()),
+            Acquired::Hit => {
+                v.stats.time(Stat::Hits, Stat::HitNs, start);
+                return Ok(());
+            }
             Acquired::Refresh => return refresh(v, slot, resource, mode),
             Acquired::Send(r) => r,
         };
+        let sent = now_ns();
         let grant = match request(st, r.req_id, resource, r.mode, r.convert) {
-            Ok(g) => g,
+            Ok(g) => {
+                v.stats.time(Stat::Requests, Stat::RequestNs, sent);
+                g
+            }
             Err(e) => {
                 if let Some(a) = v.locks.request_failed(resource, r.req_id) {
                     queue_answer(idx, slot, a);
@@ -377,9 +471,15 @@ pub(crate) extern "C" fn mxfs_rs_answer_work(idx: c_int) {
 /// uncache if less than PR stays, then `LOCK_RELEASE` or a down-converting `LOCK_REQ`. Returns
 /// the next answer the cache makes due.
 fn run_answer(st: &Mxfs, slot: &MountSlot, a: Answer) -> Option<Answer> {
+    let stats = &st.volumes.stats;
+    let called = slot.callback_at_ns.swap(0, Ordering::Relaxed);
+    if called != 0 {
+        stats.time(Stat::Answers, Stat::AnswerWaitNs, called as i64);
+    }
     let sb = slot.sb.load(Ordering::Acquire);
     let live = slot.live.load(Ordering::Acquire);
     let mut result: core::result::Result<Option<u64>, i32> = Ok(None);
+    let start = now_ns();
     if live && a.clean_point {
         // SAFETY: `live` is set only while the super block is valid (mount to unmount callout),
         // and the unmount callout clears it and flushes this work before it returns.
@@ -392,7 +492,9 @@ fn run_answer(st: &Mxfs, slot: &MountSlot, a: Answer) -> Option<Answer> {
             );
             result = Err(rc);
         }
+        stats.time(Stat::CleanPoints, Stat::CleanPointNs, start);
     }
+    let give_back = now_ns();
     if result.is_ok() {
         if live && !a.to.is_some_and(|m| covers(m, LockMode::Pr)) {
             // SAFETY: as for the clean point.
@@ -411,6 +513,7 @@ fn run_answer(st: &Mxfs, slot: &MountSlot, a: Answer) -> Option<Answer> {
             Some(to) => request(st, a.req_id, a.resource, to, true).map(|g| g.version),
         }
         .map_err(|e| e.to_errno());
+        stats.add(Stat::GiveBackNs, now_ns().saturating_sub(give_back) as u64);
     }
     if let Err(e) = result {
         withdraw_mount(st, slot, live, e);
@@ -437,6 +540,15 @@ fn withdraw_mount(st: &Mxfs, slot: &MountSlot, live: bool, errno: i32) {
 /// `LOCK_CALLBACK` from mxfsd: record it; if the answer is due now, queue it.
 pub(crate) fn callback(st: &Mxfs, req_id: u64, resource: ResourceId, keep: LockMode) -> Result {
     let v = &st.volumes;
+    v.stats.add(Stat::Callbacks, 1);
+    if let Some((_, s)) = slot_of_volume(v, resource.volume) {
+        let _ = s.callback_at_ns.compare_exchange(
+            0,
+            now_ns() as u64,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
     match v
         .locks
         .callback(req_id, resource, keep)
@@ -679,6 +791,7 @@ pub(crate) extern "C" fn mxfs_rs_op_end(mount_priv: *mut c_void, cookie: usize) 
         return;
     };
     let task = current_task();
+    let start = now_ns();
     let mode = {
         let mut h = v.holds.lock();
         let Some(e) = h.find(task, idx) else {
@@ -707,4 +820,5 @@ pub(crate) extern "C" fn mxfs_rs_op_end(mount_priv: *mut c_void, cookie: usize) 
         ResourceId::volume(slot.volume.load(Ordering::Acquire)),
         mode,
     );
+    v.stats.time(Stat::Ends, Stat::EndNs, start);
 }

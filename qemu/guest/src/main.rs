@@ -6,6 +6,7 @@
 //! `--expect`ed errno name; the exit code is 0 exactly when it matched, and one line starting
 //! with `PASS` or `FAIL` says what happened.
 
+mod bench;
 mod callouts;
 mod genl;
 
@@ -153,6 +154,40 @@ enum Cmd {
         /// Node id (mxfsd appends it, then the node name).
         node: u32,
         name: Option<String>,
+    },
+    /// `just bench-fs` workloads; each prints `MXFS-BENCH <key> <value>` lines.
+    BenchFs {
+        #[command(subcommand)]
+        what: BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// 4 KiB random overwrite, small-file create+unlink, stat of many files, fstat, in DIR.
+    Single {
+        dir: String,
+        /// Key prefix (mxfs, plain).
+        #[arg(long)]
+        label: String,
+        #[arg(long, default_value_t = 4.0)]
+        secs: f64,
+    },
+    /// Two nodes alternately write FILE (ME is 0 or 1): volume-lock hand-offs.
+    Pingpong {
+        file: String,
+        #[arg(long)]
+        me: u64,
+        #[arg(long, default_value_t = 40)]
+        rounds: u64,
+        #[arg(long, default_value_t = 120)]
+        timeout_secs: u64,
+    },
+    /// Creates small files in DIR for SECS.
+    Creates {
+        dir: String,
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
     },
 }
 
@@ -899,6 +934,16 @@ fn main() -> ExitCode {
             node,
             name: _,
         } => cmd_fence_wait(witness, *node, *timeout_secs),
+        Cmd::BenchFs { what } => match what {
+            BenchCmd::Single { dir, label, secs } => bench::cmd_single(dir, label, *secs),
+            BenchCmd::Pingpong {
+                file,
+                me,
+                rounds,
+                timeout_secs,
+            } => bench::cmd_pingpong(file, *me, *rounds, *timeout_secs),
+            BenchCmd::Creates { dir, secs } => bench::cmd_creates(dir, *secs),
+        },
     };
     match r {
         Ok(c) => c,
