@@ -266,6 +266,7 @@ impl State {
                 req_id,
                 resource,
                 mode,
+                ..
             } => {
                 self.metrics.grants.fetch_add(1, Ordering::Relaxed);
                 if let Some(t) = self.asked.remove(req_id) {

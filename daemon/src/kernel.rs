@@ -273,6 +273,21 @@ pub fn event_of(msg: &proto::Message<'_>) -> Option<Event> {
     }
 }
 
+/// Bits of [`proto::LockGrant::data_version`] that hold the version's counter; the master's
+/// epoch goes above them.
+const DATA_VERSION_COUNTER_BITS: u32 = 40;
+
+/// The wire form of a data version: the epoch in the high 24 bits, the counter in the low 40.
+/// The kernel only compares versions for equality, so a version that does not fit is sent as
+/// unknown (`None`), which makes the kernel refresh: never wrong, only slower.
+pub fn data_version(v: mxfs_core::Version) -> Option<u64> {
+    let epoch_max = (1u64 << (64 - DATA_VERSION_COUNTER_BITS)) - 1;
+    if v.epoch > epoch_max || v.counter >> DATA_VERSION_COUNTER_BITS != 0 {
+        return None;
+    }
+    Some(v.epoch << DATA_VERSION_COUNTER_BITS | v.counter)
+}
+
 /// Converts core kernel messages into wire messages (one per mounted volume for recovery).
 pub fn messages_of(msg: &KernelMsg, volumes: &BTreeSet<u64>) -> Vec<proto::Message<'static>> {
     match *msg {
@@ -280,12 +295,13 @@ pub fn messages_of(msg: &KernelMsg, volumes: &BTreeSet<u64>) -> Vec<proto::Messa
             req_id,
             resource,
             mode,
+            version,
         } => {
             vec![proto::Message::LockGrant(proto::LockGrant {
                 req_id,
                 resource,
                 mode,
-                data_version: None,
+                data_version: version.and_then(data_version),
             })]
         }
         KernelMsg::Deny {
@@ -730,6 +746,7 @@ mod tests {
             req_id,
             resource: ResourceId::inode(1, req_id),
             mode: LockMode::Ex,
+            version: None,
         }
     }
 
@@ -974,6 +991,25 @@ mod tests {
     }
 
     #[test]
+    fn data_versions_pack_epoch_and_counter_and_refuse_what_does_not_fit() {
+        use mxfs_core::Version;
+        let v = |epoch, counter| data_version(Version { epoch, counter });
+        assert_eq!(v(3, 9), Some(3 << 40 | 9));
+        assert_ne!(v(1, 2), v(2, 1), "epoch and counter do not mix");
+        assert_eq!(v(0xff_ffff, (1 << 40) - 1), Some(u64::MAX));
+        assert_eq!(
+            v(1 << 24, 0),
+            None,
+            "an epoch beyond 24 bits is unknown, not wrapped"
+        );
+        assert_eq!(
+            v(1, 1 << 40),
+            None,
+            "a counter beyond 40 bits is unknown, not wrapped"
+        );
+    }
+
+    #[test]
     fn core_messages_round_trip_through_the_proto_codec() {
         let r = ResourceId::inode(7, 42);
         let vols: BTreeSet<u64> = [7, 8].into_iter().collect();
@@ -982,6 +1018,10 @@ mod tests {
                 req_id: 1,
                 resource: r,
                 mode: LockMode::Ex,
+                version: Some(mxfs_core::Version {
+                    epoch: 3,
+                    counter: 9,
+                }),
             },
             KernelMsg::Deny {
                 req_id: 2,

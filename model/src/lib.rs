@@ -14,7 +14,7 @@ use std::sync::{Arc, OnceLock};
 
 use mxfs_core::{
     Action, Config, Core, Event, KernelMsg, LockFlags, LockMode, NodeId, NodeSet, PeerBody,
-    PeerMsg, Phase, Reject, Relabel, ReqId, ResourceId, TimerId,
+    PeerMsg, Phase, Reject, Relabel, ReqId, ResourceId, TimerId, Version,
 };
 use stateright::{Model, Property};
 
@@ -213,6 +213,10 @@ pub struct Kernel {
     /// Held requests called back (`LOCK_CALLBACK`), with the mode the kernel may keep, until
     /// released or converted. The kernel answers with a release (any `Release` step).
     pub called: Vec<(ReqId, LockMode)>,
+    /// The kernel lock cache's view of each resource (DESIGN.md §5.2): the data version of its
+    /// last grant, and the data it cached under it. A grant with another version refreshes
+    /// (re-reads the truth); a grant with the same version keeps the cached data.
+    pub versioned: Vec<(Option<Version>, u8)>,
 }
 
 /// A first-request `Lock` a master received and has not answered yet (master-queue fairness).
@@ -237,6 +241,9 @@ pub struct Violations {
     pub grant_while_recovering: bool,
     /// A grant for a mode that excludes writers reached a node with a stale page cache.
     pub stale_grant: bool,
+    /// A grant for a mode that excludes writers carried the version of the kernel's last
+    /// grant, so the kernel kept its cache, but another node had written meanwhile.
+    pub stale_version: bool,
     /// A reply named a request that was not waiting.
     pub extra_reply: bool,
     /// A node that knew it was in a minority granted.
@@ -258,6 +265,8 @@ pub struct Violations {
 pub struct Seen {
     /// A kernel got a grant.
     pub grant: bool,
+    /// A kernel got a grant with the version of its last one and kept its cache.
+    pub version_kept: bool,
     /// A kernel got a deny.
     pub deny: bool,
     /// A BAST was delivered.
@@ -871,8 +880,19 @@ impl MxfsModel {
                 req_id,
                 resource,
                 mode,
+                version,
             } => {
                 let i = self.res_index(&resource);
+                // The kernel lock cache refreshes when the version differs (or is unknown).
+                let v = &mut s.kernels[n].versioned[i as usize];
+                if version.is_none() || version != v.0 {
+                    *v = (version, s.truth[i as usize]);
+                } else {
+                    s.seen.version_kept = true;
+                }
+                if !compat(mode, LockMode::Pw) && v.1 != s.truth[i as usize] {
+                    s.bad.stale_version = true;
+                }
                 s.seen.grant = true;
                 if s.side.is_some() {
                     s.seen.partition_grant = true;
@@ -1132,6 +1152,7 @@ impl Model for MxfsModel {
                 Kernel {
                     next_req: 1,
                     cache: vec![0; r],
+                    versioned: vec![(None, 0); r],
                     ..Default::default()
                 };
                 n
@@ -1306,6 +1327,7 @@ impl Model for MxfsModel {
                     // The kernel wrote back under the lock: new data, and its own cache has it.
                     s.truth[i] = s.truth[i].wrapping_add(1);
                     s.kernels[node as usize].cache[i] = s.truth[i];
+                    s.kernels[node as usize].versioned[i].1 = s.truth[i];
                 }
                 self.feed(
                     &mut s,
@@ -1452,6 +1474,10 @@ impl Model for MxfsModel {
                 "CACHE_INVAL reaches a stale node before the grant",
                 |_, s: &State| !s.bad.stale_grant,
             ),
+            Property::always(
+                "no kernel holder uses a lock whose data changed under an unchanged version",
+                |_, s: &State| !s.bad.stale_version,
+            ),
             Property::always("a request gets at most one reply", |_, s: &State| {
                 !s.bad.extra_reply
             }),
@@ -1489,6 +1515,9 @@ impl Model for MxfsModel {
             Property::sometimes("a deny", |_, s: &State| s.seen.deny),
             Property::sometimes("a BAST", |_, s: &State| s.seen.bast),
             Property::sometimes("a callback", |_, s: &State| s.seen.callback),
+            Property::sometimes("a grant that keeps the kernel's cache", |_, s: &State| {
+                s.seen.version_kept
+            }),
         ];
         if !self.converts.is_empty() {
             ps.push(Property::sometimes("a conversion", |_, s: &State| {

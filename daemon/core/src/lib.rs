@@ -344,6 +344,10 @@ pub enum KernelMsg {
         resource: ResourceId,
         /// Granted mode.
         mode: LockMode,
+        /// The resource's data version as this node last learned it from the master (changes
+        /// whenever another node may have written; `None` before the first grant). The kernel
+        /// refreshes what it cached when it differs from the version of its last hold.
+        version: Option<Version>,
     },
     /// `LOCK_DENY` for `req_id` with a negative errno.
     Deny {

@@ -208,6 +208,7 @@ impl NodeTable {
                 req_id,
                 resource,
                 mode,
+                version: l.version,
             });
             return Ok(());
         }
@@ -480,6 +481,7 @@ impl NodeTable {
                 req_id: w.req_id,
                 resource: *resource,
                 mode: w.mode,
+                version: l.version,
             });
         }
         // 2. Local conversions that block each other in a cycle never end: deny the newest.

@@ -438,6 +438,7 @@ pub fn describe_kernel(k: &KernelMsg) -> String {
             req_id,
             resource,
             mode,
+            ..
         } => format!("LOCK_GRANT req={req_id} {} {}", res(resource), mode.name()),
         KernelMsg::Deny {
             req_id,

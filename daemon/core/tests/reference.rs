@@ -461,6 +461,7 @@ impl Sut {
                     req_id,
                     resource,
                     mode,
+                    ..
                 } => {
                     let key = (node, req_id);
                     let w = self.t.waiting.remove(&key).unwrap_or_else(|| {
