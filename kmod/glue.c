@@ -428,6 +428,9 @@ static const char *const mxfs_op_kind_names[XFS_MXFS_OP_KIND_COUNT] = {
 	[XFS_MXFS_OP_IOCTL] = "ioctl",
 	[XFS_MXFS_OP_MOUNT] = "mount",
 	[XFS_MXFS_OP_UNMOUNT] = "unmount",
+	[XFS_MXFS_OP_SEEK] = "seek",
+	[XFS_MXFS_OP_BMAP] = "bmap",
+	[XFS_MXFS_OP_ACL_GET] = "acl_get",
 };
 
 /*
