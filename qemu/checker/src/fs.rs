@@ -173,6 +173,9 @@ fn op_str(o: &DataOp, t0: i128, ticks_per_ms: f64) -> String {
     )
 }
 
+/// A value's cluster: the value, its earliest end and latest start with their operations.
+type Zone<'a> = (&'a str, (i128, &'a DataOp), (i128, &'a DataOp));
+
 /// What [`check_registers`] found.
 #[derive(Debug, Default)]
 pub struct DataReport {
@@ -254,7 +257,7 @@ pub fn check_registers(ops: &[DataOp], eps: i128, ticks_per_ms: f64) -> DataRepo
             }
         }
         // Each read's value must have been written, and not only after the read ended.
-        let mut zones: Vec<(&str, (i128, &DataOp), (i128, &DataOp))> = Vec::new();
+        let mut zones: Vec<Zone> = Vec::new();
         for (v, (w, reads)) in &clusters {
             let Some(w) = w else {
                 for rd in reads {
