@@ -240,21 +240,38 @@ fs_verdict data_linearizable "$RUN/fs-data-check.txt"
     "$RUN/fs-nslist.jsonl" >"$RUN/fs-ns-check.txt" 2>&1 || true
 fs_verdict namespace_agree "$RUN/fs-ns-check.txt"
 # repair_clean: every node unmounted before the node-loss scenario, so every log must be clean
-# and the volume consistent. xfs_repair -n once per log (each node's log is checked for a clean
-# unmount; the metadata check is the same each time).
+# and the volume consistent: xfs_repair -n once per log. With per-node logs (DESIGN.md 5.4) a
+# clean log whose head is behind the newest metadata LSN (written through another node's log)
+# makes xfs_repair -n exit 1 with only "Maximum metadata LSN ... is ahead of log" and "Would
+# format log to cycle N" (checked on a fresh volume with one AGF LSN raised by xfs_db). That
+# alone is reported but passes, unless MXFS_REPAIR_STRICT_LSN=1; any other finding fails.
+REPAIR_BENIGN='^Phase |^        - |^No modify flag|^Cannot get host filesystem geometry|^Repair may fail if there is a sector size mismatch|^the image and the host filesystem|^$'
+REPAIR_LSN='^Maximum metadata LSN|^Would format log to cycle'
 repair_bad=""
-repair_ok=0
+repair_lsn=""
 for i in $(seq 1 "$N"); do
-    if xfs_repair -n -l "$RUN/log-$i.img" "$RUN/shared.img" >"$RUN/repair-$i.txt" 2>&1; then
-        repair_ok=$((repair_ok + 1))
+    set +e
+    xfs_repair -n -l "$RUN/log-$i.img" "$RUN/shared.img" >"$RUN/repair-$i.txt" 2>&1
+    rc=$?
+    set -e
+    [ "$rc" = 0 ] && continue
+    found=$(grep -vE "$REPAIR_BENIGN" "$RUN/repair-$i.txt" | grep -vE "$REPAIR_LSN" | head -n 3 | tr '\n' ' ' | cut -c1-160 || true)
+    if [ -n "$found" ]; then
+        repair_bad="$repair_bad log $i: exit $rc: $found;"
+    elif grep -qE "$REPAIR_LSN" "$RUN/repair-$i.txt"; then
+        repair_lsn="$repair_lsn log $i: $(grep -m1 '^Maximum metadata LSN' "$RUN/repair-$i.txt" | sed 's/Maximum metadata //');"
     else
-        repair_bad="$repair_bad log $i: exit $? $(grep -m2 -vE '^(Phase|        - |No modify)' "$RUN/repair-$i.txt" | tr '\n' ' ' | cut -c1-160);"
+        repair_bad="$repair_bad log $i: exit $rc with no finding printed;"
     fi
 done
-if [ -z "$repair_bad" ]; then
-    echo "MXFS-RESULT repair_clean PASS xfs_repair -n clean with each of the $N logs" >>"$RUN/host.log"
+if [ -n "$repair_bad" ]; then
+    echo "MXFS-RESULT repair_clean FAIL$repair_bad (repair-<i>.txt)" >>"$RUN/host.log"
+elif [ -n "$repair_lsn" ] && [ "${MXFS_REPAIR_STRICT_LSN:-0}" = 1 ]; then
+    echo "MXFS-RESULT repair_clean FAIL only metadata LSNs ahead of logs (MXFS_REPAIR_STRICT_LSN=1):$repair_lsn" >>"$RUN/host.log"
+elif [ -n "$repair_lsn" ]; then
+    echo "MXFS-RESULT repair_clean PASS xfs_repair -n: no finding with any of the $N logs except metadata LSN ahead of a log (per-node logs):$repair_lsn" >>"$RUN/host.log"
 else
-    echo "MXFS-RESULT repair_clean FAIL$repair_bad ($repair_ok of $N clean; repair-<i>.txt)" >>"$RUN/host.log"
+    echo "MXFS-RESULT repair_clean PASS xfs_repair -n clean (exit 0) with each of the $N logs" >>"$RUN/host.log"
 fi
 
 if [ "$FS_ONLY" = 0 ]; then

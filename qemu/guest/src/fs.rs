@@ -286,19 +286,14 @@ pub fn cmd_data(
     }
     let one = |f: u32, b: u32, write: Option<u64>, lines: &mut Vec<String>| {
         let Some(h) = handles[f as usize].as_ref() else {
+            // Recorded as a failed call: the file could not be opened on this node.
             let t = ticks();
-            let op = if write.is_some() { "w" } else { "r" };
-            lines.push(data_line(
-                node,
-                f,
-                b,
-                op,
-                "?",
-                t,
-                t,
-                Some("open failed".into()),
-                fin,
-            ));
+            let (op, v) = match write {
+                Some(seq) => ("w", format!("{node}:{seq}")),
+                None => ("r", "?".to_string()),
+            };
+            let err = Some("open failed".to_string());
+            lines.push(data_line(node, f, b, op, &v, t, t, err, fin));
             return;
         };
         let off = b as u64 * BLOCK_BYTES as u64;
