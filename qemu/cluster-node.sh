@@ -79,11 +79,16 @@ fs_phase() {
     [ "$NODE" = 1 ] && { mxfs-guest clock-serve --secs 30 >/tmp/clock-serve.log 2>&1 & }
     fsb
     mxfs-guest clock-sync --node "$NODE" --at start 2>&1
+    # The shared files (data0, data1, attr, mmap, fsx, ns/) are in the image from mkfs (a
+    # prototype file, cluster.sh), so every check starts from files every node finds on disk,
+    # and no node writes before all have mounted: a node that takes no cluster lock then shows
+    # stale data and attributes, not only missing names (namespace_agree covers creation).
+    fsb
     n=$(dmesg | wc -l)
     if mount -t xfs -o "mxfs,logdev=$LOGDEV" /dev/vda $M 2>/tmp/mount.err; then mounted=1
     else
         mounted=0
-        echo "MXFS-FS node $NODE: mount failed: $(cat /tmp/mount.err) | $(dmesg | tail -n +$((n + 1)) | tail -n 3 | tr '\n' ' ')"
+        echo "MXFS-FS node $NODE: mount failed: $(cat /tmp/mount.err) | $(dmesg | tail -n +$((n + 1)) | tr '\n' ' ')"
         # The workloads must not run on the initramfs directory under the mount point.
         mount -t tmpfs -o ro,size=4k none $M
     fi
@@ -99,8 +104,6 @@ fs_phase() {
 
     # data_linearizable: stamped whole-block reads and writes, judged on the host.
     t=$(up)
-    [ "$NODE" = 1 ] && mxfs-guest data-setup $M
-    fsb
     mxfs-guest data $M --node "$NODE" --ops "$data_ops" --secs 150 --seed "$seed" >/tmp/data.out 2>&1
     fsb
     mxfs-guest data $M --node "$NODE" --final >>/tmp/data.out 2>&1
@@ -109,21 +112,15 @@ fs_phase() {
     phase_time data "$t"
 
     t=$(up)
-    [ "$NODE" = 1 ] && : >$M/attr
-    fsb
     turns attr_coherent attr-set attr-check $M/attr
     phase_time attr "$t"
 
     t=$(up)
-    [ "$NODE" = 1 ] && mxfs-guest mmap-setup $M/mmap
-    fsb
     turns mmap_coherent mmap-set mmap-check $M/mmap
     phase_time mmap "$t"
 
     # namespace_agree: concurrent operations, then every node's listing; judged on the host.
     t=$(up)
-    [ "$NODE" = 1 ] && mkdir $M/ns
-    fsb
     mxfs-guest ns $M/ns --node "$NODE" --ops "$ns_ops" --secs 150 --seed "$seed" >/tmp/ns.out 2>&1
     fsb
     mxfs-guest ns-list $M/ns --node "$NODE" >>/tmp/ns.out 2>&1
@@ -133,10 +130,14 @@ fs_phase() {
 
     # cluster_fsx: one file, each op on the node a shared seeded schedule names.
     t=$(up)
-    [ "$NODE" = 1 ] && : >$M/fsx
-    fsb
     mxfs-guest fsx $M/fsx --node "$NODE" --nodes "$N" --ops "$fsx_ops" --seed "$seed" \
         --witness $W --sector 1300 --name cluster_fsx
+    rc=$?
+    if [ $rc -gt 1 ]; then
+        # Died (a signal, or an I/O error on the witness): stop the others waiting for it.
+        mxfs-guest fsx-abort --witness $W --sector 1300
+        result cluster_fsx FAIL "node $NODE: mxfs-guest fsx died (exit $rc)"
+    fi
     fsb
     phase_time fsx "$t"
 
@@ -157,7 +158,8 @@ fs_phase() {
         if mount -t xfs "/dev/$SCRATCH" /mnt/scratch; then
             : >/mnt/scratch/fsx
             mxfs-guest fsx /mnt/scratch/fsx --node 1 --nodes 1 --ops "$fsx_ops" --seed "$seed" \
-                --witness $W --sector 1301 --name plain_xfs_unchanged
+                --witness $W --sector 1301 --name plain_xfs_unchanged ||
+                [ $? = 1 ] || result plain_xfs_unchanged FAIL "mxfs-guest fsx died"
             umount /mnt/scratch
         else result plain_xfs_unchanged FAIL "mount -t xfs /dev/$SCRATCH failed"; fi
     fi

@@ -63,7 +63,26 @@ log "cluster of $N: run dir $RUN"
 MKFS_OPTS=(-q -f -m reflink=0,rmapbt=0,finobt=0)
 truncate -s 512M "$RUN/shared.img"
 for i in $(seq 1 "$N"); do truncate -s 64M "$RUN/log-$i.img"; done
-mkfs.xfs "${MKFS_OPTS[@]}" -l logdev="$RUN/log-1.img",size=64m "$RUN/shared.img"
+# The files of the file-system phase come with the image (mkfs -p), so no node writes before
+# all have mounted (cluster-node.sh's fs_phase says why): two data files of 8 zero blocks, the
+# attribute, mmap (4 zero pages) and fsx files, the namespace tree's root.
+head -c $((8 * 4096)) /dev/zero >"$RUN/zero-32k"
+head -c $((4 * 4096)) /dev/zero >"$RUN/zero-16k"
+: >"$RUN/empty"
+cat >"$RUN/shared.proto" <<PROTO
+/dev/null
+0 0
+d--755 0 0
+data0 ---644 0 0 $RUN/zero-32k
+data1 ---644 0 0 $RUN/zero-32k
+attr ---644 0 0 $RUN/empty
+mmap ---644 0 0 $RUN/zero-16k
+fsx ---644 0 0 $RUN/empty
+ns d--755 0 0
+\$
+\$
+PROTO
+mkfs.xfs "${MKFS_OPTS[@]}" -p "$RUN/shared.proto" -l logdev="$RUN/log-1.img",size=64m "$RUN/shared.img"
 UUID=$(blkid -p -s UUID -o value "$RUN/shared.img")
 [ -n "$UUID" ] || die "no UUID on $RUN/shared.img"
 for i in $(seq 2 "$N"); do

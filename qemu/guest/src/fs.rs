@@ -30,7 +30,7 @@ const FSX_OP_BYTES_MAX: u64 = 32 * 1024;
 /// fsx progress word on the witness disk: ops done, or this bit plus the failed op.
 const FSX_FAILED: u64 = 1 << 63;
 /// How long an fsx node waits for the op before its own.
-const FSX_WAIT_SECS: u64 = 120;
+const FSX_WAIT_SECS: u64 = 60;
 /// Clock sync: round trips tried, and how long one may take.
 const CLOCK_ROUNDS: u32 = 60;
 const CLOCK_ROUND_TIMEOUT_MS: u64 = 300;
@@ -920,6 +920,12 @@ fn fsx_run(f: &File, k: u64, op: FsxOp, model_before: &[u8]) -> Result<(), Strin
             let Some((off, len)) = clamp(off, len, size) else {
                 return Ok(());
             };
+            // A mapping past the file's end faults with SIGBUS: a node whose idea of the size
+            // is stale must fail the op, not die.
+            let real = f.metadata().map_err(|e| io("fstat", e))?.len();
+            if real != size {
+                return Err(format!("size {real} before a mapped op, want {size}"));
+            }
             let base = off & !(BLOCK_BYTES as u64 - 1);
             let write = matches!(op, FsxOp::MapWrite { .. });
             let mut m =
@@ -948,6 +954,15 @@ fn fsx_run(f: &File, k: u64, op: FsxOp, model_before: &[u8]) -> Result<(), Strin
         )?,
     }
     Ok(())
+}
+
+/// Marks the fsx schedule at `sector` failed, so the other nodes stop waiting (the shell calls
+/// this when `fsx` itself died, e.g. of a signal).
+pub fn cmd_fsx_abort(witness: &str, sector: u64) -> Result<ExitCode, String> {
+    let w = Witness::open(witness)?;
+    let word = w.read_word(sector)?;
+    w.write_word(sector, FSX_FAILED | (word & !FSX_FAILED))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// fsx on one file, op `k` run by the node the schedule names; the others wait on the witness

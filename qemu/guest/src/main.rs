@@ -238,6 +238,13 @@ enum Cmd {
         #[arg(long, default_value = "cluster_fsx")]
         name: String,
     },
+    /// Marks the fsx schedule failed (after `fsx` died).
+    FsxAbort {
+        #[arg(long)]
+        witness: String,
+        #[arg(long, default_value_t = 1300)]
+        sector: u64,
+    },
     /// Fence agent for mxfsd: waits until the host has marked NODE fenced on the witness disk
     /// (it does so after killing that guest). Exit 0 means fenced.
     FenceWait {
@@ -994,6 +1001,7 @@ fn main() -> ExitCode {
             node,
             name: _,
         } => cmd_fence_wait(witness, *node, *timeout_secs),
+        Cmd::FsxAbort { witness, sector } => fs::cmd_fsx_abort(witness, *sector),
         Cmd::ClockServe { port, secs } => fs::cmd_clock_serve(*port, *secs),
         Cmd::ClockSync { server, node, at } => fs::cmd_clock_sync(server, *node, at),
         Cmd::DataSetup { dir, files, blocks } => fs::cmd_data_setup(dir, *files, *blocks),
