@@ -387,10 +387,16 @@ fn attr_want(turn: u32) -> AttrWant {
     }
 }
 
-/// chmod, chown, utimes and truncate of `file` to the values of `turn`.
+/// truncate, chmod, chown and utimes of `file` to the values of `turn` (utimes last: truncate
+/// sets mtime).
 pub fn cmd_attr_set(file: &str, turn: u32) -> Result<ExitCode, String> {
     let w = attr_want(turn);
     let step = |what: &str, r: std::io::Result<()>| r.map_err(|e| format!("{what} {file}: {e}"));
+    let f = OpenOptions::new()
+        .write(true)
+        .open(file)
+        .map_err(|e| format!("open {file}: {e}"))?;
+    step("truncate", f.set_len(w.size))?;
     step(
         "chmod",
         fs::set_permissions(file, fs::Permissions::from_mode(w.mode)),
@@ -399,10 +405,6 @@ pub fn cmd_attr_set(file: &str, turn: u32) -> Result<ExitCode, String> {
         "chown",
         std::os::unix::fs::chown(file, Some(w.uid), Some(w.gid)),
     )?;
-    let f = OpenOptions::new()
-        .write(true)
-        .open(file)
-        .map_err(|e| format!("open {file}: {e}"))?;
     let t = |s: i64| UNIX_EPOCH + Duration::from_secs(s as u64);
     step(
         "utimes",
@@ -412,7 +414,6 @@ pub fn cmd_attr_set(file: &str, turn: u32) -> Result<ExitCode, String> {
                 .set_modified(t(w.mtime)),
         ),
     )?;
-    step("truncate", f.set_len(w.size))?;
     println!(
         "PASS turn {turn}: set mode {:o} owner {}:{} times {}/{} size {}",
         w.mode, w.uid, w.gid, w.atime, w.mtime, w.size
