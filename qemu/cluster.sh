@@ -120,6 +120,7 @@ for i in $(seq 1 "$N"); do
 done
 
 PIDS=()
+LAUNCH_NS=()
 VDE_PID=
 cleanup() {
     if [ "$KEEP" = 0 ]; then
@@ -150,6 +151,7 @@ for i in $(seq 1 "$N"); do
             -device virtio-blk-pci,drive=scratch)
         extra="$extra mxfs.scratch=$(disk $((5 + N)))"
     fi
+    LAUNCH_NS+=("$(date +%s%N)")
     qemu-system-x86_64 -accel tcg -m 512 -smp 1 -display none -no-reboot \
         -kernel "$BZIMAGE" -initrd "$OUT/initramfs.cpio.gz" \
         -chardev socket,id=s0,path="$RUN/node-$i.sock",server=on,wait=off,logfile="$RUN/node$i.log" \
@@ -315,6 +317,19 @@ else
 fi
 fi
 
+# The guests' TSCs differ by when each QEMU started (see qemu/README.md, "Guest clock"): the
+# offsets the guests measured next to the host's launch times.
+python3 - "$RUN/fs-clock.jsonl" "${TSC_KHZ:-0}" "${LAUNCH_NS[@]}" <<'PY' || true
+import json, sys
+path, khz, launch = sys.argv[1], int(sys.argv[2]), [int(x) for x in sys.argv[3:]]
+rows = [json.loads(l) for l in open(path) if l.strip()]
+for r in sorted(rows, key=lambda r: (r["n"], r["at"] != "start")):
+    n = r["n"]
+    if n == 1 or not khz or n > len(launch):
+        continue
+    print(f"clock: node {n} ({r['at']}): TSC {r['off'] / khz:.3f} ms behind node 1's (+-{r['err'] / khz:.3f}); "
+          f"its QEMU was launched {(launch[n - 1] - launch[0]) / 1e6:.3f} ms after node 1's")
+PY
 # Phase times of the file-system phase (node 1's uptime clock).
 echo "file-system phase times (node 1):"
 tr -d '\r' <"$RUN/node1.log" | sed -n 's/^\s*MXFS-TIME \([^ ]*\) \(.*\)/  \1 \2 s/p'
