@@ -327,8 +327,8 @@ for r in sorted(rows, key=lambda r: (r["n"], r["at"] != "start")):
     n = r["n"]
     if n == 1 or not khz or n > len(launch):
         continue
-    print(f"clock: node {n} ({r['at']}): TSC {r['off'] / khz:.3f} ms behind node 1's (+-{r['err'] / khz:.3f}); "
-          f"its QEMU was launched {(launch[n - 1] - launch[0]) / 1e6:.3f} ms after node 1's")
+    print(f"clock: node {n} ({r['at']}): node 1's TSC minus node {n}'s = {r['off'] / khz:.3f} ms "
+          f"(+-{r['err'] / khz:.3f}); its QEMU was launched {(launch[n - 1] - launch[0]) / 1e6:.3f} ms after node 1's")
 PY
 # Phase times of the file-system phase (node 1's uptime clock).
 echo "file-system phase times (node 1):"
