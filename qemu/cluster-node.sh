@@ -96,7 +96,7 @@ fs_phase() {
     line=$(grep " $M " /proc/mounts)
     fsb
     case "$mounted $line" in
-    "1 "*" rw,"*mxfs*) result fs_mount_all PASS "node $NODE: $line (checked after all $N mounted)" ;;
+    "1 "*" rw,"*,mxfs,* | "1 "*" rw,"*,mxfs" "*) result fs_mount_all PASS "node $NODE: $line (checked after all $N mounted)" ;;
     1*) result fs_mount_all FAIL "node $NODE: /proc/mounts: $line" ;;
     *) result fs_mount_all FAIL "node $NODE: $(head -n 1 /tmp/mount.err)" ;;
     esac
