@@ -73,7 +73,9 @@ initramfs: kmod
 qemu-smoke: initramfs
     qemu/smoke.sh
 
-# N guests on a shared disk and a private network, mxfsd on each, end-to-end scenarios.
+# N guests on a shared disk and a private network, mxfsd on each: the file-system phase on an
+# -o mxfs volume (one log per node), then the lock scenarios. FLAGS: --keep, --fs-only (only the
+# file-system checks; MXFS_FS_DATA_OPS, MXFS_FS_NS_OPS, MXFS_FS_FSX_OPS, MXFS_FS_SEED size them).
 qemu-cluster N="3" *FLAGS: initramfs
     qemu/cluster.sh {{N}} {{FLAGS}}
 

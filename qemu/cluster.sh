@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# `just qemu-cluster N [--keep]`: boots N (3..8) TCG guests that share one raw XFS disk
-# (share-rw, O_DIRECT, no image locking), each with its own log disk and config disk, plus a
-# shared exclusion-witness disk; a private vde_switch in the run dir links them (10.77.0.<id>,
-# never leaves this machine). Each guest loads mxfs.ko, starts mxfsd and runs the scenarios of
-# qemu/cluster-node.sh; the host kills the last node once it holds a lock, confirms the fence,
-# checks the recorded histories with mxfs-history-check, prints a result table and exits
-# non-zero on any failure. --keep leaves the survivors up and prints how to reach their consoles.
+# `just qemu-cluster N [--keep] [--fs-only]`: boots N (3..8) TCG guests that share one raw XFS
+# volume made with an external log (share-rw, O_DIRECT, no image locking), one log image per
+# node (every log attached to every guest), a plain XFS image for the debug-family scenarios, a
+# shared exclusion-witness disk and a config disk each; a private vde_switch in the run dir
+# links them (10.77.0.<id>, never leaves this machine). Each guest loads mxfs.ko, starts mxfsd
+# and runs qemu/cluster-node.sh: the file-system phase on the -o mxfs volume, then the
+# debug-family scenarios; the host kills the last node once it holds a lock, confirms the
+# fence, checks the lock histories (mxfs-history-check) and the file-system histories
+# (mxfs-fs-check), runs xfs_repair -n on the volume, prints a result table and exits non-zero on
+# any failure. --keep leaves the survivors up and prints how to reach their consoles;
+# --fs-only (or MXFS_CLUSTER_FS_ONLY=1) stops after the file-system phase.
+# Sizes of the file-system workloads: MXFS_FS_DATA_OPS (per node, default 200), MXFS_FS_NS_OPS
+# (per node, 120), MXFS_FS_FSX_OPS (2000), MXFS_FS_SEED (random; printed).
 # Serial logs and disks: qemu/run/<timestamp>-clusterN/.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -14,12 +20,26 @@ ARGS=("$@")
 N=${1:-3}
 shift || true
 KEEP=0
+FS_ONLY=${MXFS_CLUSTER_FS_ONLY:-0}
 for a in "$@"; do
     case "$a" in
     --keep) KEEP=1 ;;
-    *) die "unknown flag '$a' (only --keep)" ;;
+    --fs-only) FS_ONLY=1 ;;
+    *) die "unknown flag '$a' (--keep, --fs-only)" ;;
     esac
 done
+DATA_OPS=${MXFS_FS_DATA_OPS:-200}
+NS_OPS=${MXFS_FS_NS_OPS:-120}
+FSX_OPS=${MXFS_FS_FSX_OPS:-2000}
+FS_SEED=${MXFS_FS_SEED:-$((RANDOM * 32768 + RANDOM))}
+for v in DATA_OPS NS_OPS FSX_OPS FS_SEED; do
+    [[ "${!v}" =~ ^[0-9]+$ ]] || die "MXFS_FS_$v='${!v}': want a number"
+done
+# A guest's TSC counts from its QEMU's start; the FS checkers measure the offsets (see
+# qemu/README.md, "Guest clock").
+KILL_PHASE=1010
+# Disk names by position (1 = vda): vda..vdd fixed, then the logs (5..4+N), then node 1's scratch.
+disk() { printf "vd\\$(printf %03o $((96 + $1)))"; }
 [[ "$N" =~ ^[0-9]+$ ]] && [ "$N" -ge 3 ] && [ "$N" -le 8 ] ||
     die "N='$N': want 3..8 nodes (losing one node must leave a majority)"
 RUN_TIMEOUT_SECS=${MXFS_CLUSTER_TIMEOUT_SECS:-1500}
@@ -37,12 +57,46 @@ CHECK=$TARGET/release/mxfs-history-check
 RUN=$(new_run_dir "cluster$N")
 CLOCK=$(guest_clock_args)
 log "cluster of $N: run dir $RUN"
+# The -o mxfs volume: an external log of 64 MiB per node, every log formatted for the volume's
+# UUID by a throwaway mkfs (all logs have the same geometry, as DESIGN.md 5.4 requires). The
+# mxfs mount refuses reflink; rmapbt and finobt are left out to keep level 0's surface small.
+MKFS_OPTS=(-q -f -m reflink=0,rmapbt=0,finobt=0)
 truncate -s 512M "$RUN/shared.img"
-mkfs.xfs -q -f "$RUN/shared.img"
+for i in $(seq 1 "$N"); do truncate -s 64M "$RUN/log-$i.img"; done
+# The files of the file-system phase come with the image (mkfs -p), so no node writes before
+# all have mounted (cluster-node.sh's fs_phase says why): two data files of 8 zero blocks, the
+# attribute, mmap (4 zero pages) and fsx files, the namespace tree's root.
+head -c $((8 * 4096)) /dev/zero >"$RUN/zero-32k"
+head -c $((4 * 4096)) /dev/zero >"$RUN/zero-16k"
+: >"$RUN/empty"
+cat >"$RUN/shared.proto" <<PROTO
+/dev/null
+0 0
+d--755 0 0
+data0 ---644 0 0 $RUN/zero-32k
+data1 ---644 0 0 $RUN/zero-32k
+attr ---644 0 0 $RUN/empty
+mmap ---644 0 0 $RUN/zero-16k
+fsx ---644 0 0 $RUN/empty
+ns d--755 0 0
+\$
+\$
+PROTO
+mkfs.xfs "${MKFS_OPTS[@]}" -p "$RUN/shared.proto" -l logdev="$RUN/log-1.img",size=64m "$RUN/shared.img"
+UUID=$(blkid -p -s UUID -o value "$RUN/shared.img")
+[ -n "$UUID" ] || die "no UUID on $RUN/shared.img"
+for i in $(seq 2 "$N"); do
+    truncate -s 512M "$RUN/log-format.img"
+    mkfs.xfs "${MKFS_OPTS[@]}" -m uuid="$UUID" -l logdev="$RUN/log-$i.img",size=64m "$RUN/log-format.img"
+    rm -f "$RUN/log-format.img"
+done
+# The debug-family scenarios' image (plain XFS, internal log) and node 1's scratch disk.
+truncate -s 320M "$RUN/debug.img" "$RUN/scratch.img"
+mkfs.xfs -q -f "$RUN/debug.img"
+mkfs.xfs -q -f "$RUN/scratch.img"
 truncate -s 8M "$RUN/witness.img"
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RUN/cluster.key"
 for i in $(seq 1 "$N"); do
-    truncate -s 64M "$RUN/log-$i.img"
     d=$RUN/cfg-$i
     mkdir -p "$d"
     cp "$RUN/cluster.key" "$d/cluster.key"
@@ -66,6 +120,7 @@ for i in $(seq 1 "$N"); do
 done
 
 PIDS=()
+LAUNCH_NS=()
 VDE_PID=
 cleanup() {
     if [ "$KEEP" = 0 ]; then
@@ -80,21 +135,36 @@ for _ in $(seq 50); do [ -s "$RUN/switch.pid" ] && break; sleep 0.1; done
 VDE_PID=$(cat "$RUN/switch.pid")
 
 start=$(date +%s)
+log "file-system phase: seed $FS_SEED, data $DATA_OPS ops/node, namespace $NS_OPS ops/node, fsx $FSX_OPS ops$([ "$FS_ONLY" = 1 ] && echo '; --fs-only')"
 for i in $(seq 1 "$N"); do
-    extra=""
-    [ "$KEEP" = 1 ] && extra=" mxfs.keep=1"
+    extra=" mxfs.log=$(disk $((4 + i))) mxfs.fsseed=$FS_SEED mxfs.dataops=$DATA_OPS mxfs.nsops=$NS_OPS mxfs.fsxops=$FSX_OPS"
+    [ "$KEEP" = 1 ] && extra="$extra mxfs.keep=1"
+    [ "$FS_ONLY" = 1 ] && extra="$extra mxfs.fsonly=1"
+    logs=()
+    for j in $(seq 1 "$N"); do
+        logs+=(-drive file="$RUN/log-$j.img",format=raw,if=none,id=log$j,cache.direct=on,file.locking=off
+            -device virtio-blk-pci,drive=log$j,share-rw=on)
+    done
+    scratch=()
+    if [ "$i" = 1 ]; then
+        scratch=(-drive file="$RUN/scratch.img",format=raw,if=none,id=scratch,cache.direct=on
+            -device virtio-blk-pci,drive=scratch)
+        extra="$extra mxfs.scratch=$(disk $((5 + N)))"
+    fi
+    LAUNCH_NS+=("$(date +%s%N)")
     qemu-system-x86_64 -accel tcg -m 512 -smp 1 -display none -no-reboot \
         -kernel "$BZIMAGE" -initrd "$OUT/initramfs.cpio.gz" \
         -chardev socket,id=s0,path="$RUN/node-$i.sock",server=on,wait=off,logfile="$RUN/node$i.log" \
         -serial chardev:s0 -monitor none \
         -drive file="$RUN/shared.img",format=raw,if=none,id=shared,cache.direct=on,file.locking=off \
         -device virtio-blk-pci,drive=shared,share-rw=on \
-        -drive file="$RUN/log-$i.img",format=raw,if=none,id=log,cache.direct=on \
-        -device virtio-blk-pci,drive=log \
+        -drive file="$RUN/debug.img",format=raw,if=none,id=dbg,cache.direct=on,file.locking=off \
+        -device virtio-blk-pci,drive=dbg,share-rw=on \
         -drive file="$RUN/witness.img",format=raw,if=none,id=wit,cache.direct=on,file.locking=off \
         -device virtio-blk-pci,drive=wit,share-rw=on \
         -drive file="$RUN/cfg-$i.tar",format=raw,if=none,id=cfg,readonly=on \
         -device virtio-blk-pci,drive=cfg \
+        "${logs[@]}" "${scratch[@]}" \
         -netdev vde,id=n0,sock="$RUN/switch" -device virtio-net-pci,netdev=n0,mac=52:54:00:77:00:0$i \
         -device virtio-rng-pci \
         -append "console=ttyS0 panic=-1 quiet $CLOCK mxfs.role=node mxfs.node=$i mxfs.nodes=$N$extra" \
@@ -104,7 +174,7 @@ done
 log "booted ${#PIDS[@]} guests (pids ${PIDS[*]}); waiting (timeout ${RUN_TIMEOUT_SECS}s)"
 
 # Host side of the node-loss scenario: once the last node reports that it holds its lock
-# (barrier phase 10 on the witness disk), kill it and mark it fenced for the fence agents.
+# (barrier phase KILL_PHASE on the witness disk), kill it and mark it fenced for the fence agents.
 witness_word() { # SECTOR
     python3 -c "import sys; f=open(sys.argv[1],'rb'); f.seek(int(sys.argv[2])*4096); print(int.from_bytes(f.read(8),'little'))" "$RUN/witness.img" "$1"
 }
@@ -136,7 +206,7 @@ while :; do
         for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
         break
     fi
-    if [ "$killed" = 0 ] && [ "$(witness_word $((1024 + N)))" -ge 10 ]; then
+    if [ "$FS_ONLY" = 0 ] && [ "$killed" = 0 ] && [ "$(witness_word $((1024 + N)))" -ge $KILL_PHASE ]; then
         kill -9 "${PIDS[$((N - 1))]}" 2>/dev/null || true
         wait "${PIDS[$((N - 1))]}" 2>/dev/null || true
         mark_fenced "$N"
@@ -159,13 +229,73 @@ while :; do
 done
 elapsed=$(($(date +%s) - start))
 log "guests finished in ${elapsed} s"
-[ "$killed" = 1 ] || echo "MXFS-RESULT node_killed FAIL the last node never reported holding its lock" >>"$RUN/host.log"
+[ "$FS_ONLY" = 1 ] || [ "$killed" = 1 ] || echo "MXFS-RESULT node_killed FAIL the last node never reported holding its lock" >>"$RUN/host.log"
 for i in "${hung[@]}"; do
     echo "MXFS-RESULT node${i}_finished FAIL hung: killed after ${RUN_TIMEOUT_SECS} s" >>"$RUN/host.log"
     echo "---- node $i serial log (last 40 lines) ----" >&2
     tail -n 40 "$RUN/node$i.log" >&2
 done
 
+# The file-system phase, judged here from what the guests printed.
+fs_lines() { # TAG FILE: the JSON after "TAG " in every serial log
+    cat "$RUN"/node*.log | tr -d '\r' | sed -n "s/^\s*$1 //p" >"$RUN/$2"
+}
+fs_lines MXFS-CLOCK fs-clock.jsonl
+fs_lines MXFS-DATA fs-data.jsonl
+fs_lines MXFS-NS fs-ns.jsonl
+fs_lines MXFS-NSLIST fs-nslist.jsonl
+FSCHECK=$TARGET/release/mxfs-fs-check
+TSC_KHZ=$(echo "$CLOCK" | sed -n 's/.*tsc_early_khz=\([0-9]*\).*/\1/p')
+fs_verdict() { # NAME OUTPUT-FILE: the checker's last line is PASS/FAIL ...
+    local last
+    last=$(tail -n 1 "$2")
+    case "$last" in
+    PASS*) echo "MXFS-RESULT $1 PASS ${last#PASS }" >>"$RUN/host.log" ;;
+    *) echo "MXFS-RESULT $1 FAIL ${last#FAIL }" >>"$RUN/host.log" ;;
+    esac
+}
+"$FSCHECK" data --clock "$RUN/fs-clock.jsonl" --tsc-khz "${TSC_KHZ:-1000000}" \
+    --min-ops $((N * 16)) "$RUN/fs-data.jsonl" >"$RUN/fs-data-check.txt" 2>&1 || true
+fs_verdict data_linearizable "$RUN/fs-data-check.txt"
+"$FSCHECK" ns --clock "$RUN/fs-clock.jsonl" --nodes "$N" "$RUN/fs-ns.jsonl" \
+    "$RUN/fs-nslist.jsonl" >"$RUN/fs-ns-check.txt" 2>&1 || true
+fs_verdict namespace_agree "$RUN/fs-ns-check.txt"
+# repair_clean: every node unmounted before the node-loss scenario, so every log must be clean
+# and the volume consistent: xfs_repair -n once per log. With per-node logs (DESIGN.md 5.4) a
+# clean log whose head is behind the newest metadata LSN (written through another node's log)
+# makes xfs_repair -n exit 1 with only "Maximum metadata LSN ... is ahead of log" and "Would
+# format log to cycle N" (checked on a fresh volume with one AGF LSN raised by xfs_db). That
+# alone is reported but passes, unless MXFS_REPAIR_STRICT_LSN=1; any other finding fails.
+REPAIR_BENIGN='^Phase |^        - |^No modify flag|^Cannot get host filesystem geometry|^Repair may fail if there is a sector size mismatch|^the image and the host filesystem|^$'
+REPAIR_LSN='^Maximum metadata LSN|^Would format log to cycle'
+repair_bad=""
+repair_lsn=""
+for i in $(seq 1 "$N"); do
+    set +e
+    xfs_repair -n -l "$RUN/log-$i.img" "$RUN/shared.img" >"$RUN/repair-$i.txt" 2>&1
+    rc=$?
+    set -e
+    [ "$rc" = 0 ] && continue
+    found=$(grep -vE "$REPAIR_BENIGN" "$RUN/repair-$i.txt" | grep -vE "$REPAIR_LSN" | head -n 3 | tr '\n' ' ' | cut -c1-160 || true)
+    if [ -n "$found" ]; then
+        repair_bad="$repair_bad log $i: exit $rc: $found;"
+    elif grep -qE "$REPAIR_LSN" "$RUN/repair-$i.txt"; then
+        repair_lsn="$repair_lsn log $i: $(grep -m1 '^Maximum metadata LSN' "$RUN/repair-$i.txt" | sed 's/Maximum metadata //');"
+    else
+        repair_bad="$repair_bad log $i: exit $rc with no finding printed;"
+    fi
+done
+if [ -n "$repair_bad" ]; then
+    echo "MXFS-RESULT repair_clean FAIL$repair_bad (repair-<i>.txt)" >>"$RUN/host.log"
+elif [ -n "$repair_lsn" ] && [ "${MXFS_REPAIR_STRICT_LSN:-0}" = 1 ]; then
+    echo "MXFS-RESULT repair_clean FAIL only metadata LSNs ahead of logs (MXFS_REPAIR_STRICT_LSN=1):$repair_lsn" >>"$RUN/host.log"
+elif [ -n "$repair_lsn" ]; then
+    echo "MXFS-RESULT repair_clean PASS xfs_repair -n: no finding with any of the $N logs except metadata LSN ahead of a log (per-node logs):$repair_lsn" >>"$RUN/host.log"
+else
+    echo "MXFS-RESULT repair_clean PASS xfs_repair -n clean (exit 0) with each of the $N logs" >>"$RUN/host.log"
+fi
+
+if [ "$FS_ONLY" = 0 ]; then
 # Histories: what each node recorded, checked on the host from the witness observations.
 for i in $(seq 1 "$N"); do
     sed -n 's/^\s*MXFS-HIST //p' "$RUN/node$i.log" | tr -d '\r' >"$RUN/history-$i.jsonl"
@@ -185,13 +315,41 @@ if [ "$agents" = 1 ]; then
 else
     echo "MXFS-RESULT one_fence_agent FAIL the fence agent for node $N ran $agents times (want 1)" >>"$RUN/host.log"
 fi
+fi
 
-EXPECTED=network_up,module_load,cluster_healthy,volume_registered,lock_exclusion,noqueue_deny,cache_inval,node_killed,recovery_seen,dead_node_lock_granted,daemon_stopped_enotconn,silent_daemon_etimedout,no_kernel_warnings,history_check,one_fence_agent
+# The guests' TSCs differ by when each QEMU started (see qemu/README.md, "Guest clock"): the
+# offsets the guests measured next to the host's launch times.
+python3 - "$RUN/fs-clock.jsonl" "${TSC_KHZ:-0}" "${LAUNCH_NS[@]}" <<'PY' || true
+import json, sys
+path, khz, launch = sys.argv[1], int(sys.argv[2]), [int(x) for x in sys.argv[3:]]
+rows = [json.loads(l) for l in open(path) if l.strip()]
+for r in sorted(rows, key=lambda r: (r["n"], r["at"] != "start")):
+    n = r["n"]
+    if n == 1 or not khz or n > len(launch):
+        continue
+    print(f"clock: node {n} ({r['at']}): node 1's TSC minus node {n}'s = {r['off'] / khz:.3f} ms "
+          f"(+-{r['err'] / khz:.3f}); its QEMU was launched {(launch[n - 1] - launch[0]) / 1e6:.3f} ms after node 1's")
+PY
+# Phase times of the file-system phase (node 1's uptime clock).
+echo "file-system phase times (node 1):"
+tr -d '\r' <"$RUN/node1.log" | sed -n 's/^\s*MXFS-TIME \([^ ]*\) \(.*\)/  \1 \2 s/p'
+grep -h "MXFS-FS node" "$RUN"/node*.log | tr -d '\r' | grep -v unmounted || true
+for f in fs-data-check.txt fs-ns-check.txt; do
+    echo "$f: $(grep -c VIOLATION "$RUN/$f") violation(s); $(head -n 1 "$RUN/$f")"
+    grep VIOLATION "$RUN/$f" | head -n 3 | cut -c1-300 || true
+done
+
+FS_CHECKS=mxfs_mount_needs_daemon,fs_mount_all,data_linearizable,attr_coherent,mmap_coherent,namespace_agree,cluster_fsx,plain_xfs_unchanged,repair_clean
+if [ "$FS_ONLY" = 1 ]; then
+    EXPECTED=network_up,module_load,cluster_healthy,$FS_CHECKS,no_kernel_warnings
+else
+    EXPECTED=network_up,module_load,cluster_healthy,$FS_CHECKS,volume_registered,lock_exclusion,noqueue_deny,cache_inval,node_killed,recovery_seen,dead_node_lock_granted,daemon_stopped_enotconn,silent_daemon_etimedout,no_kernel_warnings,history_check,one_fence_agent
+fi
 set +e
 result_table "$EXPECTED" "$RUN"/node*.log "$RUN/host.log"
 rc=$?
 set -e
-echo "run dir: $RUN (serial logs node<i>.log, histories history-<i>.jsonl); wall ${elapsed} s"
+echo "run dir: $RUN (serial logs node<i>.log, histories history-<i>.jsonl, fs-*.jsonl, fs-*-check.txt, repair-<i>.txt); wall ${elapsed} s"
 if [ "$KEEP" = 1 ]; then
     echo "cluster kept up. Console of node i: socat -,raw,echo=0 UNIX-CONNECT:$RUN/node-<i>.sock"
     echo "stop it: kill ${PIDS[*]} $VDE_PID"

@@ -19,6 +19,8 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+pub mod fs;
+
 use serde::Deserialize;
 
 /// One history line.

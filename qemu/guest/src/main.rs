@@ -8,6 +8,7 @@
 
 mod bench;
 mod callouts;
+mod fs;
 mod genl;
 
 use std::fs::OpenOptions;
@@ -143,6 +144,107 @@ enum Cmd {
         phase: u64,
         #[arg(long, default_value_t = 180)]
         timeout_secs: u64,
+    },
+    /// Answers clock-sync datagrams with this node's TSC (node 1, during the FS phase).
+    ClockServe {
+        #[arg(long, default_value_t = 7200)]
+        port: u16,
+        #[arg(long, default_value_t = 30)]
+        secs: u64,
+    },
+    /// Measures node 1's TSC offset to this node's; prints an `MXFS-CLOCK` line.
+    ClockSync {
+        /// node 1's address:port.
+        #[arg(long, default_value = "10.77.0.1:7200")]
+        server: String,
+        #[arg(long)]
+        node: u32,
+        /// `start` or `end` of the FS phase.
+        #[arg(long, default_value = "start")]
+        at: String,
+    },
+    /// Creates the shared data files (zeros: the initial value of every block).
+    DataSetup {
+        dir: String,
+        #[arg(long, default_value_t = 2)]
+        files: u32,
+        #[arg(long, default_value_t = 8)]
+        blocks: u32,
+    },
+    /// Random whole-block reads and writes with unique stamps; `MXFS-DATA` lines.
+    Data {
+        dir: String,
+        #[arg(long)]
+        node: u32,
+        #[arg(long, default_value_t = 2)]
+        files: u32,
+        #[arg(long, default_value_t = 8)]
+        blocks: u32,
+        #[arg(long, default_value_t = 200)]
+        ops: u32,
+        /// Stop early after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        secs: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Read every block once (after all nodes finished).
+        #[arg(long = "final")]
+        fin: bool,
+    },
+    /// chmod, chown, utimes, truncate to the values of TURN.
+    AttrSet { file: String, turn: u32 },
+    /// stat must show the values of TURN.
+    AttrCheck { file: String, turn: u32 },
+    /// Creates the mmap file.
+    MmapSetup { file: String },
+    /// Writes TURN's page through a shared mapping (msync or munmap).
+    MmapSet { file: String, turn: u32 },
+    /// TURN's page must read back by read(2) and through a mapping.
+    MmapCheck { file: String, turn: u32 },
+    /// Random namespace operations in DIR; `MXFS-NS` lines.
+    Ns {
+        dir: String,
+        #[arg(long)]
+        node: u32,
+        #[arg(long, default_value_t = 120)]
+        ops: u32,
+        #[arg(long, default_value_t = 120)]
+        secs: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Lists DIR (path, inode, links, type): one `MXFS-NSLIST` line.
+    NsList {
+        dir: String,
+        #[arg(long)]
+        node: u32,
+    },
+    /// fsx on FILE, each op run by the node a shared seeded schedule names.
+    Fsx {
+        file: String,
+        #[arg(long)]
+        node: u32,
+        #[arg(long)]
+        nodes: u32,
+        #[arg(long, default_value_t = 2000)]
+        ops: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        witness: String,
+        /// Witness sector of the progress word (must start at 0).
+        #[arg(long, default_value_t = 1300)]
+        sector: u64,
+        /// Name of the result line.
+        #[arg(long, default_value = "cluster_fsx")]
+        name: String,
+    },
+    /// Marks the fsx schedule failed (after `fsx` died).
+    FsxAbort {
+        #[arg(long)]
+        witness: String,
+        #[arg(long, default_value_t = 1300)]
+        sector: u64,
     },
     /// Fence agent for mxfsd: waits until the host has marked NODE fenced on the witness disk
     /// (it does so after killing that guest). Exit 0 means fenced.
@@ -944,6 +1046,43 @@ fn main() -> ExitCode {
             } => bench::cmd_pingpong(file, *me, *rounds, *timeout_secs),
             BenchCmd::Creates { dir, secs } => bench::cmd_creates(dir, *secs),
         },
+        Cmd::FsxAbort { witness, sector } => fs::cmd_fsx_abort(witness, *sector),
+        Cmd::ClockServe { port, secs } => fs::cmd_clock_serve(*port, *secs),
+        Cmd::ClockSync { server, node, at } => fs::cmd_clock_sync(server, *node, at),
+        Cmd::DataSetup { dir, files, blocks } => fs::cmd_data_setup(dir, *files, *blocks),
+        Cmd::Data {
+            dir,
+            node,
+            files,
+            blocks,
+            ops,
+            secs,
+            seed,
+            fin,
+        } => fs::cmd_data(dir, *node, *files, *blocks, *ops, *secs, *seed, *fin),
+        Cmd::AttrSet { file, turn } => fs::cmd_attr_set(file, *turn),
+        Cmd::AttrCheck { file, turn } => fs::cmd_attr_check(file, *turn),
+        Cmd::MmapSetup { file } => fs::cmd_mmap_setup(file),
+        Cmd::MmapSet { file, turn } => fs::cmd_mmap_set(file, *turn),
+        Cmd::MmapCheck { file, turn } => fs::cmd_mmap_check(file, *turn),
+        Cmd::Ns {
+            dir,
+            node,
+            ops,
+            secs,
+            seed,
+        } => fs::cmd_ns(dir, *node, *ops, *secs, *seed),
+        Cmd::NsList { dir, node } => fs::cmd_ns_list(dir, *node),
+        Cmd::Fsx {
+            file,
+            node,
+            nodes,
+            ops,
+            seed,
+            witness,
+            sector,
+            name,
+        } => fs::cmd_fsx(file, *node, *nodes, *ops, *seed, witness, *sector, name),
     };
     match r {
         Ok(c) => c,
