@@ -477,6 +477,7 @@ MODULE_PARM_DESC(op_counts, "operation callouts per kind and intent: KIND R|W BE
 static const char *const mxfs_lock_stat_names[] = {
 	"hits", "hit_ns", "ends", "end_ns", "requests", "request_ns", "refreshes", "refresh_ns",
 	"callbacks", "answers", "answer_wait_ns", "clean_points", "clean_point_ns", "give_back_ns",
+	"conversion_deadlocks",
 };
 
 static int mxfs_lock_stats_get(char *buf, const struct kernel_param *kp)

@@ -207,9 +207,11 @@ pub(crate) enum Stat {
     CleanPointNs,
     /// Time of the answers' release or down-conversion message (and its grant).
     GiveBackNs,
+    /// PR to EX conversions denied as a deadlock with another node's, and retried from NL.
+    ConversionDeadlocks,
 }
 
-const STAT_COUNT: usize = Stat::GiveBackNs as usize + 1;
+const STAT_COUNT: usize = Stat::ConversionDeadlocks as usize + 1;
 
 impl LockStats {
     fn new() -> LockStats {
@@ -393,6 +395,15 @@ fn acquire(
                 if let Some(a) = v.locks.request_failed(resource, r.req_id) {
                     queue_answer(idx, slot, a);
                 }
+                if r.convert && e.to_errno() == -(bindings::EDEADLK as i32) {
+                    // Two nodes that both hold PR and both convert to EX wait for each other;
+                    // the lock manager denies the newer conversion (EDEADLK). Give the PR back
+                    // (a callback to ourselves: new holders wait, the answer runs once the
+                    // current ones leave) and ask again from nothing, behind the other node.
+                    v.stats.add(Stat::ConversionDeadlocks, 1);
+                    give_back(v, idx, slot, resource);
+                    continue;
+                }
                 return Err(e);
             }
         };
@@ -414,6 +425,18 @@ fn acquire(
                 }
             }
         }
+    }
+}
+
+/// Gives this node's cached lock on `resource` back, as a callback to NL would.
+fn give_back(v: &Volumes, idx: usize, slot: &MountSlot, resource: ResourceId) {
+    let Some(h) = v.locks.entry(resource).and_then(|e| e.held()) else {
+        return;
+    };
+    match v.locks.callback(h.req_id, resource, LockMode::Nl) {
+        Ok(CallbackOutcome::AnswerNow(a)) => queue_answer(idx, slot, a),
+        Ok(CallbackOutcome::Recorded) => {}
+        Err(e) => pr_warn!("giving back request {} failed: {:?}\n", h.req_id, e),
     }
 }
 

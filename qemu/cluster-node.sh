@@ -69,7 +69,7 @@ turns() {
         fi
         fsb
     done
-    bad=$(echo "$bad" | tr '\n' ' ')
+    bad=$(printf "%s" "$bad" | tr "\n" " ")
     if [ -z "$bad" ]; then result "$name" PASS "node $NODE saw all $seen other nodes' changes at once"
     else result "$name" FAIL "node $NODE:${bad#;}"; fi
 }
