@@ -166,7 +166,7 @@ fs_phase() {
     fsb
     phase_time plain_fsx "$t"
     phase_time fs_total "$t_all"
-    dmesg | grep -iE "xfs|mxfs" | grep -iE "corrupt|error|shutdown|metadata|LSN" | head -n 20 | sed 's/^/MXFS-FS-DMESG: /'
+    dmesg | grep -iE "xfs|mxfs" | grep -iE "corrupt|error|shutdown|metadata|LSN|fail|withdraw|refused" | head -n 20 | sed 's/^/MXFS-FS-DMESG: /'
 }
 
 ip addr add "10.77.0.$NODE/24" dev eth0
