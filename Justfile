@@ -122,5 +122,11 @@ mutants:
 bench-core:
     cargo run -q --release --locked -p mxfs-core --bin mxfs-core-bench
 
+# File-system benchmark on three TCG guests (qemu/cluster.sh --bench, qemu/bench-report.sh):
+# one node against plain XFS, the cached lock's cost, hand-offs split into callback, clean point,
+# refresh and grant, and the create rate with 1, 2, 3 nodes. Prints ratios taken in one run.
+bench-fs: initramfs
+    qemu/cluster.sh 3 --bench
+
 # Every benchmark; each prints its figures (goals are checked by reading them, never by timed tests).
-bench: bench-core bench-daemon
+bench: bench-core bench-daemon bench-fs

@@ -475,7 +475,7 @@ MODULE_PARM_DESC(op_counts, "operation callouts per kind and intent: KIND R|W BE
  * by `just bench-fs`. Why C: module parameters, as above.
  */
 static const char *const mxfs_lock_stat_names[] = {
-	"hits", "hit_ns", "ends", "end_ns", "requests", "request_ns", "refreshes", "refresh_ns",
+	"hits", "ends", "requests", "request_ns", "refreshes", "refresh_ns",
 	"callbacks", "answers", "answer_wait_ns", "clean_points", "clean_point_ns", "give_back_ns",
 	"conversion_deadlocks",
 };

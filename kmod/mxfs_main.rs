@@ -23,6 +23,8 @@ mod netlink;
 #[allow(dead_code, unreachable_pub)]
 mod pending;
 mod proto;
+#[allow(dead_code, unreachable_pub)]
+mod taskholds;
 mod volume;
 
 module! {

@@ -169,6 +169,58 @@ fs_phase() {
     dmesg | grep -iE "xfs|mxfs" | grep -iE "corrupt|error|shutdown|metadata|LSN|fail|withdraw|refused" | head -n 20 | sed 's/^/MXFS-FS-DMESG: /'
 }
 
+# `just bench-fs` (cluster.sh --bench): the workloads of qemu/guest/src/bench.rs, each followed
+# by this node's lock_stats (mxfs.ko), so the host can split the time; printed as MXFS-BENCH
+# lines and turned into figures by qemu/bench-report.sh. Phases, all between barriers:
+# 1. node 1 alone on the -o mxfs volume (the others mounted and idle: the lock stays cached on
+#    node 1), then the same workloads on plain XFS on its scratch disk, in the same guest;
+# 2. nodes 1 and 2 alternately write one file (each round hands the volume lock over);
+# 3. small-file creates for BENCH_CREATE_SECS on 1, then 2, ..., N nodes at once.
+BENCH_SINGLE_SECS=4
+BENCH_PINGPONG_ROUNDS=30
+BENCH_CREATE_SECS=5
+bench_stats() { # PHASE WHEN
+    echo "MXFS-BENCH-STATS $NODE $1 $2 $(tr '\n' ' ' </sys/module/mxfs/parameters/lock_stats)"
+}
+bench_phase() {
+    fsb
+    if ! mount -t xfs -o "mxfs,logdev=$LOGDEV" /dev/vda $M 2>/tmp/mount.err; then
+        echo "MXFS-BENCH-FAIL node $NODE: mount: $(cat /tmp/mount.err)"
+    fi
+    fsb
+    [ "$NODE" = 1 ] && { printf '\0\0\0\0\0\0\0\0' >$M/pingpong; mkdir -p $M/creates; }
+    fsb
+    if [ "$NODE" = 1 ]; then
+        bench_stats single before
+        mxfs-guest bench-fs single $M --label mxfs --secs $BENCH_SINGLE_SECS | sed 's/^/  /'
+        bench_stats single after
+        if mount -t xfs "/dev/$SCRATCH" /mnt/scratch; then
+            mxfs-guest bench-fs single /mnt/scratch --label plain --secs $BENCH_SINGLE_SECS |
+                sed 's/^/  /'
+            umount /mnt/scratch
+        else echo "MXFS-BENCH-FAIL node 1: mount -t xfs /dev/$SCRATCH failed"; fi
+    fi
+    fsb
+    if [ "$NODE" -le 2 ]; then
+        bench_stats pingpong before
+        mxfs-guest bench-fs pingpong $M/pingpong --me $((NODE % 2)) \
+            --rounds $BENCH_PINGPONG_ROUNDS | sed 's/^/  /'
+        bench_stats pingpong after
+    fi
+    fsb
+    for k in $(seq 1 "$N"); do
+        fsb
+        if [ "$NODE" -le "$k" ]; then
+            mxfs-guest bench-fs creates $M/creates/k$k-n$NODE --secs $BENCH_CREATE_SECS |
+                sed "s/^MXFS-BENCH creates/MXFS-BENCH k$k creates/; s/^/  /"
+        fi
+        fsb
+    done
+    umount $M || umount -l $M
+    fsb
+    no_warnings
+}
+
 ip addr add "10.77.0.$NODE/24" dev eth0
 ip link set eth0 up
 # Every peer must answer a ping before mxfsd starts (peers boot at different times under TCG;
@@ -228,6 +280,10 @@ if healthy "$N"; then result cluster_healthy PASS "$(mxfsctl --config $CFG statu
 else result cluster_healthy FAIL "$(mxfsctl --config $CFG status 2>&1 | head -n 1)"; tail -n 20 /tmp/mxfsd.log; fi
 barrier "$ALL" 1
 
+if [ "$(arg bench)" = 1 ]; then
+    bench_phase
+    return 0 2>/dev/null || exit 0
+fi
 fs_phase
 if [ "$FSONLY" = 1 ]; then
     no_warnings

@@ -9,7 +9,9 @@
 # fence, checks the lock histories (mxfs-history-check) and the file-system histories
 # (mxfs-fs-check), runs xfs_repair -n on the volume, prints a result table and exits non-zero on
 # any failure. --keep leaves the survivors up and prints how to reach their consoles;
-# --fs-only (or MXFS_CLUSTER_FS_ONLY=1) stops after the file-system phase.
+# --fs-only (or MXFS_CLUSTER_FS_ONLY=1) stops after the file-system phase. --bench (what
+# `just bench-fs` runs) mounts the volume and runs the benchmark workloads instead of the
+# checks, and qemu/bench-report.sh prints the figures.
 # Sizes of the file-system workloads: MXFS_FS_DATA_OPS (per node, default 200), MXFS_FS_NS_OPS
 # (per node, 120), MXFS_FS_FSX_OPS (2000), MXFS_FS_SEED (random; printed).
 # Serial logs and disks: qemu/run/<timestamp>-clusterN/.
@@ -21,11 +23,13 @@ N=${1:-3}
 shift || true
 KEEP=0
 FS_ONLY=${MXFS_CLUSTER_FS_ONLY:-0}
+BENCH=0
 for a in "$@"; do
     case "$a" in
     --keep) KEEP=1 ;;
     --fs-only) FS_ONLY=1 ;;
-    *) die "unknown flag '$a' (--keep, --fs-only)" ;;
+    --bench) BENCH=1; FS_ONLY=1 ;;
+    *) die "unknown flag '$a' (--keep, --fs-only, --bench)" ;;
     esac
 done
 DATA_OPS=${MXFS_FS_DATA_OPS:-200}
@@ -140,6 +144,7 @@ for i in $(seq 1 "$N"); do
     extra=" mxfs.log=$(disk $((4 + i))) mxfs.fsseed=$FS_SEED mxfs.dataops=$DATA_OPS mxfs.nsops=$NS_OPS mxfs.fsxops=$FSX_OPS"
     [ "$KEEP" = 1 ] && extra="$extra mxfs.keep=1"
     [ "$FS_ONLY" = 1 ] && extra="$extra mxfs.fsonly=1"
+    [ "$BENCH" = 1 ] && extra="$extra mxfs.bench=1"
     logs=()
     for j in $(seq 1 "$N"); do
         logs+=(-drive file="$RUN/log-$j.img",format=raw,if=none,id=log$j,cache.direct=on,file.locking=off
@@ -235,6 +240,11 @@ for i in "${hung[@]}"; do
     echo "---- node $i serial log (last 40 lines) ----" >&2
     tail -n 40 "$RUN/node$i.log" >&2
 done
+
+if [ "$BENCH" = 1 ]; then
+    "$(dirname "$0")/bench-report.sh" "$RUN"
+    exit $?
+fi
 
 # The file-system phase, judged here from what the guests printed.
 fs_lines() { # TAG FILE: the JSON after "TAG " in every serial log

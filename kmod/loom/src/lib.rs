@@ -17,6 +17,9 @@ pub mod pending;
 #[path = "../../lockcache.rs"]
 pub mod lockcache;
 
+#[path = "../../taskholds.rs"]
+pub mod taskholds;
+
 use std::ops::{Deref, DerefMut};
 
 use loom::sync::{Condvar, Mutex, MutexGuard};
