@@ -40,7 +40,7 @@ fn check(t: &TaskHolds, map: &HashMap<(usize, usize), u32>, keys: &[usize]) {
 #[test]
 fn table_agrees_with_a_map_under_collisions_and_wrap_around() {
     for seed in 1..=20u64 {
-        let mut rng = Rng(seed * 0x9e37_79b9_7f4a_7c15);
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         // Kernel-like task addresses: few distinct values, so probes collide and wrap.
         let keys: Vec<usize> = (0..TASK_HOLDS_MAX + 40)
             .map(|i| 0xffff_8880_0000_0000usize + i * 0x2c0)

@@ -966,6 +966,43 @@ pub fn cmd_fsx_abort(witness: &str, sector: u64) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How a wait on the fsx progress word ended.
+enum FsxWait {
+    /// The word met the condition.
+    Reached,
+    /// A node marked the schedule failed (the message says which op).
+    Failed(String),
+    /// `FSX_WAIT_SECS` passed; the last value read.
+    TimedOut(u64),
+}
+
+/// Polls the progress word at `sector` every `poll` until `done` holds, a node marks the
+/// schedule failed, or `FSX_WAIT_SECS` pass.
+fn fsx_wait(
+    w: &Witness,
+    sector: u64,
+    done: impl Fn(u64) -> bool,
+    poll: Duration,
+) -> Result<FsxWait, String> {
+    let deadline = Instant::now() + Duration::from_secs(FSX_WAIT_SECS);
+    loop {
+        let word = w.read_word(sector)?;
+        if word & FSX_FAILED != 0 {
+            return Ok(FsxWait::Failed(format!(
+                "stopped: op {} failed on another node",
+                word & !FSX_FAILED
+            )));
+        }
+        if done(word) {
+            return Ok(FsxWait::Reached);
+        }
+        if Instant::now() > deadline {
+            return Ok(FsxWait::TimedOut(word));
+        }
+        std::thread::sleep(poll);
+    }
+}
+
 /// fsx on one file, op `k` run by the node the schedule names; the others wait on the witness
 /// word at `sector` (ops done so far). Every node keeps the model and checks its own ops'
 /// results and the file size after each against it. Prints one `MXFS-RESULT <name>` line.
@@ -992,27 +1029,15 @@ pub fn cmd_fsx(
         if who == node {
             // Wait until op k-1 is done (or somebody failed).
             let t0 = Instant::now();
-            let deadline = t0 + Duration::from_secs(FSX_WAIT_SECS);
-            loop {
-                let word = w.read_word(sector)?;
-                if word & FSX_FAILED != 0 {
-                    failure = Some(format!(
-                        "stopped: op {} failed on another node",
-                        word & !FSX_FAILED
-                    ));
-                    break;
-                }
-                if word == k {
-                    break;
-                }
-                if Instant::now() > deadline {
+            match fsx_wait(&w, sector, |word| word == k, Duration::from_micros(500))? {
+                FsxWait::Reached => {}
+                FsxWait::Failed(e) => failure = Some(e),
+                FsxWait::TimedOut(word) => {
                     failure = Some(format!(
                         "op {k}: op {word} not done within {FSX_WAIT_SECS} s"
                     ));
                     let _ = w.write_word(sector, FSX_FAILED | k);
-                    break;
                 }
-                std::thread::sleep(Duration::from_micros(500));
             }
             waited_ms += t0.elapsed().as_millis();
             if failure.is_some() {
@@ -1045,24 +1070,10 @@ pub fn cmd_fsx(
     }
     // The last op may be another node's: wait for the end before the verdict.
     if failure.is_none() {
-        let deadline = Instant::now() + Duration::from_secs(FSX_WAIT_SECS);
-        loop {
-            let word = w.read_word(sector)?;
-            if word & FSX_FAILED != 0 {
-                failure = Some(format!(
-                    "stopped: op {} failed on another node",
-                    word & !FSX_FAILED
-                ));
-                break;
-            }
-            if word >= ops {
-                break;
-            }
-            if Instant::now() > deadline {
-                failure = Some(format!("only {word} of {ops} ops done"));
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
+        match fsx_wait(&w, sector, |word| word >= ops, Duration::from_millis(2))? {
+            FsxWait::Reached => {}
+            FsxWait::Failed(e) => failure = Some(e),
+            FsxWait::TimedOut(word) => failure = Some(format!("only {word} of {ops} ops done")),
         }
     }
     let ran: u64 = mine.values().sum();
