@@ -232,6 +232,30 @@ single_mxfsd_stop() {
     sleep 0.5
 }
 
+# mxfsd dies while a volume is mounted: the mount withdraws (DESIGN.md §5.2): the module says
+# so, operations fail with EIO, nothing more reaches the disk, and the unmount still works.
+# Stops the one-node mxfsd (its kill is the test).
+withdraw_check() {
+    if ! mount $MXFS_MOUNT 2>/tmp/mount.err; then
+        result mxfs_withdraw_on_daemon_loss FAIL "mount: $(cat /tmp/mount.err)"; single_mxfsd_stop; return
+    fi
+    echo before >/mnt2/withdraw-probe && sync
+    n=$(dmesg | wc -l)
+    single_mxfsd_stop
+    if echo after >/mnt2/withdraw-probe 2>/tmp/w.err; then got="write succeeded"
+    else got="write: $(head -n 1 /tmp/w.err)"; fi
+    said=$(new_dmesg "$n" | grep -m1 "withdrawing")
+    umount /mnt2 2>/tmp/umount.err || got="$got; umount: $(cat /tmp/umount.err)"
+    mount -t xfs -o ro,norecovery,logdev=/dev/vdd /dev/vdc /mnt2 2>/dev/null
+    on_disk=$(cat /mnt2/withdraw-probe 2>&1); umount /mnt2 2>/dev/null
+    case "$got" in
+    *"Input/output error"*) if [ -n "$said" ] && [ "$on_disk" = before ]; then
+            result mxfs_withdraw_on_daemon_loss PASS "$got | ${said#*] } | on disk: $on_disk"
+        else result mxfs_withdraw_on_daemon_loss FAIL "$got | module: '$said' | on disk: '$on_disk'"; fi ;;
+    *) result mxfs_withdraw_on_daemon_loss FAIL "$got (want EIO) | module: '$said'" ;;
+    esac
+}
+
 smoke() {
     if [ $XFS_LOADED = 1 ]; then result xfs_module_load PASS "insmod xfs.ko (patched)"
     else result xfs_module_load FAIL "insmod xfs.ko: $XFS_LOAD"; return; fi
@@ -245,7 +269,7 @@ smoke() {
     single_mxfsd_start
     mxfs_option_checks loaded
     callout_checks
-    single_mxfsd_stop
+    withdraw_check
     check_dmesg version_line "mxfs: version 0.4.0 loaded"
     run no_daemon_enotconn mxfs-guest lock inode:0x1:5 EX --expect ENOTCONN
     run unprivileged_eperm mxfs-guest status --as-uid 1000 --expect EPERM
