@@ -141,12 +141,37 @@ fs_phase() {
     fsb
     phase_time fsx "$t"
 
+    # last_node_clean_point: the last node dirties the volume under EX, node 1 lists what it
+    # wrote (PR: mxfsd calls node N's lock back, node N runs its clean point and keeps PR), and
+    # node N then keeps the volume mounted until it dies: it is killed in scenario 6, or reboots
+    # without unmounting after --fs-only. Its log must need no replay (the clean point moved
+    # its tail past everything, kmod/patches 0018): repair_clean runs xfs_repair -n with every
+    # log, and a log that holds changes to replay fails it.
+    t=$(up)
+    if [ "$NODE" = "$N" ]; then
+        before=$(grep -E '^(callbacks|clean_points) ' /sys/module/mxfs/parameters/lock_stats | tr '\n' ' ')
+        mkdir -p $M/lastnode && for i in $(seq 1 20); do echo "node $NODE file $i" >$M/lastnode/f$i; done
+    fi
+    fsb
+    [ "$NODE" = 1 ] && echo "MXFS-FS node 1 lists $(ls $M/lastnode 2>&1 | wc -l) files the last node wrote"
+    fsb
+    if [ "$NODE" = "$N" ]; then
+        after=$(grep -E '^(callbacks|clean_points) ' /sys/module/mxfs/parameters/lock_stats | tr '\n' ' ')
+        cp0=$(echo "$before" | sed -n 's/.*clean_points \([0-9]*\).*/\1/p')
+        cp1=$(echo "$after" | sed -n 's/.*clean_points \([0-9]*\).*/\1/p')
+        if [ "${cp1:-0}" -gt "${cp0:-0}" ]; then
+            result last_node_clean_point PASS "node $NODE ran its clean point when node 1 read ($before-> $after); keeps $M mounted until it dies"
+        else result last_node_clean_point FAIL "no clean point on node $NODE ($before-> $after)"; fi
+    fi
+    phase_time last_node "$t"
+
     t=$(up)
     [ "$NODE" = 1 ] && { mxfs-guest clock-serve --secs 30 >/tmp/clock-serve.log 2>&1 & }
     fsb
     mxfs-guest clock-sync --node "$NODE" --at end 2>&1
     n=$(dmesg | wc -l)
-    if umount $M 2>/tmp/umount.err; then echo "MXFS-FS node $NODE: unmounted $M"
+    if [ "$NODE" = "$N" ]; then echo "MXFS-FS node $NODE: keeps $M mounted (last_node_clean_point)"
+    elif umount $M 2>/tmp/umount.err; then echo "MXFS-FS node $NODE: unmounted $M"
     else echo "MXFS-FS node $NODE: umount failed: $(cat /tmp/umount.err)"; umount -l $M; fi
     dmesg | tail -n +$((n + 1)) | sed 's/^/MXFS-FS-DMESG: /'
     fsb

@@ -270,8 +270,10 @@ fs_verdict data_linearizable "$RUN/fs-data-check.txt"
 "$FSCHECK" ns --clock "$RUN/fs-clock.jsonl" --nodes "$N" "$RUN/fs-ns.jsonl" \
     "$RUN/fs-nslist.jsonl" >"$RUN/fs-ns-check.txt" 2>&1 || true
 fs_verdict namespace_agree "$RUN/fs-ns-check.txt"
-# repair_clean: every node unmounted before the node-loss scenario, so every log must be clean
-# and the volume consistent: xfs_repair -n once per log. With per-node logs (DESIGN.md 5.4) a
+# repair_clean: every node but the last unmounted before the node-loss scenario, and the last
+# one ran a clean point after its last change (last_node_clean_point) and then died with the
+# volume mounted, so every log must be clean and the volume consistent without any replay:
+# xfs_repair -n once per log. With per-node logs (DESIGN.md 5.4) a
 # clean log whose head is behind the newest metadata LSN (written through another node's log)
 # makes xfs_repair -n exit 1 with only "Maximum metadata LSN ... is ahead of log" and "Would
 # format log to cycle N" (checked on a fresh volume with one AGF LSN raised by xfs_db). Every
@@ -355,7 +357,7 @@ for f in fs-data-check.txt fs-ns-check.txt; do
     grep VIOLATION "$RUN/$f" | head -n 3 | cut -c1-300 || true
 done
 
-FS_CHECKS=mxfs_mount_needs_daemon,fs_mount_all,data_linearizable,attr_coherent,mmap_coherent,namespace_agree,cluster_fsx,plain_xfs_unchanged,repair_clean
+FS_CHECKS=mxfs_mount_needs_daemon,fs_mount_all,data_linearizable,attr_coherent,mmap_coherent,namespace_agree,cluster_fsx,last_node_clean_point,plain_xfs_unchanged,repair_clean
 if [ "$FS_ONLY" = 1 ]; then
     EXPECTED=network_up,module_load,cluster_healthy,$FS_CHECKS,no_kernel_warnings
 else

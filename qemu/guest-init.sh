@@ -202,7 +202,7 @@ callout_checks() {
 # A one-node cluster (a real mxfsd on 127.0.0.1) for the -o mxfs mounts of the smoke run: the
 # volume lock is granted at once and never called back. Stopped before the scripted daemons
 # (only one process can be the kernel's daemon).
-single_mxfsd_start() {
+single_mxfsd_start() { # [RESULT-NAME]
     mkdir -p /etc/mxfs /run/mxfs
     head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >/etc/mxfs/cluster.key
     cat >/etc/mxfs/mxfsd.toml <<EOF
@@ -224,8 +224,8 @@ EOF
         i=$((i + 1)); [ $i -gt 100 ] && break; sleep 0.2
     done
     if mxfsctl --config /etc/mxfs/mxfsd.toml status 2>/dev/null | grep -q "quorum yes"; then
-        result single_mxfsd PASS "one-node mxfsd up"
-    else result single_mxfsd FAIL "mxfsd did not come up: $(tail -n 3 /tmp/mxfsd.log | tr '\n' ' ')"; fi
+        result "${1:-single_mxfsd}" PASS "one-node mxfsd up"
+    else result "${1:-single_mxfsd}" FAIL "mxfsd did not come up: $(tail -n 3 /tmp/mxfsd.log | tr '\n' ' ')"; fi
 }
 single_mxfsd_stop() {
     kill "$MXFSD_PID" 2>/dev/null; wait "$MXFSD_PID" 2>/dev/null
@@ -242,7 +242,8 @@ withdraw_check() {
     echo before >/mnt2/withdraw-probe && sync
     n=$(dmesg | wc -l)
     single_mxfsd_stop
-    if echo after >/mnt2/withdraw-probe 2>/tmp/w.err; then got="write succeeded"
+    # (In a subshell, so the failed open's message lands in w.err.)
+    if (echo after >/mnt2/withdraw-probe) 2>/tmp/w.err; then got="write succeeded"
     else got="write: $(head -n 1 /tmp/w.err)"; fi
     said=$(new_dmesg "$n" | grep -m1 "withdrawing")
     umount /mnt2 2>/tmp/umount.err || got="$got; umount: $(cat /tmp/umount.err)"

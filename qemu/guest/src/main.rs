@@ -311,8 +311,9 @@ fn parse_resource(s: &str) -> Result<ResourceId, String> {
             parse_num(o)?,
         )),
         ["ag", v, a] => Ok(ResourceId::ag(parse_num(v)?, parse_num(a)?)),
+        ["volume", v] => Ok(ResourceId::volume(parse_num(v)?)),
         _ => Err(format!(
-            "bad resource {s:?}: want inode:VOL:INO, extent:VOL:INO:OFF or ag:VOL:AG"
+            "bad resource {s:?}: want inode:VOL:INO, extent:VOL:INO:OFF, ag:VOL:AG or volume:VOL"
         )),
     }
 }
