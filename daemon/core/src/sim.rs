@@ -257,6 +257,24 @@ impl Cluster {
         self.event(node, ev)
     }
 
+    /// Kernel conversion shorthand: `LOCK_REQ` with `CONVERT` of the held request `req_id`.
+    pub fn convert(
+        &mut self,
+        node: NodeId,
+        req_id: ReqId,
+        resource: ResourceId,
+        mode: LockMode,
+    ) -> Result<(), Reject> {
+        let ev = Event::KernelRequest {
+            req_id,
+            resource,
+            mode,
+            flags: LockFlags::CONVERT,
+            timeout_ms: 0,
+        };
+        self.event(node, ev)
+    }
+
     /// Kernel release shorthand.
     pub fn release(
         &mut self,

@@ -194,14 +194,7 @@ fn kernel_convert_up_and_down() {
     let r = res_mastered_by(1, NodeSet::first(2));
     c.request(0, 1, r, LockMode::Pr).unwrap();
     c.settle();
-    let conv = |mode| Event::KernelRequest {
-        req_id: 1,
-        resource: r,
-        mode,
-        flags: LockFlags::CONVERT,
-        timeout_ms: 0,
-    };
-    c.event(0, conv(LockMode::Ex)).unwrap();
+    c.convert(0, 1, r, LockMode::Ex).unwrap();
     c.settle();
     assert_eq!(
         c.kernel[0]
@@ -211,7 +204,7 @@ fn kernel_convert_up_and_down() {
         2
     );
     assert_eq!(c.core(0).dump_local()[0].holders, vec![(1, LockMode::Ex)]);
-    c.event(0, conv(LockMode::Pr)).unwrap();
+    c.convert(0, 1, r, LockMode::Pr).unwrap();
     assert_eq!(c.core(0).dump_local()[0].holders, vec![(1, LockMode::Pr)]);
     // n1 wants PR: the node lock (EX) is down-converted to PR on the BAST, not released.
     c.request(1, 9, r, LockMode::Pr).unwrap();
@@ -227,15 +220,8 @@ fn conversion_deadlock_denies_one_converter() {
     c.request(0, 1, r, LockMode::Pr).unwrap();
     c.request(1, 1, r, LockMode::Pr).unwrap();
     c.settle();
-    let conv = Event::KernelRequest {
-        req_id: 1,
-        resource: r,
-        mode: LockMode::Ex,
-        flags: LockFlags::CONVERT,
-        timeout_ms: 0,
-    };
-    c.event(0, conv.clone()).unwrap();
-    c.event(1, conv).unwrap();
+    c.convert(0, 1, r, LockMode::Ex).unwrap();
+    c.convert(1, 1, r, LockMode::Ex).unwrap();
     c.settle();
     let denied = [c.denied(0, 1), c.denied(1, 1)];
     assert!(denied.contains(&Some(EDEADLK)), "{denied:?}");
@@ -260,15 +246,8 @@ fn two_local_conversions_that_block_each_other_are_a_deadlock() {
     c.request(0, 1, r, LockMode::Pr).unwrap();
     c.request(0, 2, r, LockMode::Pr).unwrap();
     c.settle();
-    let conv = |req_id| Event::KernelRequest {
-        req_id,
-        resource: r,
-        mode: LockMode::Cw,
-        flags: LockFlags::CONVERT,
-        timeout_ms: 0,
-    };
-    c.event(0, conv(1)).unwrap();
-    c.event(0, conv(2)).unwrap();
+    c.convert(0, 1, r, LockMode::Cw).unwrap();
+    c.convert(0, 2, r, LockMode::Cw).unwrap();
     c.settle();
     assert_eq!(c.denied(0, 2), Some(EDEADLK));
     assert_eq!(c.denied(0, 1), None, "the older conversion still waits");
@@ -286,16 +265,9 @@ fn down_conversion_is_not_queued_behind_a_conversion_it_blocks() {
     c.request(0, 1, r, LockMode::Pr).unwrap();
     c.request(0, 2, r, LockMode::Nl).unwrap();
     c.settle();
-    let conv = |req_id, mode| Event::KernelRequest {
-        req_id,
-        resource: r,
-        mode,
-        flags: LockFlags::CONVERT,
-        timeout_ms: 0,
-    };
-    c.event(0, conv(2, LockMode::Cw)).unwrap();
+    c.convert(0, 2, r, LockMode::Cw).unwrap();
     c.settle();
-    c.event(0, conv(1, LockMode::Nl)).unwrap();
+    c.convert(0, 1, r, LockMode::Nl).unwrap();
     c.settle();
     let mut holders = c.core(0).dump_local()[0].holders.clone();
     holders.sort();
@@ -334,17 +306,7 @@ fn bast_calls_back_each_blocking_holder_once_and_waits_for_its_answer() {
     c.settle();
     assert_eq!(callbacks(&c).len(), 1);
     // The kernel's clean point is done: it down-converts to what it may keep.
-    c.event(
-        0,
-        Event::KernelRequest {
-            req_id: 1,
-            resource: r,
-            mode: LockMode::Pr,
-            flags: LockFlags::CONVERT,
-            timeout_ms: 0,
-        },
-    )
-    .unwrap();
+    c.convert(0, 1, r, LockMode::Pr).unwrap();
     c.settle();
     assert!(c.granted(1, 9));
     assert_eq!(c.core(0).dump_local()[0].held, Some(LockMode::Pr));
@@ -373,17 +335,7 @@ fn node_table_limits_deny_with_enomem_and_evict_idle_entries() {
     // Two requests outstanding: a third is refused, a conversion of a held one is not.
     c.request(0, 3, r1, LockMode::Nl).unwrap();
     assert_eq!(c.denied(0, 3), Some(ENOMEM));
-    c.event(
-        0,
-        Event::KernelRequest {
-            req_id: 1,
-            resource: r1,
-            mode: LockMode::Nl,
-            flags: LockFlags::CONVERT,
-            timeout_ms: 0,
-        },
-    )
-    .unwrap();
+    c.convert(0, 1, r1, LockMode::Nl).unwrap();
     assert!(
         c.kernel[0]
             .iter()
@@ -429,17 +381,7 @@ fn conversion_needing_the_master_withdraws_a_first_requests_lock() {
     };
     assert_eq!(queued(&c), vec![(0, LockMode::Pw)]);
     // n0's kernel converts req 1 NL -> EX: it goes first on n0, so its need replaces the PW.
-    c.event(
-        0,
-        Event::KernelRequest {
-            req_id: 1,
-            resource: r,
-            mode: LockMode::Ex,
-            flags: LockFlags::CONVERT,
-            timeout_ms: 0,
-        },
-    )
-    .unwrap();
+    c.convert(0, 1, r, LockMode::Ex).unwrap();
     c.settle();
     assert_eq!(queued(&c), vec![(0, LockMode::Ex)]);
     assert_eq!(c.denied(0, 2), None, "the first request still waits on n0");
@@ -459,17 +401,7 @@ fn three_local_conversions_in_a_cycle_are_broken() {
     }
     c.settle();
     for req in 1..=3 {
-        c.event(
-            0,
-            Event::KernelRequest {
-                req_id: req,
-                resource: r,
-                mode: LockMode::Cw,
-                flags: LockFlags::CONVERT,
-                timeout_ms: 0,
-            },
-        )
-        .unwrap();
+        c.convert(0, req, r, LockMode::Cw).unwrap();
     }
     c.settle();
     assert_eq!(
@@ -810,14 +742,7 @@ fn master_dump_shows_conversions_and_forgets_idle_resources() {
     c.request(0, 1, r, LockMode::Cr).unwrap();
     c.request(1, 1, r, LockMode::Pr).unwrap();
     c.settle();
-    let conv = Event::KernelRequest {
-        req_id: 1,
-        resource: r,
-        mode: LockMode::Ex,
-        flags: LockFlags::CONVERT,
-        timeout_ms: 0,
-    };
-    c.event(1, conv).unwrap();
+    c.convert(1, 1, r, LockMode::Ex).unwrap();
     c.settle();
     let d = &c.core(0).dump_master()[0];
     assert_eq!(d.converting.len(), 1, "{d:?}");
@@ -957,18 +882,11 @@ fn bad_request_ids_and_conversions() {
         c.request(0, 1, r, LockMode::Pr),
         Err(Reject::DuplicateRequest(1))
     );
-    let conv = |req_id, resource| Event::KernelRequest {
-        req_id,
-        resource,
-        mode: LockMode::Ex,
-        flags: LockFlags::CONVERT,
-        timeout_ms: 0,
-    };
     // Converting a request this kernel never made, or naming another resource: EINVAL.
-    c.event(0, conv(7, r)).unwrap();
+    c.convert(0, 7, r, LockMode::Ex).unwrap();
     assert_eq!(c.denied(0, 7), Some(EINVAL));
     let other = ResourceId::inode(1, 2);
-    c.event(0, conv(1, other)).unwrap();
+    c.convert(0, 1, other, LockMode::Ex).unwrap();
     assert_eq!(c.denied(0, 1), Some(EINVAL));
     assert_eq!(
         c.core(0).dump_local()[0].holders,
