@@ -32,7 +32,7 @@
 //! only, and is held across the XFS withdraw and the answer work's flush.
 
 use core::ffi::{c_int, c_void};
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use kernel::bindings;
 use kernel::error::{code, Error};
@@ -42,7 +42,6 @@ use kernel::sync::lock::{spinlock::SpinLockBackend, Guard};
 use kernel::sync::{new_condvar, new_mutex, new_spinlock, CondVar, Mutex, SpinLock};
 
 use crate::glue;
-use crate::taskholds::{TaskHold, TaskHolds};
 use crate::hooks::pending_error;
 use crate::lockcache::{
     covers, Acquired, Answer, CacheBucket, CacheError, CacheSync, CallbackOutcome, Granted,
@@ -54,6 +53,7 @@ use crate::proto::{
     volume_id_from_uuid, LockFlags, LockMode, LockRelease, LockReq, Message, ResourceId,
     VolumeMount, VolumeUmount, VolumeWithdraw,
 };
+use crate::taskholds::{TaskHold, TaskHolds};
 use crate::{kerr, state, Mxfs};
 
 /// Most `-o mxfs` mounts at once (the same bound as the recovery freezes' volumes).
@@ -71,6 +71,12 @@ pub(crate) struct KCacheBucket {
     lock: SpinLock<CacheBucket>,
     #[pin]
     cv: CondVar,
+    /// Tasks sleeping on `cv`. Changed only with `lock` held (a sleeper counts itself before
+    /// `cv` releases the lock), so a notifier that reads it after its own critical section
+    /// sees every sleeper that could have missed that section's change, and skips the wake-up
+    /// (a wait-queue lock with interrupts off) when there is none: the common case of
+    /// `op_end`.
+    sleepers: AtomicU32,
 }
 
 /// The kernel lock cache: [`LockCache`] on `kernel::sync`.
@@ -87,6 +93,7 @@ impl KCache {
                 pin_init!(KCacheBucket {
                     lock <- new_spinlock!(CacheBucket::EMPTY, "mxfs_lockcache_bucket"),
                     cv <- new_condvar!("mxfs_lockcache_wq"),
+                    sleepers: AtomicU32::new(0),
                 })
             }),
         })
@@ -105,7 +112,12 @@ impl CacheSync for KCache {
     }
 
     fn wait(&self, idx: usize, guard: &mut Self::Guard<'_>) -> Wake {
-        if self.buckets[idx].cv.wait_interruptible(guard) {
+        let b = &self.buckets[idx];
+        b.sleepers.fetch_add(1, Ordering::Relaxed);
+        let signal = b.cv.wait_interruptible(guard);
+        // The lock is held again here.
+        b.sleepers.fetch_sub(1, Ordering::Relaxed);
+        if signal {
             Wake::Interrupted
         } else {
             Wake::Notified
@@ -113,7 +125,10 @@ impl CacheSync for KCache {
     }
 
     fn notify_all(&self, idx: usize) {
-        self.buckets[idx].cv.notify_all();
+        let b = &self.buckets[idx];
+        if b.sleepers.load(Ordering::Acquire) > 0 {
+            b.cv.notify_all();
+        }
     }
 }
 
@@ -729,6 +744,8 @@ pub(crate) extern "C" fn mxfs_rs_op_begin(
     let mode = if write { LockMode::Ex } else { LockMode::Pr };
     let task = current_task();
     {
+        // One critical section: a nested call counts a depth; an outermost one records the
+        // task before it takes the lock (and forgets it if that fails), so that op_end finds it.
         let mut h = v.holds.lock();
         if let Some(i) = h.find(task, idx) {
             let e = &mut h.entries[i];
@@ -740,23 +757,22 @@ pub(crate) extern "C" fn mxfs_rs_op_begin(
             unsafe { *cookie = COOKIE_NESTED };
             return 0;
         }
-    }
-    let resource = ResourceId::volume(slot.volume.load(Ordering::Acquire));
-    if let Err(e) = acquire(st, idx, slot, resource, mode) {
-        return e.to_errno();
-    }
-    {
-        let mut h = v.holds.lock();
         if !h.insert(TaskHold {
             task,
             slot: idx,
             mode,
             depth: 1,
         }) {
-            drop(h);
-            release(v, resource, mode);
             return code::EBUSY.to_errno();
         }
+    }
+    let resource = ResourceId::volume(slot.volume.load(Ordering::Acquire));
+    if let Err(e) = acquire(st, idx, slot, resource, mode) {
+        let mut h = v.holds.lock();
+        if let Some(i) = h.find(task, idx) {
+            h.remove(i);
+        }
+        return e.to_errno();
     }
     // SAFETY: as above.
     unsafe { *cookie = if write { COOKIE_EX } else { COOKIE_PR } };
