@@ -21,7 +21,7 @@ use kernel::time::{msecs_to_jiffies, Jiffies};
 
 use crate::glue;
 use crate::netlink;
-use crate::pending::{Bucket, PendingError, PendingSync, PendingTable, Wake, BUCKETS};
+use crate::pending::{Bucket, Grant, PendingError, PendingSync, PendingTable, Wake, BUCKETS};
 use crate::proto::{
     Command, LockFlags, LockGrant, LockMode, LockRelease, LockReq, Message, ResourceId,
     ResourceType, VolumeMount, EXTENT_CHUNK_BYTES, GRANT_TIMEOUT_MS,
@@ -231,7 +231,7 @@ pub(crate) struct LockHandle {
     pub(crate) mode: LockMode,
 }
 
-pub(crate) fn pending_error(e: PendingError) -> Error {
+fn pending_error(e: PendingError) -> Error {
     match e {
         PendingError::Shutdown => kerr(bindings::ESHUTDOWN),
         PendingError::Full => code::EBUSY,
@@ -254,10 +254,30 @@ pub(crate) fn lock(
         return Err(kerr(bindings::ESHUTDOWN));
     }
     wait_not_recovering(st, resource.volume)?;
+    let req_id = st.next_req_id.fetch_add(1, Ordering::Relaxed);
+    request(st, req_id, resource, mode, flags, timeout_ms)?;
+    Ok(LockHandle {
+        req_id,
+        resource,
+        mode,
+    })
+}
+
+/// Sends `LOCK_REQ` for request `req_id` and waits for the reply (at most
+/// `GRANT_TIMEOUT_MS`). The request enters the pending table before it is sent, so its reply
+/// cannot overtake it. `-ENOTCONN` at once when no daemon is registered. The lock hooks above
+/// and the level-0 volume lock (`volume.rs`) both ask through here.
+pub(crate) fn request(
+    st: &Mxfs,
+    req_id: u64,
+    resource: ResourceId,
+    mode: LockMode,
+    flags: LockFlags,
+    timeout_ms: Option<u32>,
+) -> Result<Grant> {
     if st.net.daemon().is_none() {
         return Err(kerr(bindings::ENOTCONN));
     }
-    let req_id = st.next_req_id.fetch_add(1, Ordering::Relaxed);
     let ticket = st.pending.insert(req_id, resource).map_err(pending_error)?;
     let req = Message::LockReq(LockReq {
         req_id,
@@ -270,12 +290,7 @@ pub(crate) fn lock(
         st.pending.cancel(ticket);
         return Err(e);
     }
-    st.pending.wait_reply(ticket).map_err(pending_error)?;
-    Ok(LockHandle {
-        req_id,
-        resource,
-        mode,
-    })
+    st.pending.wait_reply(ticket).map_err(pending_error)
 }
 
 /// Releases a lock: writes back what a PW/EX lock covered, then sends `LOCK_RELEASE`.
@@ -287,8 +302,10 @@ pub(crate) fn unlock(st: &Mxfs, h: LockHandle) {
             ResourceType::Inode => cache::write_back(st, r.volume, r.a, 0, 0),
             ResourceType::Extent => cache::write_back(st, r.volume, r.a, r.b, EXTENT_CHUNK_BYTES),
             ResourceType::Ag => Ok(()),
-            // The level-0 clean point (DESIGN.md §5.3) is not written yet: say so in the
-            // warning below instead of releasing as if the volume were clean.
+            // A VOLUME lock taken through these hooks (the debug family) is outside the kernel
+            // lock cache, whose answers run level 0's clean point (volume.rs); nothing here
+            // wrote the volume back: say so in the warning below instead of releasing as if
+            // the volume were clean.
             ResourceType::Volume => Err(kerr(bindings::EOPNOTSUPP)),
         };
         if let Err(e) = wb {
@@ -314,7 +331,7 @@ pub(crate) fn unlock(st: &Mxfs, h: LockHandle) {
 }
 
 /// `inode_lock`: the cluster lock of inode `ino` of `volume`.
-#[allow(dead_code)] // Called by the XFS patch series (kmod/patches), which is not written yet.
+#[allow(dead_code)] // For levels 1 and 2 (finer locks); level 0 locks the volume in volume.rs.
 pub(crate) fn inode_lock(st: &Mxfs, volume: u64, ino: u64, mode: LockMode) -> Result<LockHandle> {
     lock(
         st,
@@ -326,7 +343,7 @@ pub(crate) fn inode_lock(st: &Mxfs, volume: u64, ino: u64, mode: LockMode) -> Re
 }
 
 /// `extent_lock`: the cluster lock of the chunk of `ino` holding byte `offset`.
-#[allow(dead_code)] // Called by the XFS patch series (kmod/patches), which is not written yet.
+#[allow(dead_code)] // For levels 1 and 2 (finer locks); level 0 locks the volume in volume.rs.
 pub(crate) fn extent_lock(
     st: &Mxfs,
     volume: u64,
@@ -345,7 +362,7 @@ pub(crate) fn extent_lock(
 
 /// `ag_lock`: the cluster lock of allocation group `agno`, taken with `NOQUEUE` where XFS
 /// try-locks an AGF (`trylock`), so a contended AG is skipped.
-#[allow(dead_code)] // Called by the XFS patch series (kmod/patches), which is not written yet.
+#[allow(dead_code)] // For levels 1 and 2 (finer locks); level 0 locks the volume in volume.rs.
 pub(crate) fn ag_lock(
     st: &Mxfs,
     volume: u64,
@@ -362,21 +379,21 @@ pub(crate) fn ag_lock(
 }
 
 /// `inode_unlock`, `extent_unlock`, `ag_unlock`: one release path for every type.
-#[allow(dead_code)] // Called by the XFS patch series (kmod/patches), which is not written yet.
+#[allow(dead_code)] // For levels 1 and 2 (finer locks); level 0 locks the volume in volume.rs.
 pub(crate) fn inode_unlock(st: &Mxfs, h: LockHandle) {
     debug_assert!(h.resource.kind == ResourceType::Inode);
     unlock(st, h)
 }
 
 /// See [`inode_unlock`].
-#[allow(dead_code)] // Called by the XFS patch series (kmod/patches), which is not written yet.
+#[allow(dead_code)] // For levels 1 and 2 (finer locks); level 0 locks the volume in volume.rs.
 pub(crate) fn extent_unlock(st: &Mxfs, h: LockHandle) {
     debug_assert!(h.resource.kind == ResourceType::Extent);
     unlock(st, h)
 }
 
 /// See [`inode_unlock`].
-#[allow(dead_code)] // Called by the XFS patch series (kmod/patches), which is not written yet.
+#[allow(dead_code)] // For levels 1 and 2 (finer locks); level 0 locks the volume in volume.rs.
 pub(crate) fn ag_unlock(st: &Mxfs, h: LockHandle) {
     debug_assert!(h.resource.kind == ResourceType::Ag);
     unlock(st, h)

@@ -42,22 +42,22 @@ use kernel::sync::lock::{spinlock::SpinLockBackend, Guard};
 use kernel::sync::{new_condvar, new_mutex, new_spinlock, CondVar, Mutex, SpinLock};
 
 use crate::glue;
-use crate::hooks::pending_error;
+use crate::hooks;
 use crate::lockcache::{
     covers, Acquired, Answer, CacheBucket, CacheError, CacheSync, CallbackOutcome, Granted,
     LockCache, Wake, CACHE_BUCKETS,
 };
 use crate::netlink;
-use crate::pending::{Grant, PendingTable};
+use crate::pending::Grant;
 use crate::proto::{
-    volume_id_from_uuid, LockFlags, LockMode, LockRelease, LockReq, Message, ResourceId,
-    VolumeMount, VolumeUmount, VolumeWithdraw,
+    volume_id_from_uuid, LockFlags, LockMode, LockRelease, Message, ResourceId, VolumeMount,
+    VolumeUmount, VolumeWithdraw,
 };
 use crate::taskholds::{TaskHold, TaskHolds};
 use crate::{kerr, state, Mxfs};
 
 /// Most `-o mxfs` mounts at once (the same bound as the recovery freezes' volumes).
-pub(crate) const MOUNTS_MAX: usize = crate::hooks::VOLUMES_MAX;
+pub(crate) const MOUNTS_MAX: usize = hooks::VOLUMES_MAX;
 
 /// `op_end` cookies (kept by XFS in `xfs_mxfs_op::cookie`): which hold the `op_begin` took.
 const COOKIE_PR: usize = 1;
@@ -149,8 +149,8 @@ pub(crate) struct MountSlot {
 }
 
 /// What the lock path did and how long it took (nanoseconds are sums; divide by the count).
-/// Read by `just bench-fs` through the module parameter `lock_stats` (glue.c). The order is
-/// [`LockStats::NAMES`]', which glue.c prints.
+/// Read by `just bench-fs` through the module parameter `lock_stats`: glue.c's
+/// `mxfs_lock_stat_names` names them, in the order of [`Stat`].
 pub(crate) struct LockStats {
     counters: [AtomicU64; STAT_COUNT],
 }
@@ -285,35 +285,21 @@ fn current_task() -> usize {
     core::ptr::from_ref(kernel::current!()) as usize
 }
 
-/// Sends `LOCK_REQ` for request `req_id` and waits for its grant (at most `GRANT_TIMEOUT_MS`).
+/// Asks mxfsd for the lock cache's request `req_id`: a new request, or a `CONVERT` of the
+/// cached one.
 fn request(
     st: &Mxfs,
-    req_id: u64,
     resource: ResourceId,
+    req_id: u64,
     mode: LockMode,
     convert: bool,
 ) -> Result<Grant> {
-    if st.net.daemon().is_none() {
-        return Err(kerr(bindings::ENOTCONN));
-    }
-    let ticket = st.pending.insert(req_id, resource).map_err(pending_error)?;
     let flags = if convert {
         LockFlags::CONVERT
     } else {
         LockFlags::empty()
     };
-    let req = Message::LockReq(LockReq {
-        req_id,
-        resource,
-        mode,
-        flags,
-        timeout_ms: None,
-    });
-    if let Err(e) = netlink::send_to_daemon(st, &req) {
-        st.pending.cancel(ticket);
-        return Err(e);
-    }
-    st.pending.wait_reply(ticket).map_err(pending_error)
+    hooks::request(st, req_id, resource, mode, flags, None)
 }
 
 /// Runs the refresh the cache asked this holder for, and reports it.
@@ -362,7 +348,7 @@ fn acquire(
             Acquired::Send(r) => r,
         };
         let sent = now_ns();
-        let grant = match request(st, r.req_id, resource, r.mode, r.convert) {
+        let grant = match request(st, resource, r.req_id, r.mode, r.convert) {
             Ok(g) => {
                 v.stats.time(Stat::Requests, Stat::RequestNs, sent);
                 g
@@ -509,7 +495,7 @@ fn run_answer(st: &Mxfs, slot: &MountSlot, a: Answer) -> Option<Answer> {
                 }),
             )
             .map(|()| None),
-            Some(to) => request(st, a.req_id, a.resource, to, true).map(|g| g.version),
+            Some(to) => request(st, a.resource, a.req_id, to, true).map(|g| g.version),
         }
         .map_err(|e| e.to_errno());
         stats.add(Stat::GiveBackNs, now_ns().saturating_sub(give_back) as u64);
@@ -540,7 +526,8 @@ fn withdraw_mount(st: &Mxfs, slot: &MountSlot, live: bool, errno: i32) {
 pub(crate) fn callback(st: &Mxfs, req_id: u64, resource: ResourceId, keep: LockMode) -> Result {
     let v = &st.volumes;
     v.stats.add(Stat::Callbacks, 1);
-    if let Some((_, s)) = slot_of_volume(v, resource.volume) {
+    let slot = slot_of_volume(v, resource.volume);
+    if let Some((_, s)) = slot {
         let _ = s.callback_at_ns.compare_exchange(
             0,
             now_ns() as u64,
@@ -554,7 +541,7 @@ pub(crate) fn callback(st: &Mxfs, req_id: u64, resource: ResourceId, keep: LockM
         .map_err(cache_error)?
     {
         CallbackOutcome::Recorded => Ok(()),
-        CallbackOutcome::AnswerNow(a) => match slot_of_volume(v, resource.volume) {
+        CallbackOutcome::AnswerNow(a) => match slot {
             Some((i, s)) => {
                 queue_answer(i, s, a);
                 Ok(())

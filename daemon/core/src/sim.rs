@@ -247,14 +247,7 @@ impl Cluster {
         resource: ResourceId,
         mode: LockMode,
     ) -> Result<(), Reject> {
-        let ev = Event::KernelRequest {
-            req_id,
-            resource,
-            mode,
-            flags: LockFlags::empty(),
-            timeout_ms: 0,
-        };
-        self.event(node, ev)
+        self.kernel_request(node, req_id, resource, mode, LockFlags::empty())
     }
 
     /// Kernel conversion shorthand: `LOCK_REQ` with `CONVERT` of the held request `req_id`.
@@ -265,11 +258,22 @@ impl Cluster {
         resource: ResourceId,
         mode: LockMode,
     ) -> Result<(), Reject> {
+        self.kernel_request(node, req_id, resource, mode, LockFlags::CONVERT)
+    }
+
+    fn kernel_request(
+        &mut self,
+        node: NodeId,
+        req_id: ReqId,
+        resource: ResourceId,
+        mode: LockMode,
+        flags: LockFlags,
+    ) -> Result<(), Reject> {
         let ev = Event::KernelRequest {
             req_id,
             resource,
             mode,
-            flags: LockFlags::CONVERT,
+            flags,
             timeout_ms: 0,
         };
         self.event(node, ev)
