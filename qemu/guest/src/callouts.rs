@@ -334,12 +334,14 @@ fn steps() -> Vec<Step> {
             sys(unsafe { libc::fallocate(fx.rw, 0, 0, FALLOC_BYTES) } as i64)
         }),
         st("seek_data", "seek", 'R', false, |fx| {
+            // SAFETY: lseek(2) on the fixture's open descriptor; no memory is passed.
             sys(unsafe { libc::lseek(fx.rw, 0, libc::SEEK_DATA) })
         }),
         st("fibmap", "bmap", 'R', false, |fx| {
             // FIBMAP = _IO(0x00, 1); the block number goes in and the disk block comes out.
             const FIBMAP: libc::c_ulong = 1;
             let mut block: libc::c_int = 0;
+            // SAFETY: FIBMAP reads and writes one int, `block`, which lives across the call.
             sys(unsafe { libc::ioctl(fx.rw, FIBMAP, &mut block) } as i64)
         }),
         st("punch_hole", "fallocate", 'W', false, |fx| {
