@@ -9,6 +9,7 @@
 #include <linux/netlink.h>
 #include <linux/notifier.h>
 #include <linux/pagemap.h>
+#include <linux/percpu.h>
 #include <linux/workqueue.h>
 #include <linux/xfs_mxfs.h>
 #include <net/genetlink.h>
@@ -388,13 +389,35 @@ static void mxfs_xfs_unmount(struct super_block *sb, void *mount_priv)
  * is also counted per operation kind and intent, so that the smoke test can check that each
  * operation of an -o mxfs mount calls out exactly as the XFS series says, and op_fail_eio fails
  * every operation with -EIO before it takes the lock (the smoke test's stand-in for a withdrawn
- * mount). Why C: the counters are read through a module parameter, which the 6.12 Rust module!
- * macro cannot declare, and the op struct is the patched header's.
+ * mount). The counters are per CPU: a shared atomic counter would cost each operation two
+ * atomic read-modify-writes on one cache line, as much as the cached lock itself. Why C: the
+ * counters are read through a module parameter, which the 6.12 Rust module! macro cannot
+ * declare, per-CPU variables have no Rust abstraction, and the op struct is the patched header's.
  */
 enum { MXFS_INTENT_COUNT = 2 };
 
-static atomic_t mxfs_op_begins[XFS_MXFS_OP_KIND_COUNT][MXFS_INTENT_COUNT];
-static atomic_t mxfs_op_ends[XFS_MXFS_OP_KIND_COUNT][MXFS_INTENT_COUNT];
+struct mxfs_op_count {
+	unsigned long begins[XFS_MXFS_OP_KIND_COUNT][MXFS_INTENT_COUNT];
+	unsigned long ends[XFS_MXFS_OP_KIND_COUNT][MXFS_INTENT_COUNT];
+	unsigned long speculations;	/* begins flagged XFS_MXFS_OP_SPECULATE */
+	unsigned long retries;		/* their ends that set XFS_MXFS_OP_RETRY */
+};
+static DEFINE_PER_CPU(struct mxfs_op_count, mxfs_op_counts);
+
+/* Sums of the per-CPU counters of kind @k and intent @i. */
+static void mxfs_op_count_sum(int k, int i, unsigned long *begins, unsigned long *ends)
+{
+	int cpu;
+
+	*begins = 0;
+	*ends = 0;
+	for_each_possible_cpu(cpu) {
+		const struct mxfs_op_count *c = per_cpu_ptr(&mxfs_op_counts, cpu);
+
+		*begins += READ_ONCE(c->begins[k][i]);
+		*ends += READ_ONCE(c->ends[k][i]);
+	}
+}
 
 static const char *const mxfs_op_kind_names[XFS_MXFS_OP_KIND_COUNT] = {
 	[XFS_MXFS_OP_READ] = "read",
@@ -453,12 +476,12 @@ static int mxfs_op_counts_get(char *buf, const struct kernel_param *kp)
 
 	for (k = 0; k < XFS_MXFS_OP_KIND_COUNT; k++) {
 		for (i = 0; i < MXFS_INTENT_COUNT; i++) {
-			int b = atomic_read(&mxfs_op_begins[k][i]);
-			int e = atomic_read(&mxfs_op_ends[k][i]);
+			unsigned long b, e;
 
+			mxfs_op_count_sum(k, i, &b, &e);
 			if (!b && !e)
 				continue;
-			len += sysfs_emit_at(buf, len, "%s %c %d %d\n", mxfs_op_kind_names[k],
+			len += sysfs_emit_at(buf, len, "%s %c %lu %lu\n", mxfs_op_kind_names[k],
 					     i == XFS_MXFS_INTENT_READ ? 'R' : 'W', b, e);
 		}
 	}
@@ -472,10 +495,12 @@ MODULE_PARM_DESC(op_counts, "operation callouts per kind and intent: KIND R|W BE
 /*
  * Read-only parameter lock_stats: what the volume lock path did (volume.rs, LockStats), one
  * "NAME VALUE" line each; *_ns values are sums of nanoseconds over the count before them. Read
- * by `just bench-fs`. Why C: module parameters, as above.
+ * by `just bench-fs`, after four lines summed from the operation counters: "begins" and
+ * "ends" of every operation kind, "speculations" (begins flagged XFS_MXFS_OP_SPECULATE) and
+ * "retries" (speculations whose result was discarded). Why C: module parameters, as above.
  */
 static const char *const mxfs_lock_stat_names[] = {
-	"hits", "ends", "requests", "request_ns", "refreshes", "refresh_ns",
+	"requests", "request_ns", "refreshes", "refresh_ns",
 	"callbacks", "answers", "answer_wait_ns", "clean_points", "clean_point_ns", "give_back_ns",
 	"conversion_deadlocks",
 };
@@ -484,9 +509,29 @@ static int mxfs_lock_stats_get(char *buf, const struct kernel_param *kp)
 {
 	u64 v[ARRAY_SIZE(mxfs_lock_stat_names)];
 	int n = mxfs_rs_lock_stats(v, ARRAY_SIZE(v));
+	unsigned long begins = 0, ends = 0;
 	int len = 0;
-	int i;
+	int i, k;
 
+	for (k = 0; k < XFS_MXFS_OP_KIND_COUNT; k++) {
+		for (i = 0; i < MXFS_INTENT_COUNT; i++) {
+			unsigned long b, e;
+
+			mxfs_op_count_sum(k, i, &b, &e);
+			begins += b;
+			ends += e;
+		}
+	}
+	len += sysfs_emit_at(buf, len, "begins %lu\nends %lu\n", begins, ends);
+	begins = 0;
+	ends = 0;
+	for_each_possible_cpu(k) {
+		const struct mxfs_op_count *c = per_cpu_ptr(&mxfs_op_counts, k);
+
+		begins += READ_ONCE(c->speculations);
+		ends += READ_ONCE(c->retries);
+	}
+	len += sysfs_emit_at(buf, len, "speculations %lu\nretries %lu\n", begins, ends);
 	for (i = 0; i < n; i++)
 		len += sysfs_emit_at(buf, len, "%s %llu\n", mxfs_lock_stat_names[i], v[i]);
 	return len;
@@ -495,6 +540,60 @@ static int mxfs_lock_stats_get(char *buf, const struct kernel_param *kp)
 static const struct kernel_param_ops mxfs_lock_stats_ops = { .get = mxfs_lock_stats_get };
 module_param_cb(lock_stats, &mxfs_lock_stats_ops, NULL, 0444);
 MODULE_PARM_DESC(lock_stats, "volume lock path counters and summed nanoseconds");
+
+/*
+ * Parameter pair_bench: writing N (1..MXFS_PAIR_BENCH_MAX) runs N op_begin/op_end pairs (read
+ * intent) on the first mounted -o mxfs volume in the writer's context and times them, and N of
+ * each of their parts alone (volume.rs, pair_bench); reading gives the last result, one
+ * "NAME VALUE" line each, in nanoseconds per pair. `just bench-fs` prints it: the cost of the
+ * cached path without the VFS and XFS around it. Why C: module parameters, as above.
+ */
+#define MXFS_PAIR_BENCH_MAX 10000000u
+static const char *const mxfs_pair_bench_names[] = {
+	"pairs", "pair_ns", "task_table_ns", "gate_ns", "current_task_ns", "clock_ns",
+	"speculation_ns",
+};
+static u64 mxfs_pair_bench_result[ARRAY_SIZE(mxfs_pair_bench_names)];
+static DEFINE_MUTEX(mxfs_pair_bench_mutex);
+
+static int mxfs_pair_bench_set(const char *val, const struct kernel_param *kp)
+{
+	u64 v[ARRAY_SIZE(mxfs_pair_bench_names)];
+	unsigned int pairs;
+	int rc = kstrtouint(val, 0, &pairs);
+
+	if (rc)
+		return rc;
+	if (!pairs || pairs > MXFS_PAIR_BENCH_MAX)
+		return -EINVAL;
+	rc = mxfs_rs_pair_bench(pairs, v, ARRAY_SIZE(v));
+	if (rc < 0)
+		return rc;
+	mutex_lock(&mxfs_pair_bench_mutex);
+	memcpy(mxfs_pair_bench_result, v, sizeof(v));
+	mutex_unlock(&mxfs_pair_bench_mutex);
+	return 0;
+}
+
+static int mxfs_pair_bench_get(char *buf, const struct kernel_param *kp)
+{
+	int len = 0;
+	int i;
+
+	mutex_lock(&mxfs_pair_bench_mutex);
+	for (i = 0; i < ARRAY_SIZE(mxfs_pair_bench_names); i++)
+		len += sysfs_emit_at(buf, len, "%s %llu\n", mxfs_pair_bench_names[i],
+				     mxfs_pair_bench_result[i]);
+	mutex_unlock(&mxfs_pair_bench_mutex);
+	return len;
+}
+
+static const struct kernel_param_ops mxfs_pair_bench_ops = {
+	.set = mxfs_pair_bench_set,
+	.get = mxfs_pair_bench_get,
+};
+module_param_cb(pair_bench, &mxfs_pair_bench_ops, NULL, 0644);
+MODULE_PARM_DESC(pair_bench, "write N: time N cached op_begin/op_end pairs; read: ns per pair");
 
 static bool mxfs_op_valid(const struct xfs_mxfs_op *op)
 {
@@ -507,18 +606,23 @@ static int mxfs_xfs_op_begin(struct super_block *sb, void *mount_priv, struct xf
 {
 	if (!mxfs_op_valid(op))
 		return -EINVAL;
-	atomic_inc(&mxfs_op_begins[op->kind][op->intent]);
+	this_cpu_inc(mxfs_op_counts.begins[op->kind][op->intent]);
+	if (op->flags & XFS_MXFS_OP_SPECULATE)
+		this_cpu_inc(mxfs_op_counts.speculations);
 	if (READ_ONCE(mxfs_op_fail_eio))
 		return -EIO;
 	return mxfs_rs_op_begin(mount_priv, op->intent == XFS_MXFS_INTENT_WRITE,
-				(size_t *)&op->cookie);
+				op->flags & XFS_MXFS_OP_SPECULATE, (size_t *)&op->cookie);
 }
 
 static void mxfs_xfs_op_end(struct super_block *sb, void *mount_priv, struct xfs_mxfs_op *op)
 {
 	if (mxfs_op_valid(op))
-		atomic_inc(&mxfs_op_ends[op->kind][op->intent]);
-	mxfs_rs_op_end(mount_priv, (size_t)op->cookie);
+		this_cpu_inc(mxfs_op_counts.ends[op->kind][op->intent]);
+	if (!mxfs_rs_op_end(mount_priv, (size_t)op->cookie)) {
+		op->flags |= XFS_MXFS_OP_RETRY;
+		this_cpu_inc(mxfs_op_counts.retries);
+	}
 }
 
 /*

@@ -20,6 +20,13 @@
 //!   that are not hits wait for its outcome.
 //! - [`LockCache::granted`] / [`LockCache::request_failed`]: the sender reports the outcome.
 //! - [`LockCache::release_holder`]: drops a holder reference. The lock stays cached.
+//! - The *gate* ([`LockCache::acquire_fast`], [`LockCache::release_fast`]): while a resource is
+//!   quiet (a lock cached, no callback, refresh, answer or withdraw) its gate is open, and a
+//!   holder whose mode the cached mode covers comes and goes with one atomic operation on the
+//!   gate's word, without the bucket lock: the path of almost every operation. Every change
+//!   under the bucket lock recomputes the gate; closing it leaves its holders counted in the
+//!   word, so an answer waits for them as for any holder, and the last one to leave a closed
+//!   gate takes the bucket lock and finds the answer due.
 //! - [`LockCache::callback`]: mxfsd's `LOCK_CALLBACK`. New holders wait from now on (GFS2's
 //!   demote). When the last holder leaves, and no request is in flight, the one who sees it
 //!   gets an [`Answer`]: run the clean point if it says so, send `LOCK_RELEASE` or a
@@ -66,6 +73,7 @@
 
 use core::ops::DerefMut;
 
+use super::atomic::{fence, AtomicU64, Ordering};
 use crate::proto::{LockMode, ResourceId};
 
 /// Buckets of the kernel's cache (the loom tests use fewer; see [`CacheSync::bucket_count`]).
@@ -184,6 +192,9 @@ pub struct Entry {
     answering: Option<Answer>,
     /// Tasks sleeping for this entry.
     waiters: u32,
+    /// Bumped each time the slot is given to another resource, so a stale [`Gate`] never
+    /// opens another resource's gate.
+    gen: u16,
 }
 
 impl Entry {
@@ -198,6 +209,7 @@ impl Entry {
         request: None,
         answering: None,
         waiters: 0,
+        gen: 0,
     };
 
     /// Number of local holders.
@@ -254,11 +266,45 @@ impl Entry {
         debug_assert_eq!(self.invariants(), Ok(()));
     }
 
-    /// The answer due now, if any: a callback is pending, no holder holds, nothing is in
-    /// flight, no answer runs. Drops a callback that asks for nothing.
-    fn answer_due(&mut self) -> Option<Answer> {
+    /// The mode the gate lets holders in with: the cached mode while the entry is quiet.
+    fn gate_mode(&self, withdrawn: bool) -> Option<LockMode> {
+        if withdrawn
+            || self.callback.is_some()
+            || self.refresh != Refresh::Fresh
+            || self.answering.is_some()
+        {
+            return None;
+        }
+        self.held.map(|h| h.mode)
+    }
+
+    /// The gate's invariants against its word, checked under the bucket lock.
+    fn gate_invariants(&self, word: u64, withdrawn: bool) -> Result<(), &'static str> {
+        if gate::mode(word) != self.gate_mode(withdrawn) {
+            return Err("the gate is not open exactly while the entry is quiet");
+        }
+        if gate::gen(word) != self.gen {
+            return Err("the gate carries another resource's generation");
+        }
+        if self.answering.is_some() && gate::count(word) > 0 {
+            return Err("an answer runs while gate holders hold");
+        }
+        if self.held.is_none() && gate::count(word) > 0 {
+            return Err("gate holders without a lock");
+        }
+        Ok(())
+    }
+
+    /// The answer due now, if any: a callback is pending, no holder holds (`gate_holders`
+    /// counts those inside the closed gate), nothing is in flight, no answer runs. Drops a
+    /// callback that asks for nothing.
+    fn answer_due(&mut self, gate_holders: u32) -> Option<Answer> {
         let keep = self.callback?;
-        if self.holder_count() > 0 || self.request.is_some() || self.answering.is_some() {
+        if self.holder_count() > 0
+            || gate_holders > 0
+            || self.request.is_some()
+            || self.answering.is_some()
+        {
             return None;
         }
         let held = self.held?;
@@ -313,6 +359,7 @@ impl CacheBucket {
         self.entries[i] = Entry {
             resource,
             used: true,
+            gen: self.entries[i].gen.wrapping_add(1),
             ..Entry::FREE
         };
         Some(i)
@@ -425,6 +472,101 @@ pub trait CacheSync {
     fn wait(&self, idx: usize, guard: &mut Self::Guard<'_>) -> Wake;
     /// Wakes every sleeper of bucket `idx`.
     fn notify_all(&self, idx: usize);
+    /// The gate word of entry `entry` of bucket `idx` (see [`gate`]); 0 at first.
+    fn gate(&self, idx: usize, entry: usize) -> &AtomicU64;
+}
+
+/// A gate word: bits 0-31 count the holders that came through the gate; bits 32-39 are 0
+/// while the gate is closed, else the mode it admits plus one; bits 48-63 are the entry's
+/// generation. Written with the bucket lock held, except for the count, which gate holders
+/// change with one atomic operation each.
+pub mod gate {
+    use crate::proto::LockMode;
+
+    const MODE_SHIFT: u32 = 32;
+    const GEN_SHIFT: u32 = 48;
+
+    /// Holders inside.
+    pub fn count(w: u64) -> u32 {
+        w as u32
+    }
+    /// The mode admitted; `None` while closed.
+    pub fn mode(w: u64) -> Option<LockMode> {
+        let m = ((w >> MODE_SHIFT) & 0xff) as usize;
+        m.checked_sub(1).and_then(|m| LockMode::ALL.get(m).copied())
+    }
+    /// The generation of the entry the gate belongs to.
+    pub fn gen(w: u64) -> u16 {
+        (w >> GEN_SHIFT) as u16
+    }
+    /// `w` with its mode and generation replaced, its count kept.
+    pub fn with(w: u64, mode: Option<LockMode>, gen: u16) -> u64 {
+        let m = mode.map_or(0, |m| m as u64 + 1);
+        u64::from(count(w)) | m << MODE_SHIFT | u64::from(gen) << GEN_SHIFT
+    }
+}
+
+/// Where a resource's gate is: what [`LockCache::gate_of`] returns and
+/// [`LockCache::acquire_fast`] takes. A copy may go stale (the slot given to another
+/// resource); its generation then no longer matches and the gate refuses it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gate {
+    /// Bucket index.
+    pub bucket: u16,
+    /// Entry index in the bucket.
+    pub entry: u8,
+    /// The entry's generation.
+    pub gen: u16,
+}
+
+impl Gate {
+    /// Bit set in every packed gate, so that 0 means none.
+    const PACKED: u64 = 1 << 40;
+
+    /// The gate in 41 bits, never 0.
+    pub fn pack(self) -> u64 {
+        Self::PACKED
+            | u64::from(self.bucket) << 24
+            | u64::from(self.entry) << 16
+            | u64::from(self.gen)
+    }
+
+    /// A packed gate back, if `v` is one whose indexes fit a cache of `buckets` buckets.
+    pub fn unpack(v: u64, buckets: usize) -> Option<Gate> {
+        if v >> 40 != 1 {
+            return None;
+        }
+        let g = Gate {
+            bucket: (v >> 24) as u16,
+            entry: (v >> 16) as u8,
+            gen: v as u16,
+        };
+        (usize::from(g.bucket) < buckets && usize::from(g.entry) < ENTRIES_PER_BUCKET).then_some(g)
+    }
+}
+
+/// Recomputes entry `i`'s gate from its state, keeping the count; returns the count. Called
+/// with the bucket lock held after every change. Closing bumps the entry's generation, so a
+/// [`Gate`] learnt before no longer fits and a speculation that began before fails
+/// ([`LockCache::gate_admits`]). AcqRel: opening publishes what the lock protected (a refresh)
+/// to the gate's holders; closing sees every holder that left before, and precedes whatever
+/// the closer does next (a clean point, an uncache, a refresh).
+fn sync_gate(word: &AtomicU64, e: &mut Entry, withdrawn: bool) -> u32 {
+    let mode = e.gate_mode(withdrawn);
+    let mut w = word.load(Ordering::Acquire);
+    if mode.is_none() && gate::mode(w).is_some() {
+        e.gen = e.gen.wrapping_add(1);
+    }
+    loop {
+        let new = gate::with(w, mode, e.gen);
+        if new == w {
+            return gate::count(w);
+        }
+        match word.compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return gate::count(w),
+            Err(x) => w = x,
+        }
+    }
 }
 
 /// The cache's operations, for every [`CacheSync`] platform.
@@ -440,6 +582,110 @@ pub trait LockCache: CacheSync {
             .wrapping_add(r.b)
             .wrapping_add(r.kind as u64);
         (h % n) as usize
+    }
+
+    /// Recomputes entry `i`'s gate after a change (bucket `b` locked as `g`); returns the
+    /// holders inside the gate.
+    #[doc(hidden)]
+    fn settle(&self, b: usize, g: &mut CacheBucket, i: usize) -> u32 {
+        let word = self.gate(b, i);
+        let withdrawn = g.withdrawn;
+        let n = sync_gate(word, &mut g.entries[i], withdrawn);
+        debug_assert_eq!(
+            g.entries[i].gate_invariants(word.load(Ordering::Relaxed), g.withdrawn),
+            Ok(())
+        );
+        n
+    }
+
+    /// Becomes a holder of `resource` in `mode` through its gate: one atomic operation, no
+    /// lock. False when the gate is closed, admits less than `mode`, is full or belongs to
+    /// another resource now: then call [`LockCache::acquire`]. Give the hold back with
+    /// [`LockCache::release_fast`].
+    fn acquire_fast(&self, gate: Gate, mode: LockMode) -> bool {
+        let word = self.gate(usize::from(gate.bucket), usize::from(gate.entry));
+        let mut w = word.load(Ordering::Relaxed);
+        loop {
+            let open = gate::mode(w).is_some_and(|m| covers(m, mode));
+            if !open || gate::gen(w) != gate.gen || gate::count(w) >= HOLDERS_PER_RESOURCE_MAX {
+                return false;
+            }
+            // Acquire: pairs with the opening under the bucket lock.
+            match word.compare_exchange_weak(w, w + 1, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(x) => w = x,
+            }
+        }
+    }
+
+    /// Gives back a hold [`LockCache::acquire_fast`] took through `gate`. Returns the answer
+    /// to carry out if this was the last holder of a called-back lock.
+    fn release_fast(&self, gate: Gate) -> Option<Answer> {
+        let (b, i) = (usize::from(gate.bucket), usize::from(gate.entry));
+        // Release: this holder's work happens before the answer of whoever closed the gate.
+        let before = self.gate(b, i).fetch_sub(1, Ordering::Release);
+        debug_assert!(gate::count(before) > 0, "gate holder count underflow");
+        if gate::mode(before).is_some() || gate::count(before) != 1 {
+            return None;
+        }
+        // The last holder of a closed gate: the answer may be due, and a drain may wait.
+        let mut g = self.lock(b);
+        let n = gate::count(self.gate(b, i).load(Ordering::Acquire));
+        let a = if g.withdrawn {
+            None
+        } else {
+            g.entries[i].answer_due(n)
+        };
+        self.settle(b, &mut g, i);
+        g.entries[i].check();
+        drop(g);
+        self.notify_all(b);
+        a
+    }
+
+    /// Whether `gate` is open now for `mode` in the generation it names: a reader may act as
+    /// if it held the lock in `mode`, without a hold, if the gate admits it both before and
+    /// after it reads (a *speculation*: nothing is counted, so nothing waits for it). Each
+    /// close bumps the generation, so the second check fails if the gate closed in between,
+    /// even if it opened again (unless 65,536 closes passed in between). The second check
+    /// orders the reader's reads before it (Acquire fence: the kernel's `smp_rmb`).
+    fn gate_admits(&self, gate: Gate, mode: LockMode) -> bool {
+        fence(Ordering::Acquire);
+        let w = self
+            .gate(usize::from(gate.bucket), usize::from(gate.entry))
+            .load(Ordering::Acquire);
+        gate::gen(w) == gate.gen && gate::mode(w).is_some_and(|m| covers(m, mode))
+    }
+
+    /// The gate of `resource`, if the cache tracks it (cost: the bucket lock; call it after a
+    /// slow [`LockCache::acquire`] to learn the gate for the next operations).
+    fn gate_of(&self, resource: ResourceId) -> Option<Gate> {
+        let b = self.bucket_of(resource);
+        let g = self.lock(b);
+        g.find(resource).map(|i| Gate {
+            bucket: b as u16,
+            entry: i as u8,
+            gen: g.entries[i].gen,
+        })
+    }
+
+    /// Holders inside `resource`'s gate now (for tests and status).
+    fn gate_holders(&self, resource: ResourceId) -> u32 {
+        let b = self.bucket_of(resource);
+        let g = self.lock(b);
+        g.find(resource)
+            .map_or(0, |i| gate::count(self.gate(b, i).load(Ordering::Acquire)))
+    }
+
+    /// The invariants of `resource`'s entry and gate, under the bucket lock (for tests).
+    fn check_resource(&self, resource: ResourceId) -> Result<(), &'static str> {
+        let b = self.bucket_of(resource);
+        let g = self.lock(b);
+        let Some(i) = g.find(resource) else {
+            return Ok(());
+        };
+        g.entries[i].invariants()?;
+        g.entries[i].gate_invariants(self.gate(b, i).load(Ordering::Acquire), g.withdrawn)
     }
 
     /// Becomes a holder of `resource` in `mode`, or learns which request to send.
@@ -474,6 +720,7 @@ pub trait LockCache: CacheSync {
             if e.callback.is_none() && e.refresh != Refresh::Running {
                 if e.held.is_some_and(|h| covers(h.mode, mode)) {
                     if e.holder_count() >= HOLDERS_PER_RESOURCE_MAX {
+                        // (The gate has a bound of its own: together at most twice this.)
                         break Err(CacheError::Full);
                     }
                     e.holders[mode as usize] += 1;
@@ -515,6 +762,7 @@ pub trait LockCache: CacheSync {
             }
         }
         if let Some(i) = slot {
+            self.settle(b, &mut g, i);
             g.entries[i].check();
         }
         out
@@ -568,8 +816,10 @@ pub trait LockCache: CacheSync {
         if refresh {
             e.refresh = Refresh::Needed;
         }
+        let n = self.settle(b, &mut g, i);
+        let e = &mut g.entries[i];
         let out = if e.callback.is_some() {
-            Granted::Retry(e.answer_due())
+            Granted::Retry(e.answer_due(n))
         } else if !covers(mode, want) || e.refresh == Refresh::Running {
             // Granted less than wanted (see the assertion above), or a holder from before
             // this grant is refreshing: try again, waiting for the refresh.
@@ -584,6 +834,7 @@ pub trait LockCache: CacheSync {
             }
         };
         e.check();
+        self.settle(b, &mut g, i);
         drop(g);
         self.notify_all(b);
         Ok(out)
@@ -609,8 +860,11 @@ pub trait LockCache: CacheSync {
             // table, and that answers the callback. Left pending it would stop every acquirer.
             e.callback = None;
         }
-        let a = if withdrawn { None } else { e.answer_due() };
+        let n = self.settle(b, &mut g, i);
+        let e = &mut g.entries[i];
+        let a = if withdrawn { None } else { e.answer_due(n) };
         e.check();
+        self.settle(b, &mut g, i);
         drop(g);
         self.notify_all(b);
         a
@@ -627,6 +881,7 @@ pub trait LockCache: CacheSync {
         let e = &mut g.entries[i];
         debug_assert_eq!(e.refresh, Refresh::Running);
         e.refresh = if ok { Refresh::Fresh } else { Refresh::Needed };
+        self.settle(b, &mut g, i);
         drop(g);
         self.notify_all(b);
     }
@@ -648,8 +903,10 @@ pub trait LockCache: CacheSync {
         }
         e.holders[mode as usize] -= 1;
         let last = e.holder_count() == 0;
-        let a = if withdrawn { None } else { e.answer_due() };
+        let n = gate::count(self.gate(b, i).load(Ordering::Acquire));
+        let a = if withdrawn { None } else { e.answer_due(n) };
         e.check();
+        self.settle(b, &mut g, i);
         drop(g);
         if last {
             // A draining withdraw waits for the last holder.
@@ -688,11 +945,15 @@ pub trait LockCache: CacheSync {
             Some(k) => inf(k, keep),
             None => keep,
         });
-        let out = match e.answer_due() {
+        // Closes the gate: from now on new holders wait, and the count says who is inside.
+        let n = self.settle(b, &mut g, i);
+        let e = &mut g.entries[i];
+        let out = match e.answer_due(n) {
             Some(a) => CallbackOutcome::AnswerNow(a),
             None => CallbackOutcome::Recorded,
         };
         e.check();
+        self.settle(b, &mut g, i);
         Ok(out)
     }
 
@@ -747,12 +1008,14 @@ pub trait LockCache: CacheSync {
                 }
             }
         }
+        let n = self.settle(b, &mut g, i);
         let next = if g.withdrawn {
             None
         } else {
-            g.entries[i].answer_due()
+            g.entries[i].answer_due(n)
         };
         g.entries[i].check();
+        self.settle(b, &mut g, i);
         drop(g);
         self.notify_all(b);
         next
@@ -763,7 +1026,12 @@ pub trait LockCache: CacheSync {
     /// answered any more.
     fn withdraw(&self) {
         for b in 0..self.bucket_count() {
-            self.lock(b).withdrawn = true;
+            let mut g = self.lock(b);
+            g.withdrawn = true;
+            for i in 0..ENTRIES_PER_BUCKET {
+                self.settle(b, &mut g, i);
+            }
+            drop(g);
             self.notify_all(b);
         }
     }
@@ -774,7 +1042,12 @@ pub trait LockCache: CacheSync {
         for b in 0..self.bucket_count() {
             let mut g = self.lock(b);
             loop {
-                let n: u32 = g.entries.iter().map(|e| e.holder_count()).sum();
+                let n: u32 = (0..ENTRIES_PER_BUCKET)
+                    .map(|i| {
+                        g.entries[i].holder_count()
+                            + gate::count(self.gate(b, i).load(Ordering::Acquire))
+                    })
+                    .sum();
                 if n == 0 {
                     break;
                 }

@@ -11,6 +11,11 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 use kernel::error::Error;
 use kernel::prelude::*;
 
+/// The atomics of the files shared with the loom tests (`lockcache.rs`, `taskholds.rs` take
+/// them from their parent module; the tests give them loom's).
+mod atomic {
+    pub(crate) use core::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+}
 mod cache;
 mod glue;
 mod hooks;

@@ -1,19 +1,38 @@
 // SPDX-License-Identifier: GPL-2.0
 //! The tasks inside `-o mxfs` operations (`volume.rs`): which task holds which mount's volume
-//! lock, in which mode, how deeply nested. A fixed table, no allocation; compiled by `mxfs.ko`
-//! and by the tests in `kmod/loom` (`tests/taskholds.rs`), which check it against a map.
+//! lock, in which mode, how deeply nested. A fixed table, no allocation, no lock: every
+//! `op_begin` looks its task up, so this is on the path of every operation. Compiled by
+//! `mxfs.ko` with `core` atomics and by `kmod/loom` twice: with `loom` atomics for races
+//! between tasks (`tests/taskholds_loom.rs`) and with `core` atomics against a map
+//! (`tests/taskholds.rs`). The atomics come from the parent module's `atomic`.
+//!
+//! # How it stays correct without a lock
+//!
+//! An entry is *owned* by the task whose address its key holds. Only a task looks up its own
+//! key, and only the owner reads or writes an entry's value or frees it; other tasks only
+//! claim free entries (a compare-and-exchange from 0). So a lookup needs no ordering with
+//! other tasks: a key equal to the caller's was written by the caller.
+//!
+//! A task's entries live in its home group of [`GROUP_ENTRIES`] entries when there is room.
+//! When the group is full, the entry goes to a later group and the home group's *spill* count
+//! says so; a lookup scans other groups only while its home group has spilled entries.
 
+use super::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use crate::proto::LockMode;
 
 /// Most tasks inside an mxfs operation at once on this node; one more fails with `-EBUSY`.
 pub const TASK_HOLDS_MAX: usize = 256;
+/// Entries of one group: a task's lookup scans its home group.
+pub const GROUP_ENTRIES: usize = 8;
+/// Groups of the table.
+pub const GROUPS: usize = TASK_HOLDS_MAX / GROUP_ENTRIES;
 
-/// A task inside an mxfs operation.
-#[derive(Clone, Copy)]
+const _: () = assert!(GROUPS.is_power_of_two() && GROUPS * GROUP_ENTRIES == TASK_HOLDS_MAX);
+
+/// A task's hold on one mount: the value of its entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TaskHold {
-    /// The task (its address), 0 for a free entry.
-    pub task: usize,
-    /// Its mount slot.
+    /// Its mount slot (below 2^16).
     pub slot: usize,
     /// The mode its outermost `op_begin` took.
     pub mode: LockMode,
@@ -21,89 +40,135 @@ pub struct TaskHold {
     pub depth: u32,
 }
 
-/// The tasks inside mxfs operations: an open-addressing table keyed by task address (linear
-/// probing from a multiplicative hash, backward-shift deletion, so a lookup stops at the first
-/// free entry). One lookup per `op_begin` and `op_end`, under a spinlock held for nothing else.
-pub struct TaskHolds {
-    /// The table; use [`TaskHolds::find`], [`TaskHolds::insert`], [`TaskHolds::remove`].
-    pub entries: [TaskHold; TASK_HOLDS_MAX],
+impl TaskHold {
+    fn pack(self) -> u64 {
+        debug_assert!(self.slot < 1 << 16);
+        (self.slot as u64) << 48 | (self.mode as u64) << 32 | u64::from(self.depth)
+    }
+
+    fn unpack(v: u64) -> TaskHold {
+        TaskHold {
+            slot: (v >> 48) as usize,
+            mode: LockMode::ALL
+                .get(((v >> 32) & 0xff) as usize)
+                .copied()
+                .unwrap_or(LockMode::Nl),
+            depth: v as u32,
+        }
+    }
 }
 
-const _: () = assert!(TASK_HOLDS_MAX.is_power_of_two());
-
-impl TaskHolds {
-    /// A free entry.
-    pub const FREE: TaskHold = TaskHold {
-        task: 0,
-        slot: 0,
-        mode: LockMode::Nl,
-        depth: 0,
-    };
-
-    fn home(task: usize) -> usize {
-        let h = (task as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        (h >> 32) as usize & (TASK_HOLDS_MAX - 1)
-    }
-
-    /// The index of `(task, slot)`'s entry.
-    pub fn find(&self, task: usize, slot: usize) -> Option<usize> {
-        let mut i = Self::home(task);
-        for _ in 0..TASK_HOLDS_MAX {
-            let e = &self.entries[i];
-            if e.task == 0 {
-                return None;
-            }
-            if e.task == task && e.slot == slot {
-                return Some(i);
-            }
-            i = (i + 1) & (TASK_HOLDS_MAX - 1);
-        }
-        None
-    }
-
-    /// Adds an entry; false when the table is full.
-    pub fn insert(&mut self, h: TaskHold) -> bool {
-        debug_assert!(h.task != 0);
-        let mut i = Self::home(h.task);
-        for _ in 0..TASK_HOLDS_MAX {
-            if self.entries[i].task == 0 {
-                self.entries[i] = h;
-                return true;
-            }
-            i = (i + 1) & (TASK_HOLDS_MAX - 1);
-        }
-        false
-    }
-
-    /// Removes entry `i`, moving later entries of its probe run back so lookups still find
-    /// them.
-    pub fn remove(&mut self, mut i: usize) {
-        let mask = TASK_HOLDS_MAX - 1;
-        let mut j = i;
-        loop {
-            j = (j + 1) & mask;
-            if self.entries[j].task == 0 || j == i {
-                break;
-            }
-            let k = Self::home(self.entries[j].task);
-            // Entry j may move to i unless its home lies cyclically in (i, j].
-            let stays = if i <= j {
-                i < k && k <= j
-            } else {
-                i < k || k <= j
-            };
-            if !stays {
-                self.entries[i] = self.entries[j];
-                i = j;
-            }
-        }
-        self.entries[i] = Self::FREE;
-    }
+/// The tasks inside mxfs operations.
+pub struct TaskHolds {
+    /// Owner task address per entry; 0 for a free entry.
+    keys: [AtomicUsize; TASK_HOLDS_MAX],
+    /// [`TaskHold`] per entry, packed; read and written by the owner only.
+    values: [AtomicU64; TASK_HOLDS_MAX],
+    /// Per group: entries of tasks whose home it is that live in another group.
+    spills: [AtomicU32; GROUPS],
 }
 
 impl TaskHolds {
     /// An empty table.
-    pub const EMPTY: TaskHolds = TaskHolds {
-        entries: [Self::FREE; TASK_HOLDS_MAX],
-    };
+    pub fn new() -> TaskHolds {
+        TaskHolds {
+            keys: core::array::from_fn(|_| AtomicUsize::new(0)),
+            values: core::array::from_fn(|_| AtomicU64::new(0)),
+            spills: core::array::from_fn(|_| AtomicU32::new(0)),
+        }
+    }
+
+    /// The group where `task`'s entries live when there is room.
+    pub fn home(task: usize) -> usize {
+        let h = (task as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> 32) as usize & (GROUPS - 1)
+    }
+
+    fn in_group(&self, task: usize, slot: usize, group: usize) -> Option<usize> {
+        let first = group * GROUP_ENTRIES;
+        (first..first + GROUP_ENTRIES)
+            .find(|&i| self.keys[i].load(Ordering::Relaxed) == task && self.value(i).slot == slot)
+    }
+
+    /// The index of the calling task's entry for `slot`, if it has one. `task` must be the
+    /// caller's own address (see the module comment).
+    pub fn find(&self, task: usize, slot: usize) -> Option<usize> {
+        let home = Self::home(task);
+        if let Some(i) = self.in_group(task, slot, home) {
+            return Some(i);
+        }
+        if self.spills[home].load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        (1..GROUPS).find_map(|k| self.in_group(task, slot, (home + k) & (GROUPS - 1)))
+    }
+
+    /// The value of entry `i`, which the caller owns.
+    pub fn value(&self, i: usize) -> TaskHold {
+        TaskHold::unpack(self.values[i].load(Ordering::Relaxed))
+    }
+
+    /// Replaces the value of entry `i`, which the caller owns.
+    pub fn set(&self, i: usize, h: TaskHold) {
+        self.values[i].store(h.pack(), Ordering::Relaxed);
+    }
+
+    /// Adds an entry for the calling task `task` (which has none for `h.slot`); its index, or
+    /// `None` when the table is full.
+    pub fn insert(&self, task: usize, h: TaskHold) -> Option<usize> {
+        debug_assert!(task != 0);
+        let home = Self::home(task);
+        for k in 0..GROUPS {
+            let g = (home + k) & (GROUPS - 1);
+            for i in g * GROUP_ENTRIES..(g + 1) * GROUP_ENTRIES {
+                if self.keys[i].load(Ordering::Relaxed) != 0 {
+                    continue;
+                }
+                // Acquire: the previous owner's last use of the entry happens before ours.
+                if self.keys[i]
+                    .compare_exchange(0, task, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    self.set(i, h);
+                    if k != 0 {
+                        self.spills[home].fetch_add(1, Ordering::Relaxed);
+                    }
+                    return Some(i);
+                }
+            }
+        }
+        None
+    }
+
+    /// Frees entry `i` of the calling task `task`.
+    pub fn remove(&self, task: usize, i: usize) {
+        debug_assert_eq!(self.keys[i].load(Ordering::Relaxed), task);
+        let home = Self::home(task);
+        if i / GROUP_ENTRIES != home {
+            self.spills[home].fetch_sub(1, Ordering::Relaxed);
+        }
+        // Release: our uses of the entry happen before its next owner's.
+        self.keys[i].store(0, Ordering::Release);
+    }
+
+    /// Whether entry `i` exists and is `task`'s (a check of an index the caller kept).
+    pub fn owned_by(&self, i: usize, task: usize) -> bool {
+        self.keys
+            .get(i)
+            .is_some_and(|k| k.load(Ordering::Relaxed) == task)
+    }
+
+    /// Entries in use (a snapshot, for tests).
+    pub fn used(&self) -> usize {
+        self.keys
+            .iter()
+            .filter(|k| k.load(Ordering::Relaxed) != 0)
+            .count()
+    }
+}
+
+impl Default for TaskHolds {
+    fn default() -> TaskHolds {
+        TaskHolds::new()
+    }
 }

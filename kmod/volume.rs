@@ -44,8 +44,8 @@ use kernel::sync::{new_condvar, new_mutex, new_spinlock, CondVar, Mutex, SpinLoc
 use crate::glue;
 use crate::hooks;
 use crate::lockcache::{
-    covers, Acquired, Answer, CacheBucket, CacheError, CacheSync, CallbackOutcome, Granted,
-    LockCache, Wake, CACHE_BUCKETS,
+    covers, Acquired, Answer, CacheBucket, CacheError, CacheSync, CallbackOutcome, Gate, Granted,
+    LockCache, Wake, CACHE_BUCKETS, ENTRIES_PER_BUCKET,
 };
 use crate::netlink;
 use crate::pending::Grant;
@@ -53,16 +53,25 @@ use crate::proto::{
     volume_id_from_uuid, LockFlags, LockMode, LockRelease, Message, ResourceId, VolumeMount,
     VolumeUmount, VolumeWithdraw,
 };
-use crate::taskholds::{TaskHold, TaskHolds};
+use crate::taskholds::{TaskHold, TaskHolds, TASK_HOLDS_MAX};
 use crate::{kerr, state, Mxfs};
 
 /// Most `-o mxfs` mounts at once (the same bound as the recovery freezes' volumes).
 pub(crate) const MOUNTS_MAX: usize = hooks::VOLUMES_MAX;
 
 /// `op_end` cookies (kept by XFS in `xfs_mxfs_op::cookie`): which hold the `op_begin` took.
+/// Bits 0-2: the kind; bits 3-10: the task's [`TaskHolds`] entry (not for a speculation);
+/// bits 16-56: for a gate hold or a speculation, the packed [`Gate`].
+const COOKIE_GATE: usize = 0;
 const COOKIE_PR: usize = 1;
 const COOKIE_EX: usize = 2;
 const COOKIE_NESTED: usize = 3;
+const COOKIE_SPECULATE: usize = 4;
+const COOKIE_KIND_MASK: usize = 7;
+const COOKIE_TASK_SHIFT: u32 = 3;
+const COOKIE_GATE_SHIFT: u32 = 16;
+
+const _: () = assert!(TASK_HOLDS_MAX <= 1 << (COOKIE_GATE_SHIFT - COOKIE_TASK_SHIFT));
 
 /// One bucket of the kernel's lock cache.
 #[pin_data]
@@ -77,6 +86,8 @@ pub(crate) struct KCacheBucket {
     /// (a wait-queue lock with interrupts off) when there is none: the common case of
     /// `op_end`.
     sleepers: AtomicU32,
+    /// The gates of the bucket's entries (`lockcache::gate`).
+    gates: [AtomicU64; ENTRIES_PER_BUCKET],
 }
 
 /// The kernel lock cache: [`LockCache`] on `kernel::sync`.
@@ -94,6 +105,7 @@ impl KCache {
                     lock <- new_spinlock!(CacheBucket::EMPTY, "mxfs_lockcache_bucket"),
                     cv <- new_condvar!("mxfs_lockcache_wq"),
                     sleepers: AtomicU32::new(0),
+                    gates: [const { AtomicU64::new(0) }; ENTRIES_PER_BUCKET],
                 })
             }),
         })
@@ -130,6 +142,10 @@ impl CacheSync for KCache {
             b.cv.notify_all();
         }
     }
+
+    fn gate(&self, idx: usize, entry: usize) -> &AtomicU64 {
+        &self.buckets[idx].gates[entry]
+    }
 }
 
 /// One mounted volume.
@@ -146,6 +162,9 @@ pub(crate) struct MountSlot {
     answer: SpinLock<Option<Answer>>,
     /// When the last `LOCK_CALLBACK` for this volume arrived (ns, for [`LockStats`]).
     callback_at_ns: AtomicU64,
+    /// The packed [`Gate`] of the volume lock's cache entry, learnt by the last slow acquire;
+    /// 0 for none yet. It may be stale: the gate then refuses it.
+    gate: AtomicU64,
 }
 
 /// What the lock path did and how long it took (nanoseconds are sums; divide by the count).
@@ -159,11 +178,6 @@ pub(crate) struct LockStats {
 #[derive(Clone, Copy)]
 #[repr(usize)]
 pub(crate) enum Stat {
-    /// `op_begin` calls that the cache served without a message (not timed: a clock read
-    /// would cost as much as the hit; `just bench-fs` measures the whole callout instead).
-    Hits,
-    /// `op_end` calls that gave a holder back (not nested).
-    Ends,
     /// `LOCK_REQ`s sent for an operation (misses and upgrades).
     Requests,
     /// Their time from send to grant.
@@ -208,6 +222,113 @@ impl LockStats {
     }
 }
 
+/// `pair_bench` (glue.c): `pairs` cached `op_begin`/`op_end` pairs with read intent on the
+/// first mounted volume, timed; then `pairs` of each of their parts alone: the task table's
+/// claim and free, the gate's acquire and release, the current-task lookup, and a clock read
+/// (the loop's own overhead is in each), and `pairs` speculations (`op_begin` with
+/// `speculate` and `op_end`). Writes `[pairs, pair_ns, task_table_ns, gate_ns,
+/// current_task_ns, clock_ns, speculation_ns]` (nanoseconds per pair) to `out`; returns how many, or a
+/// negative errno: `-ENODEV` with no mxfs mount, or what the first `op_begin` failed with.
+#[no_mangle]
+pub(crate) extern "C" fn mxfs_rs_pair_bench(pairs: u32, out: *mut u64, n: c_int) -> c_int {
+    let Some(st) = state() else {
+        return code::ENODEV.to_errno();
+    };
+    let v = &st.volumes;
+    let Some(idx) = v
+        .slots
+        .iter()
+        .position(|s| s.volume.load(Ordering::Acquire) != 0 && s.live.load(Ordering::Acquire))
+    else {
+        return code::ENODEV.to_errno();
+    };
+    let slot = &v.slots[idx];
+    let mount_priv = (idx + 1) as *mut c_void;
+    let timed = |f: &mut dyn FnMut() -> Result| -> Result<u64> {
+        let start = now_ns();
+        for _ in 0..pairs {
+            f()?;
+        }
+        let ns = now_ns().saturating_sub(start) as u64;
+        Ok(ns.checked_div(u64::from(pairs)).unwrap_or(0))
+    };
+    let mut pair = || {
+        let mut cookie = 0usize;
+        let rc = mxfs_rs_op_begin(mount_priv, false, false, &mut cookie);
+        if rc != 0 {
+            return Err(Error::from_errno(rc));
+        }
+        mxfs_rs_op_end(mount_priv, cookie);
+        Ok(())
+    };
+    // One pair first: the lock is then cached (a miss asks mxfsd once).
+    let r = pair().and_then(|()| {
+        let pair_ns = timed(&mut pair)?;
+        let task = current_task();
+        let table_ns = timed(&mut || {
+            let h = TaskHold {
+                slot: idx,
+                mode: LockMode::Pr,
+                depth: 1,
+            };
+            let i = v.holds.insert(task, h).ok_or(code::EBUSY)?;
+            v.holds.remove(task, i);
+            Ok(())
+        })?;
+        let gate = Gate::unpack(slot.gate.load(Ordering::Relaxed), CACHE_BUCKETS);
+        let gate_ns = timed(&mut || {
+            let g = gate.filter(|g| v.locks.acquire_fast(*g, LockMode::Pr));
+            let g = g.ok_or(code::EAGAIN)?;
+            if let Some(a) = v.locks.release_fast(g) {
+                queue_answer(idx, slot, a);
+            }
+            Ok(())
+        })?;
+        let mut sink = 0usize;
+        let current_ns = timed(&mut || {
+            sink = sink.wrapping_add(current_task());
+            Ok(())
+        })?;
+        let clock_ns = timed(&mut || {
+            sink = sink.wrapping_add(now_ns() as usize);
+            Ok(())
+        })?;
+        core::hint::black_box(sink);
+        let speculation_ns = timed(&mut || {
+            let mut cookie = 0usize;
+            let rc = mxfs_rs_op_begin(mount_priv, false, true, &mut cookie);
+            if rc != 0 {
+                return Err(Error::from_errno(rc));
+            }
+            if mxfs_rs_op_end(mount_priv, cookie) {
+                Ok(())
+            } else {
+                Err(code::EAGAIN)
+            }
+        })?;
+        Ok([
+            u64::from(pairs),
+            pair_ns,
+            table_ns,
+            gate_ns,
+            current_ns,
+            clock_ns,
+            speculation_ns,
+        ])
+    });
+    match r {
+        Ok(vals) => {
+            let k = vals.len().min(usize::try_from(n).unwrap_or(0));
+            for (i, x) in vals.iter().take(k).enumerate() {
+                // SAFETY: glue.c passes an array of `n` u64s, and `i < k <= n`.
+                unsafe { *out.add(i) = *x };
+            }
+            k as c_int
+        }
+        Err(e) => e.to_errno(),
+    }
+}
+
 fn now_ns() -> i64 {
     kernel::time::Ktime::ktime_get().to_ns()
 }
@@ -236,8 +357,7 @@ pub(crate) struct Volumes {
     /// Serialises mount, unmount and daemon loss (slot lifetimes).
     #[pin]
     table: Mutex<()>,
-    #[pin]
-    holds: SpinLock<TaskHolds>,
+    holds: TaskHolds,
     stats: LockStats,
 }
 
@@ -252,12 +372,12 @@ impl Volumes {
                     live: AtomicBool::new(false),
                     answer <- new_spinlock!(None, "mxfs_volume_answer"),
                     callback_at_ns: AtomicU64::new(0),
+                    gate: AtomicU64::new(0),
                 })
             }),
             table <- new_mutex!((), "mxfs_volume_table"),
             stats: LockStats::new(),
-            holds <- new_spinlock!(TaskHolds::EMPTY,
-                "mxfs_task_holds"),
+            holds: TaskHolds::new(),
         })
     }
 }
@@ -341,8 +461,7 @@ fn acquire(
             .map_err(cache_error)?
         {
             Acquired::Hit => {
-                v.stats.add(Stat::Hits, 1);
-                return Ok(());
+                    return Ok(());
             }
             Acquired::Refresh => return refresh(v, slot, resource, mode),
             Acquired::Send(r) => r,
@@ -715,10 +834,22 @@ pub(crate) extern "C" fn mxfs_rs_fs_unmount(
 
 /// `op_begin` (glue.c): the volume lock for one operation. Returns 0 or a negative errno;
 /// `*cookie` says what `op_end` must give back.
+///
+/// With `speculate` (XFS_MXFS_OP_SPECULATE: an operation that only reads, such as a getattr
+/// or an RCU path walk's permission check) the operation takes no hold at all: it is admitted
+/// if the volume lock's gate is open for PR, and [`mxfs_rs_op_end`] says whether the gate
+/// stayed open throughout ([`LockCache::gate_admits`]). Nothing here sleeps then; an
+/// operation the gate does not admit gets `-EAGAIN`, and XFS repeats it the ordinary way.
+///
+/// The path of almost every operation: a lookup of the task in [`TaskHolds`] (a nested call
+/// ends there), a claim of a task entry, and one atomic operation on the volume lock's gate
+/// when the lock is cached in a mode that covers the operation. Anything else takes the
+/// cache's slow path, which may ask mxfsd.
 #[no_mangle]
 pub(crate) extern "C" fn mxfs_rs_op_begin(
     mount_priv: *mut c_void,
     write: bool,
+    speculate: bool,
     cookie: *mut usize,
 ) -> c_int {
     let Some(st) = state() else {
@@ -729,73 +860,114 @@ pub(crate) extern "C" fn mxfs_rs_op_begin(
         return code::EIO.to_errno();
     };
     let mode = if write { LockMode::Ex } else { LockMode::Pr };
-    let task = current_task();
-    {
-        // One critical section: a nested call counts a depth; an outermost one records the
-        // task before it takes the lock (and forgets it if that fails), so that op_end finds it.
-        let mut h = v.holds.lock();
-        if let Some(i) = h.find(task, idx) {
-            let e = &mut h.entries[i];
-            if !covers(e.mode, mode) {
-                return kerr(bindings::EDEADLK).to_errno();
-            }
-            e.depth += 1;
-            // SAFETY: XFS passes the cookie of its on-stack op, valid during the call.
-            unsafe { *cookie = COOKIE_NESTED };
-            return 0;
+    let gate = Gate::unpack(slot.gate.load(Ordering::Relaxed), CACHE_BUCKETS);
+    if speculate {
+        if write {
+            // Only reading operations speculate (include/linux/xfs_mxfs.h).
+            return code::EINVAL.to_errno();
         }
-        if !h.insert(TaskHold {
-            task,
+        return match gate.filter(|g| v.locks.gate_admits(*g, mode)) {
+            Some(g) => {
+                // SAFETY: XFS passes the cookie of its on-stack op, valid during the call.
+                unsafe { *cookie = COOKIE_SPECULATE | (g.pack() as usize) << COOKIE_GATE_SHIFT };
+                0
+            }
+            None => code::EAGAIN.to_errno(),
+        };
+    }
+    let task = current_task();
+    if let Some(i) = v.holds.find(task, idx) {
+        // A nested call counts a depth on the outer one's hold.
+        let mut h = v.holds.value(i);
+        if !covers(h.mode, mode) {
+            return kerr(bindings::EDEADLK).to_errno();
+        }
+        h.depth += 1;
+        v.holds.set(i, h);
+        // SAFETY: XFS passes the cookie of its on-stack op, valid during the call.
+        unsafe { *cookie = COOKIE_NESTED | i << COOKIE_TASK_SHIFT };
+        return 0;
+    }
+    // The task is recorded before it takes the lock (and forgotten if that fails), so that a
+    // nested call finds it.
+    let Some(i) = v.holds.insert(
+        task,
+        TaskHold {
             slot: idx,
             mode,
             depth: 1,
-        }) {
-            return code::EBUSY.to_errno();
+        },
+    ) else {
+        return code::EBUSY.to_errno();
+    };
+    let task_bits = i << COOKIE_TASK_SHIFT;
+    if let Some(g) = gate {
+        if v.locks.acquire_fast(g, mode) {
+            // SAFETY: as above.
+            unsafe {
+                *cookie = COOKIE_GATE | task_bits | (g.pack() as usize) << COOKIE_GATE_SHIFT
+            };
+            return 0;
         }
     }
     let resource = ResourceId::volume(slot.volume.load(Ordering::Acquire));
     if let Err(e) = acquire(st, idx, slot, resource, mode) {
-        let mut h = v.holds.lock();
-        if let Some(i) = h.find(task, idx) {
-            h.remove(i);
-        }
+        v.holds.remove(task, i);
         return e.to_errno();
     }
+    if let Some(g) = v.locks.gate_of(resource) {
+        slot.gate.store(g.pack(), Ordering::Relaxed);
+    }
+    let kind = if write { COOKIE_EX } else { COOKIE_PR };
     // SAFETY: as above.
-    unsafe { *cookie = if write { COOKIE_EX } else { COOKIE_PR } };
+    unsafe { *cookie = kind | task_bits };
     0
 }
 
-/// `op_end` (glue.c), once for every `op_begin` that returned 0.
+/// `op_end` (glue.c), once for every `op_begin` that returned 0. Returns false when the
+/// operation was a speculation whose result must be discarded (glue.c then sets
+/// XFS_MXFS_OP_RETRY), else true.
 #[no_mangle]
-pub(crate) extern "C" fn mxfs_rs_op_end(mount_priv: *mut c_void, cookie: usize) {
+pub(crate) extern "C" fn mxfs_rs_op_end(mount_priv: *mut c_void, cookie: usize) -> bool {
     let Some(st) = state() else {
-        return;
+        return false;
     };
     let v = &st.volumes;
     let Some((idx, slot)) = slot_of(v, mount_priv) else {
-        return;
+        return false;
     };
+    let kind = cookie & COOKIE_KIND_MASK;
+    if kind == COOKIE_SPECULATE {
+        return Gate::unpack((cookie >> COOKIE_GATE_SHIFT) as u64, CACHE_BUCKETS)
+            .is_some_and(|g| v.locks.gate_admits(g, LockMode::Pr));
+    }
     let task = current_task();
-    let mode = {
-        let mut h = v.holds.lock();
-        let Some(i) = h.find(task, idx) else {
-            pr_err!("op_end of a task that holds nothing\n");
-            return;
+    let i = (cookie >> COOKIE_TASK_SHIFT) & (TASK_HOLDS_MAX - 1);
+    if !v.holds.owned_by(i, task) {
+        pr_err!("op_end of a task that holds nothing\n");
+        return true;
+    }
+    let mut h = v.holds.value(i);
+    if kind == COOKIE_NESTED {
+        h.depth = h.depth.saturating_sub(1);
+        v.holds.set(i, h);
+        return true;
+    }
+    debug_assert_eq!(h.depth, 1);
+    v.holds.remove(task, i);
+    if kind == COOKIE_GATE {
+        let Some(g) = Gate::unpack((cookie >> COOKIE_GATE_SHIFT) as u64, CACHE_BUCKETS) else {
+            pr_err!("op_end with a bad gate cookie {:#x}\n", cookie);
+            return true;
         };
-        let e = &mut h.entries[i];
-        if cookie == COOKIE_NESTED {
-            e.depth -= 1;
-            return;
+        if let Some(a) = v.locks.release_fast(g) {
+            queue_answer(idx, slot, a);
         }
-        debug_assert_eq!(e.depth, 1);
-        let mode = e.mode;
-        h.remove(i);
-        mode
-    };
+        return true;
+    }
     debug_assert_eq!(
-        mode,
-        if cookie == COOKIE_EX {
+        h.mode,
+        if kind == COOKIE_EX {
             LockMode::Ex
         } else {
             LockMode::Pr
@@ -804,7 +976,7 @@ pub(crate) extern "C" fn mxfs_rs_op_end(mount_priv: *mut c_void, cookie: usize) 
     release(
         v,
         ResourceId::volume(slot.volume.load(Ordering::Acquire)),
-        mode,
+        h.mode,
     );
-    v.stats.add(Stat::Ends, 1);
+    true
 }

@@ -11,6 +11,11 @@ pub mod proto {
     pub use mxfs_proto::*;
 }
 
+/// The atomics `lockcache.rs` and `taskholds.rs` take from their parent module: loom's.
+pub mod atomic {
+    pub use loom::sync::atomic::{fence, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+}
+
 #[path = "../../pending.rs"]
 pub mod pending;
 
@@ -20,8 +25,15 @@ pub mod lockcache;
 #[path = "../../taskholds.rs"]
 pub mod taskholds;
 
+/// `taskholds.rs` again on `core`'s atomics, for the single-threaded test against a map (loom
+/// would count each of its thousands of steps as a branch). A `path` attribute, so that the
+/// file's own `path` is taken from `src/`.
+#[path = "plain.rs"]
+pub mod plain;
+
 use std::ops::{Deref, DerefMut};
 
+use loom::sync::atomic::AtomicU64;
 use loom::sync::{Condvar, Mutex, MutexGuard};
 use pending::{Bucket, PendingSync, Wake};
 
@@ -97,6 +109,7 @@ impl PendingSync for LoomTable {
 /// A lock cache on loom's mutexes and condition variables, with few buckets.
 pub struct LoomCache {
     buckets: Vec<(Mutex<lockcache::CacheBucket>, Condvar)>,
+    gates: Vec<[AtomicU64; lockcache::ENTRIES_PER_BUCKET]>,
 }
 
 impl LoomCache {
@@ -106,6 +119,9 @@ impl LoomCache {
         LoomCache {
             buckets: (0..buckets)
                 .map(|_| (Mutex::new(lockcache::CacheBucket::EMPTY), Condvar::new()))
+                .collect(),
+            gates: (0..buckets)
+                .map(|_| core::array::from_fn(|_| AtomicU64::new(0)))
                 .collect(),
         }
     }
@@ -156,5 +172,9 @@ impl lockcache::CacheSync for LoomCache {
 
     fn notify_all(&self, idx: usize) {
         self.buckets[idx].1.notify_all();
+    }
+
+    fn gate(&self, idx: usize, entry: usize) -> &AtomicU64 {
+        &self.gates[idx][entry]
     }
 }

@@ -1,6 +1,7 @@
 //! Loom tests of the kernel lock cache (`kmod/lockcache.rs`, DESIGN.md §5.2): a hit sends
 //! nothing, a callback racing new holders, a release racing a grant, a withdraw while holders
-//! wait; plus the callback's refusals, single-threaded.
+//! wait; the gate (holders without the bucket lock, speculations without a hold) racing a
+//! callback and a withdraw; plus the callback's refusals, single-threaded.
 //!
 //! The tests play the kernel's callers and the daemon: a `Send` is "sent" and its reply
 //! reported at once (or failed), an `Answer` is carried out by the thread that got it (the clean
@@ -59,10 +60,9 @@ impl World {
         })
     }
 
+    /// The entry's and its gate's invariants.
     fn check(&self) {
-        if let Some(e) = self.c.entry(R) {
-            assert_eq!(e.invariants(), Ok(()), "{e:?}");
-        }
+        assert_eq!(self.c.check_resource(R), Ok(()), "{:?}", self.c.entry(R));
     }
 
     fn id(&self) -> u64 {
@@ -511,5 +511,106 @@ fn down_conversion_keeps_readers() {
         };
         assert_eq!(w.c.answered(R, Err(-5)), None);
         assert_eq!(w.c.acquire(R, Pr, || 99), Err(CacheError::Withdrawn));
+    });
+}
+
+/// A holder coming through the gate races a callback: the answer is carried out exactly once,
+/// never while the gate holder is inside (`carry_out` asserts it), and the gate admits nobody
+/// once the callback is in.
+#[test]
+fn gate_holder_races_callback() {
+    model(|| {
+        let w = World::new();
+        cached(&w, Ex);
+        let g = w.c.gate_of(R).expect("a cached lock has a gate");
+        let w1 = w.clone();
+        let holder = thread::spawn(move || {
+            if w1.c.acquire_fast(g, Pr) {
+                w1.active.fetch_add(1, SeqCst);
+                w1.check();
+                w1.active.fetch_sub(1, SeqCst);
+                let a = w1.c.release_fast(g);
+                w1.check();
+                w1.carry_out(a);
+            }
+        });
+        match w.c.callback(1, R, Nl) {
+            Ok(CallbackOutcome::AnswerNow(a)) => w.carry_out(Some(a)),
+            Ok(CallbackOutcome::Recorded) => {}
+            Err(e) => panic!("callback refused: {e:?}"),
+        }
+        assert!(
+            !w.c.acquire_fast(g, Pr),
+            "the gate admits nobody after a callback"
+        );
+        holder.join().unwrap();
+        assert_eq!(w.answers.load(SeqCst), 1, "exactly one answer");
+        assert_eq!(w.c.entry(R).and_then(|e| e.held()), None, "released");
+        assert_eq!(w.c.gate_holders(R), 0);
+        w.check();
+    });
+}
+
+/// A speculation (the gate checked before and after a read, no hold) never stands when the
+/// data it read was written after the lock left the node, even if the lock came back and the
+/// gate opened again before the second check.
+#[test]
+fn speculation_fails_across_a_callback() {
+    model(|| {
+        let w = World::new();
+        cached(&w, Ex);
+        let g = w.c.gate_of(R).expect("a cached lock has a gate");
+        // What the volume holds: 1 while this node has the lock, 2 once another node wrote.
+        let data = Arc::new(AtomicUsize::new(1));
+        let (w1, d1) = (w.clone(), data.clone());
+        let reader = thread::spawn(move || {
+            if w1.c.gate_admits(g, Pr) {
+                let seen = d1.load(SeqCst);
+                if w1.c.gate_admits(g, Pr) {
+                    assert_eq!(seen, 1, "a speculation stood on data written elsewhere");
+                }
+            }
+        });
+        // The lock leaves, another node writes, the lock comes back (and is refreshed).
+        match w.c.callback(1, R, Nl) {
+            Ok(CallbackOutcome::AnswerNow(a)) => w.carry_out(Some(a)),
+            other => panic!("no holder, so the answer is due at once: {other:?}"),
+        }
+        data.store(2, SeqCst);
+        w.hold(Pr).expect("the lock comes back");
+        w.leave(Pr);
+        reader.join().unwrap();
+        w.check();
+    });
+}
+
+/// A withdraw while a holder is inside the gate: the gate closes at once, and a drain waits
+/// until the holder leaves.
+#[test]
+fn withdraw_drains_gate_holders() {
+    model(|| {
+        let w = World::new();
+        cached(&w, Ex);
+        let g = w.c.gate_of(R).expect("a cached lock has a gate");
+        assert!(w.c.acquire_fast(g, Ex));
+        let w1 = w.clone();
+        let withdrawer = thread::spawn(move || {
+            w1.c.withdraw();
+            assert!(!w1.c.acquire_fast(g, Pr), "a withdrawn gate admits nobody");
+            assert!(!w1.c.gate_admits(g, Pr));
+            w1.c.drain()
+        });
+        assert_eq!(
+            w.c.release_fast(g),
+            None,
+            "a withdrawn cache answers nothing"
+        );
+        assert_eq!(
+            withdrawer.join().unwrap(),
+            0,
+            "the drain ends with no holder"
+        );
+        assert_eq!(w.c.gate_holders(R), 0);
+        w.check();
     });
 }
