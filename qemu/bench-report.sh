@@ -31,23 +31,36 @@ function need(key) {
 /^MXFS-BENCH k[0-9]+ creates_per_s / { split($2, kk, "k"); C[kk[2]] += $4; CN[kk[2]]++; next }
 /^MXFS-BENCH pingpong_secs / { if ($3 > PP) PP = $3; next }
 /^MXFS-BENCH pingpong_rounds / { if ($3 > PR) PR = $3; next }
+/^MXFS-BENCH ratio_[a-z_]+ / { sub(/^ratio_/, "", $2); RM[$2] = $3; RL[$2] = $4; RH[$2] = $5; next }
+/^MXFS-BENCH-CALLOUTS / { line = ""; for (i = 3; i + 2 <= NF; i += 3) line = line sprintf("%s%s %s %s", (i > 3 ? ", " : ""), $i, $(i + 1), $(i + 2)); CO[$2] = line; next }
+/^MXFS-BENCH-PAIRS / { for (i = 2; i < NF; i += 2) P[$i] = $(i + 1); next }
 /^MXFS-BENCH [a-z_]+ / { B[$2] = $3; next }
 END {
     printf "bench-fs (TCG guests: compare ratios, not absolute figures)\n\n"
     printf "1. one node, lock cached, against plain XFS in the same guest (goal: at least 0.9)\n"
-    printf "   %-28s %12s %12s %8s\n", "workload", "-o mxfs /s", "plain /s", "ratio"
+    printf "   (the mounts take turns, %d rounds each; ratio: the rounds\047 median, lowest-highest)\n", need("single_rounds")
+    printf "   %-28s %12s %12s %8s %13s\n", "workload", "-o mxfs /s", "plain /s", "ratio", "range"
     n = split("overwrite_ops_per_s create_unlink_per_s stat_per_s fstat_per_s", W, " ")
     for (i = 1; i <= n; i++) {
         m = need("mxfs_" W[i]); p = need("plain_" W[i])
-        printf "   %-28s %12d %12d %8.2f\n", W[i], m, p, (p > 0 ? m / p : 0)
+        if (!(W[i] in RM)) missing = missing " ratio_" W[i]
+        printf "   %-28s %12d %12d %8.2f %6.2f-%.2f\n", W[i], m, p, RM[W[i]], RL[W[i]], RH[W[i]]
     }
-    hits = stats_delta(1, "single", "hits"); ends = stats_delta(1, "single", "ends")
+    printf "   callouts per operation on -o mxfs (KIND intent count):\n"
+    for (i = 1; i <= n; i++) if (W[i] in CO) printf "     %-26s %s\n", W[i], CO[W[i]]
+    printf "   speculations (no hold taken): %d, of which retried: %d\n", stats_delta(1, "single", "speculations"), stats_delta(1, "single", "retries")
+    hits = stats_delta(1, "single", "begins"); ends = stats_delta(1, "single", "ends")
     fm = need("mxfs_fstat_per_s"); fp = need("plain_fstat_per_s")
     printf "\n2. the kernel lock cache, cached acquire and release (node 1, phase 1)\n"
+    if ("pairs" in P) {
+        printf "   in the kernel, %d pairs (mxfs.ko pair_bench), ns per op_begin + op_end:\n", P["pairs"]
+        printf "     the whole pair %s; its parts alone: task table %s, gate %s, current task %s, clock read %s\n", P["pair_ns"], P["task_table_ns"], P["gate_ns"], P["current_task_ns"], P["clock_ns"]
+        printf "     a speculation instead (getattr, an RCU walk\047s permission check): %s\n", P["speculation_ns"]
+    } else missing = missing " pair_bench"
     if (fm > 0 && fp > 0)
-        printf "   one callout pair (op_begin served from the cache + op_end): %.0f ns\n", (1e9 / fm - 1e9 / fp)
-    printf "   (fstat on -o mxfs minus fstat on plain XFS: fstat does nothing else that differs)\n"
-    printf "   op_begin served from the cache: %d; op_end: %d; lock requests sent: %d\n", hits, ends, stats_delta(1, "single", "requests")
+        printf "   seen from user space: fstat on -o mxfs minus fstat on plain XFS: %.0f ns\n", (1e9 / fm - 1e9 / fp)
+    printf "   (fstat does nothing else that differs, but the VFS, XFS\047s callout and the glue count too)\n"
+    printf "   op_begin calls: %d; op_end: %d; lock requests sent: %d (every other op_begin was served from the cache)\n", hits, ends, stats_delta(1, "single", "requests")
 
     printf "\n3. hand-off: nodes 1 and 2 alternately write one file\n"
     if (PP > 0) printf "   %d rounds in %.2f s: %.1f hand-offs per second\n", PR, PP, PR / PP

@@ -33,7 +33,12 @@ impl Rng {
 }
 
 /// Runs `op` until `secs` pass; returns operations per second.
-fn rate(secs: f64, mut op: impl FnMut(u64) -> Result<(), String>) -> Result<f64, String> {
+fn rate(secs: f64, op: impl FnMut(u64) -> Result<(), String>) -> Result<f64, String> {
+    Ok(counted(secs, op)?.1)
+}
+
+/// Runs `op` until `secs` pass; returns the operations run and their rate per second.
+fn counted(secs: f64, mut op: impl FnMut(u64) -> Result<(), String>) -> Result<(u64, f64), String> {
     let start = Instant::now();
     let limit = Duration::from_secs_f64(secs);
     let mut n = 0u64;
@@ -41,70 +46,166 @@ fn rate(secs: f64, mut op: impl FnMut(u64) -> Result<(), String>) -> Result<f64,
         op(n)?;
         n += 1;
     }
-    Ok(n as f64 / start.elapsed().as_secs_f64())
+    Ok((n, n as f64 / start.elapsed().as_secs_f64()))
 }
 
-/// The single-node workloads in `dir`, `secs` each; keys carry `label` (e.g. `mxfs`, `plain`).
-pub fn cmd_single(dir: &str, label: &str, secs: f64) -> Result<ExitCode, String> {
-    let d = Path::new(dir).join(format!("bench-{label}"));
-    let _ = fs::remove_dir_all(&d);
-    fs::create_dir_all(&d).map_err(|e| io("mkdir", e))?;
+/// Rounds of [`cmd_single`]: each workload runs `SINGLE_ROUNDS` times on each mount.
+pub const SINGLE_ROUNDS: u32 = 8;
 
-    // 4 KiB random overwrite of a written file (no allocation in the loop).
-    let path = d.join("overwrite");
-    let f = OpenOptions::new()
-        .create(true)
-        .read(true)
-        .write(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(|e| io("create overwrite file", e))?;
-    let block = vec![0x5au8; BLOCK_BYTES];
-    for off in (0..OVERWRITE_FILE_BYTES).step_by(BLOCK_BYTES) {
-        f.write_all_at(&block, off).map_err(|e| io("fill", e))?;
+/// One mount's state for the single-node workloads.
+struct Single {
+    dir: std::path::PathBuf,
+    overwrite: File,
+    rng: Rng,
+    create_dir: std::path::PathBuf,
+    creates: u64,
+    names: Vec<std::path::PathBuf>,
+}
+
+impl Single {
+    /// Makes the workloads' files under `dir/bench-<label>`.
+    fn prepare(dir: &str, label: &str) -> Result<Single, String> {
+        let d = Path::new(dir).join(format!("bench-{label}"));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).map_err(|e| io("mkdir", e))?;
+        // 4 KiB random overwrite of a written file (no allocation in the loop).
+        let f = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(true)
+            .open(d.join("overwrite"))
+            .map_err(|e| io("create overwrite file", e))?;
+        let block = vec![0x5au8; BLOCK_BYTES];
+        for off in (0..OVERWRITE_FILE_BYTES).step_by(BLOCK_BYTES) {
+            f.write_all_at(&block, off).map_err(|e| io("fill", e))?;
+        }
+        f.sync_all().map_err(|e| io("fsync", e))?;
+        let create_dir = d.join("create");
+        fs::create_dir_all(&create_dir).map_err(|e| io("mkdir", e))?;
+        let sdir = d.join("stat");
+        fs::create_dir_all(&sdir).map_err(|e| io("mkdir", e))?;
+        let names: Vec<_> = (0..STAT_FILES)
+            .map(|i| sdir.join(format!("s{i}")))
+            .collect();
+        for p in &names {
+            File::create(p).map_err(|e| io("create", e))?;
+        }
+        Ok(Single {
+            dir: d,
+            overwrite: f,
+            rng: Rng(0x9e37_79b9_7f4a_7c15),
+            create_dir,
+            creates: 0,
+            names,
+        })
     }
-    f.sync_all().map_err(|e| io("fsync", e))?;
-    let blocks = OVERWRITE_FILE_BYTES / BLOCK_BYTES as u64;
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let overwrite = rate(secs, |_| {
-        let off = (rng.next() % blocks) * BLOCK_BYTES as u64;
-        f.write_all_at(&block, off).map_err(|e| io("pwrite", e))
-    })?;
-    println!("MXFS-BENCH {label}_overwrite_ops_per_s {overwrite:.0}");
 
-    // Small-file create and unlink.
-    let cdir = d.join("create");
-    fs::create_dir_all(&cdir).map_err(|e| io("mkdir", e))?;
-    let create = rate(secs, |n| {
-        let p = cdir.join(format!("f{n}"));
-        File::create(&p).map_err(|e| io("create", e))?;
-        fs::remove_file(&p).map_err(|e| io("unlink", e))
-    })?;
-    println!("MXFS-BENCH {label}_create_unlink_per_s {create:.0}");
-
-    // stat of many files.
-    let sdir = d.join("stat");
-    fs::create_dir_all(&sdir).map_err(|e| io("mkdir", e))?;
-    let names: Vec<_> = (0..STAT_FILES)
-        .map(|i| sdir.join(format!("s{i}")))
-        .collect();
-    for p in &names {
-        File::create(p).map_err(|e| io("create", e))?;
+    /// Runs workload `w` (an index into [`SINGLE_WORKLOADS`]) for `secs`: the operations run
+    /// and their rate per second.
+    fn run(&mut self, w: usize, secs: f64) -> Result<(u64, f64), String> {
+        let blocks = OVERWRITE_FILE_BYTES / BLOCK_BYTES as u64;
+        let block = [0x5au8; BLOCK_BYTES];
+        match w {
+            0 => counted(secs, |_| {
+                let off = (self.rng.next() % blocks) * BLOCK_BYTES as u64;
+                self.overwrite
+                    .write_all_at(&block, off)
+                    .map_err(|e| io("pwrite", e))
+            }),
+            1 => counted(secs, |_| {
+                // Names are never reused, so no round finds the last one's dentries.
+                self.creates += 1;
+                let p = self.create_dir.join(format!("f{}", self.creates));
+                File::create(&p).map_err(|e| io("create", e))?;
+                fs::remove_file(&p).map_err(|e| io("unlink", e))
+            }),
+            2 => counted(secs, |n| {
+                fs::metadata(&self.names[n as usize % STAT_FILES])
+                    .map(|_| ())
+                    .map_err(|e| io("stat", e))
+            }),
+            // fstat of one open file: the cheapest operation, so its cost is mostly the callout.
+            _ => counted(secs, |_| {
+                self.overwrite
+                    .metadata()
+                    .map(|_| ())
+                    .map_err(|e| io("fstat", e))
+            }),
+        }
     }
-    let stat = rate(secs, |n| {
-        fs::metadata(&names[n as usize % STAT_FILES])
-            .map(|_| ())
-            .map_err(|e| io("stat", e))
-    })?;
-    println!("MXFS-BENCH {label}_stat_per_s {stat:.0}");
+}
 
-    // fstat of one open file: the cheapest operation, so its cost is mostly the callout.
-    let fstat = rate(secs, |_| {
-        f.metadata().map(|_| ()).map_err(|e| io("fstat", e))
-    })?;
-    println!("MXFS-BENCH {label}_fstat_per_s {fstat:.0}");
-    drop(f);
-    let _ = fs::remove_dir_all(&d);
+/// The single-node workloads' keys, in the order [`Single::run`] numbers them.
+const SINGLE_WORKLOADS: [&str; 4] = [
+    "overwrite_ops_per_s",
+    "create_unlink_per_s",
+    "stat_per_s",
+    "fstat_per_s",
+];
+
+/// The single-node workloads on two mounts of the same guest, `a` (keys `<la>_...`) against
+/// `b` (`<lb>_...`), `secs` per workload and mount. A guest under TCG drifts in speed over
+/// seconds (the other guests, the host), so the mounts take turns: [`SINGLE_ROUNDS`] rounds of
+/// `secs / SINGLE_ROUNDS` each, in the order a b b a, a b b a, ... Prints each mount's rate over
+/// all its rounds, and `ratio_<workload>` lines with the median, lowest and highest of the
+/// rounds' a/b ratios. On an mxfs guest it also prints, per workload, the callouts of mount
+/// `a`'s operations (mxfs.ko's `op_counts`, per operation: `callouts_<workload> KIND I N ...`).
+pub fn cmd_single(a: (&str, &str), b: (&str, &str), secs: f64) -> Result<ExitCode, String> {
+    let mut sa = Single::prepare(a.0, a.1)?;
+    let mut sb = Single::prepare(b.0, b.1)?;
+    let slice = secs / f64::from(SINGLE_ROUNDS);
+    println!("MXFS-BENCH single_rounds {SINGLE_ROUNDS}");
+    for (w, key) in SINGLE_WORKLOADS.iter().enumerate() {
+        let (mut sum_a, mut sum_b) = (0.0, 0.0);
+        let mut ratios = Vec::new();
+        let mut ops_a = 0u64;
+        let mut callouts = crate::callouts::Counts::new();
+        for r in 0..SINGLE_ROUNDS {
+            let mut run_a = || -> Result<f64, String> {
+                let before = crate::callouts::read_counts().ok();
+                let (n, rate) = sa.run(w, slice)?;
+                ops_a += n;
+                if let (Some(b), Ok(after)) = (before, crate::callouts::read_counts()) {
+                    for (k, (begins, _)) in crate::callouts::delta(&b, &after) {
+                        callouts.entry(k).or_insert((0, 0)).0 += begins;
+                    }
+                }
+                Ok(rate)
+            };
+            let (ra, rb) = if r % 2 == 0 {
+                let ra = run_a()?;
+                (ra, sb.run(w, slice)?.1)
+            } else {
+                let rb = sb.run(w, slice)?.1;
+                (run_a()?, rb)
+            };
+            sum_a += ra;
+            sum_b += rb;
+            ratios.push(ra / rb);
+        }
+        ratios.sort_by(f64::total_cmp);
+        let n = ratios.len();
+        let median = (ratios[(n - 1) / 2] + ratios[n / 2]) / 2.0;
+        let rounds = f64::from(SINGLE_ROUNDS);
+        println!("MXFS-BENCH {}_{key} {:.0}", a.1, sum_a / rounds);
+        println!("MXFS-BENCH {}_{key} {:.0}", b.1, sum_b / rounds);
+        println!(
+            "MXFS-BENCH ratio_{key} {median:.3} {:.3} {:.3}",
+            ratios[0],
+            ratios[n - 1]
+        );
+        if !callouts.is_empty() && ops_a > 0 {
+            let per_op: Vec<String> = callouts
+                .iter()
+                .map(|((k, i), (b, _))| format!("{k} {i} {:.2}", *b as f64 / ops_a as f64))
+                .collect();
+            println!("MXFS-BENCH-CALLOUTS {key} {}", per_op.join(" "));
+        }
+    }
+    drop((sa.overwrite, sb.overwrite));
+    let _ = fs::remove_dir_all(&sa.dir);
+    let _ = fs::remove_dir_all(&sb.dir);
     Ok(ExitCode::SUCCESS)
 }
 

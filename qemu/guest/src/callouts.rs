@@ -25,9 +25,9 @@ const FS_IOC_SETFLAGS: u64 = (1 << 30) | (8 << 16) | (0x66 << 8) | 2;
 const FITRIM: u64 = (3 << 30) | (24 << 16) | (0x58 << 8) | 121;
 
 /// (kind, 'R' or 'W') -> (begins, ends).
-type Counts = BTreeMap<(String, char), (i64, i64)>;
+pub(crate) type Counts = BTreeMap<(String, char), (i64, i64)>;
 
-fn read_counts() -> Result<Counts, String> {
+pub(crate) fn read_counts() -> Result<Counts, String> {
     let text = std::fs::read_to_string(COUNTS_PATH).map_err(|e| format!("{COUNTS_PATH}: {e}"))?;
     let mut counts = Counts::new();
     for line in text.lines() {
@@ -46,7 +46,7 @@ fn read_counts() -> Result<Counts, String> {
     Ok(counts)
 }
 
-fn delta(before: &Counts, after: &Counts) -> Counts {
+pub(crate) fn delta(before: &Counts, after: &Counts) -> Counts {
     let mut d = Counts::new();
     for (k, (b, e)) in after {
         let (b0, e0) = before.get(k).copied().unwrap_or((0, 0));

@@ -266,12 +266,12 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
-    /// 4 KiB random overwrite, small-file create+unlink, stat of many files, fstat, in DIR.
+    /// 4 KiB random overwrite, small-file create+unlink, stat of many files, fstat: in DIR
+    /// (keys `mxfs_...`) against PLAIN_DIR (keys `plain_...`), the two taking turns.
     Single {
         dir: String,
-        /// Key prefix (mxfs, plain).
-        #[arg(long)]
-        label: String,
+        plain_dir: String,
+        /// Seconds per workload and mount, split into rounds.
         #[arg(long, default_value_t = 4.0)]
         secs: f64,
     },
@@ -1038,7 +1038,11 @@ fn main() -> ExitCode {
             name: _,
         } => cmd_fence_wait(witness, *node, *timeout_secs),
         Cmd::BenchFs { what } => match what {
-            BenchCmd::Single { dir, label, secs } => bench::cmd_single(dir, label, *secs),
+            BenchCmd::Single {
+                dir,
+                plain_dir,
+                secs,
+            } => bench::cmd_single((dir, "mxfs"), (plain_dir, "plain"), *secs),
             BenchCmd::Pingpong {
                 file,
                 me,
