@@ -436,6 +436,10 @@ impl Core {
         if !self.node.reqs.is_empty() {
             return Err(Reject::Busy(self.node.reqs.len()));
         }
+        let replays = self.replaying();
+        if !replays.is_empty() {
+            return Err(Reject::ReplayRunning(replays));
+        }
         if self.recovery.phase == Phase::Stopped {
             return Err(Reject::Unexpected(
                 "this node is stopped (minority or not a member)",

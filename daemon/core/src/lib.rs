@@ -332,7 +332,8 @@ pub enum Event {
     /// The daemon is stopping. If the kernel holds and waits for nothing, the core tells every
     /// other member that this node leaves cleanly ([`PeerBody::Leaving`]), so the next
     /// membership without it needs no fence, and stops granting. Otherwise it is rejected
-    /// ([`Reject::Busy`]): a node whose kernel may still write must be fenced.
+    /// ([`Reject::Busy`]): a node whose kernel may still write must be fenced; so must a node
+    /// whose driver still replays a lost node's journal ([`Reject::ReplayRunning`]).
     Leave,
 }
 
@@ -625,6 +626,9 @@ pub enum Reject {
     Unexpected(&'static str),
     /// [`Event::Leave`] while the kernel holds or waits for this many requests.
     Busy(usize),
+    /// [`Event::Leave`] while this node's driver replays (or will retry) the journals of these
+    /// lost nodes: stopping would leave a replay half done, so the node must be fenced.
+    ReplayRunning(NodeSet),
     /// A timer or fence confirmation that matches nothing outstanding.
     Stale(&'static str),
 }

@@ -158,8 +158,14 @@ impl Recovery {
 
     /// As the fencer of a quorate membership: asks the driver to replay the journal of every
     /// fenced node not known replayed, unless its replay runs here or waits for a retry.
+    /// Only once every node it knows lost is fenced: a lost earlier replayer may still be
+    /// replaying the same journal until its own fence, and two replays of one log must never
+    /// overlap.
     fn replay_due(&mut self, cx: &mut Ctx) {
-        if fencer(cx.members, cx.me) != cx.me || self.phase == Phase::Stopped {
+        if fencer(cx.members, cx.me) != cx.me
+            || self.phase == Phase::Stopped
+            || !self.unfenced.union(self.fence_asked).is_empty()
+        {
             return;
         }
         let due = self
@@ -248,8 +254,10 @@ impl Recovery {
         passed
     }
 
-    /// `Event::FenceConfirmed`: this node's fence agent fenced `node`; every other member
-    /// learns it from `Fenced`. True if recovery may now rebuild.
+    /// `Event::FenceConfirmed`: this node's fence agent fenced `node`. As the fencer, this
+    /// node replays its journal next, and every other member learns both from `Replayed` (a
+    /// replayed node is fenced); a node that stopped being the fencer meanwhile announces the
+    /// fence alone (`Fenced`). True if recovery may now rebuild.
     pub(crate) fn fence_confirmed(&mut self, node: NodeId, cx: &mut Ctx) -> Result<bool, Reject> {
         if !self.unfenced.union(self.fence_asked).contains(node) {
             return Err(Reject::Stale(
@@ -257,7 +265,9 @@ impl Recovery {
             ));
         }
         self.fence_asked = self.fence_asked.without(node);
-        cx.send_to_others(PeerBody::Fenced { node });
+        if fencer(cx.members, cx.me) != cx.me || self.phase == Phase::Stopped {
+            cx.send_to_others(PeerBody::Fenced { node });
+        }
         Ok(self.learn_fenced(node, cx))
     }
 
@@ -272,11 +282,10 @@ impl Recovery {
         if cx.members.contains(node) || !cluster.contains(node) {
             return Err(Reject::Stale("fence asked for a member"));
         }
-        if self.fenced.contains(node) {
+        if self.replayed.contains(node) {
+            cx.send(from, PeerBody::Replayed { node });
+        } else if self.fenced.contains(node) {
             cx.send(from, PeerBody::Fenced { node });
-            if self.replayed.contains(node) {
-                cx.send(from, PeerBody::Replayed { node });
-            }
             // Otherwise its replay runs (or is started now, or waits for its retry);
             // `Replayed` goes to every member when it is done.
             self.replay_due(cx);
@@ -302,16 +311,16 @@ impl Recovery {
     /// replay).
     fn learn_fenced(&mut self, node: NodeId, cx: &mut Ctx) -> bool {
         self.fenced = self.fenced.with(node);
-        self.replay_due(cx);
-        if !self.unfenced.contains(node) {
-            return false;
+        let awaited = self.unfenced.contains(node);
+        if awaited {
+            self.unfenced = self.unfenced.without(node);
+            cx.kernel(KernelMsg::NodeStatus {
+                node,
+                state: NodeState::Down,
+            });
         }
-        self.unfenced = self.unfenced.without(node);
-        cx.kernel(KernelMsg::NodeStatus {
-            node,
-            state: NodeState::Down,
-        });
-        self.barrier_passed(cx)
+        self.replay_due(cx);
+        awaited && self.barrier_passed(cx)
     }
 
     /// Every lost node is fenced and replayed: tell each new master what this node holds

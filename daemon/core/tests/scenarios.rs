@@ -1212,7 +1212,11 @@ fn one_fencer_per_loss_and_the_next_fencer_takes_over() {
     )
     .unwrap();
     assert!(c.fences.is_empty() && c.replays.is_empty());
-    assert_eq!(c.net.len(), before + 2, "answered with Fenced and Replayed");
+    assert_eq!(
+        c.net.len(),
+        before + 1,
+        "answered with Replayed (a replayed node is fenced)"
+    );
 }
 
 /// A `FenceAsk` that names a member (or a node outside the cluster) is refused: the fencer must
@@ -1368,10 +1372,13 @@ fn journal_is_replayed_before_anything_resumes() {
         vec![(0, 2)],
         "the fencer, n0, replays n2's journal"
     );
+    // The fencer knows n2 fenced; n1 learns fence and replay together, from `Replayed`.
+    assert_eq!(c.core(0).phase(), Phase::Replaying);
+    assert_eq!(c.core(0).awaiting_fence(), NodeSet::EMPTY);
+    assert_eq!(c.core(1).phase(), Phase::Fencing);
+    assert_eq!(c.core(1).awaiting_fence(), NodeSet::EMPTY.with(2));
     for n in 0..2 {
         let core = c.core(n);
-        assert_eq!(core.phase(), Phase::Replaying, "n{n}");
-        assert_eq!(core.awaiting_fence(), NodeSet::EMPTY, "n{n}");
         assert_eq!(core.awaiting_replay(), NodeSet::EMPTY.with(2), "n{n}");
         assert!(
             !c.kernel[n as usize]
@@ -1394,9 +1401,10 @@ fn journal_is_replayed_before_anything_resumes() {
         assert_eq!(core.phase(), Phase::Normal);
         assert_eq!(core.awaiting_replay(), NodeSet::EMPTY);
         let h = core.recovery_history().last().unwrap().clone();
+        let fenced_ms = if n == 0 { 200 } else { 300 };
         assert_eq!(
             (h.started_ms, h.fenced_ms, h.replayed_ms, h.finished_ms),
-            (100, Some(200), Some(300), Some(300)),
+            (100, Some(fenced_ms), Some(300), Some(300)),
             "n{n}: {h:?}"
         );
         assert_eq!(h.replay_failures, 0);
@@ -1424,8 +1432,9 @@ fn replayer_dies_mid_replay_and_the_next_fencer_takes_over() {
     let mut replays = c.replays.clone();
     replays.sort();
     assert_eq!(replays, vec![(1, 0), (1, 4)], "n1 replays both journals");
+    assert_eq!(c.core(1).phase(), Phase::Replaying);
     for n in 1..4 {
-        assert_eq!(c.core(n).phase(), Phase::Replaying, "n{n}");
+        assert!(c.core(n).recovering(), "n{n}");
         assert_eq!(
             c.core(n).awaiting_replay(),
             NodeSet::EMPTY.with(0).with(4),
@@ -1503,9 +1512,8 @@ fn failed_replay_retries_and_does_not_resume() {
         NodeSet::EMPTY.with(2),
         "still its job"
     );
-    for n in 0..2 {
-        assert_eq!(c.core(n).phase(), Phase::Replaying, "n{n}");
-    }
+    assert_eq!(c.core(0).phase(), Phase::Replaying);
+    assert!(c.core(1).recovering());
     assert!(!c.granted(1, 1));
     c.advance(1_000 + REPLAY_RETRY_DELAY_MS - 1);
     assert!(c.replays.is_empty(), "retried early");
@@ -1549,4 +1557,42 @@ fn replayed_for_a_member_is_refused_and_a_repeat_is_harmless() {
     assert_eq!(c.event(1, replayed(2, 2)), Ok(()));
     assert!(!c.core(1).recovering());
     c.core(1).check_invariants().unwrap();
+}
+
+/// The replayer cannot leave cleanly while its replay runs (stopping would leave it half
+/// done): the leave is refused, and such a node is fenced and its replay run again by the
+/// next fencer, only once every lost node is fenced (so the two replays never overlap).
+#[test]
+fn replayer_cannot_leave_cleanly_and_replays_never_overlap() {
+    let mut c = Cluster::new(5);
+    c.hold_replays = true;
+    c.crash(4, 2);
+    c.settle();
+    assert_eq!(c.replays, vec![(0, 4)]);
+    assert_eq!(
+        c.event(0, Event::Leave),
+        Err(Reject::ReplayRunning(NodeSet::EMPTY.with(4)))
+    );
+    // n0 is cut off, not yet fenced: its replay may still run. n1 fences both first.
+    c.hold_replays = true;
+    c.cores[0] = None;
+    c.net.retain(|(f, t, _)| *f != 0 && *t != 0);
+    let members = c.live();
+    for n in members.iter() {
+        c.event(n, Event::Membership { epoch: 3, members }).unwrap();
+    }
+    while c.step() {}
+    let mut f = c.fences.clone();
+    f.sort();
+    assert_eq!(f, vec![(1, 0), (1, 4)]);
+    c.fences.retain(|x| *x == (1, 4));
+    c.settle();
+    assert!(
+        !c.replays.iter().any(|(by, _)| *by == 1),
+        "n1 replays while n0, which may still replay n4, is unfenced"
+    );
+    c.event(1, Event::FenceConfirmed { node: 0 }).unwrap();
+    let mut r = c.replays.clone();
+    r.sort();
+    assert_eq!(r, vec![(0, 4), (1, 0), (1, 4)]);
 }
