@@ -391,6 +391,15 @@ impl State {
         let dur = rec
             .as_ref()
             .and_then(|r| r.finished_ms.map(|f| f.saturating_sub(r.started_ms)));
+        // The phases after detection (recovery_ms): fence, journal replay, remaster.
+        let part = |a: Option<u64>, b: Option<u64>| a.zip(b).map(|(a, b)| b.saturating_sub(a));
+        let (fence_ms, replay_ms, remaster_ms) = rec.as_ref().map_or((None, None, None), |r| {
+            (
+                part(Some(r.started_ms), r.fenced_ms),
+                part(r.fenced_ms, r.replayed_ms),
+                part(r.replayed_ms, r.finished_ms),
+            )
+        });
         let lost: Vec<NodeId> = rec.map(|r| r.lost.iter().collect()).unwrap_or_default();
         if self.recoveries_logged.insert(epoch) {
             self.metrics.recoveries.fetch_add(1, Ordering::Relaxed);
@@ -398,14 +407,26 @@ impl State {
                 self.metrics.recovery_duration.observe_ms(d as f64);
             }
         }
-        tracing::warn!(epoch, ?lost, duration_ms = ?dur, "recovery done: lock traffic resumed");
+        tracing::warn!(
+            epoch,
+            ?lost,
+            duration_ms = ?dur,
+            fence_ms = ?fence_ms,
+            replay_ms = ?replay_ms,
+            remaster_ms = ?remaster_ms,
+            "recovery done: lock traffic resumed"
+        );
         self.log_event(
             "recovery_done",
             None,
             None,
             format!(
-                "epoch {epoch} lost {lost:?} duration_ms {}",
-                dur.unwrap_or(0)
+                "epoch {epoch} lost {lost:?} duration_ms {} fence_ms {} replay_ms {} \
+                 remaster_ms {}",
+                dur.unwrap_or(0),
+                fence_ms.unwrap_or(0),
+                replay_ms.unwrap_or(0),
+                remaster_ms.unwrap_or(0)
             ),
         );
     }

@@ -174,6 +174,10 @@ fn kill9_holder_is_fenced_and_waiter_granted() {
     assert_eq!(s["awaiting_replay"], serde_json::json!([]), "{s}");
     // The fencer replayed node 2's journal once, in the recovery of epoch 2.
     assert_eq!(c.replayed(), "2 n2 2\n", "replay log");
+    assert!(
+        c.node(1).log_text().contains("replay_ms"),
+        "the recovery's phases are logged"
+    );
 }
 
 /// The fencer replays a lost node's journal after its fence and before anything resumes: a
