@@ -1,7 +1,8 @@
 //! Recovery layer: the phase, fencing (one fence agent per lost node, run by the fencer), the
 //! journal replay of every fenced node (run by the fencer too), the rebuild barrier
-//! (`Recover`, `RecoverDone`, `RebuildDone`), clean leaves and the history `mxfsctl` shows. The engine calls it on membership changes and recovery messages, and
-//! asks the node and master tables for what it needs.
+//! (`Recover`, `RecoverDone`, `RebuildDone`), clean leaves and the history `mxfsctl` shows.
+//! The engine calls it on membership changes and recovery messages, and asks the node and
+//! master tables for what it needs.
 
 use std::collections::BTreeMap;
 
