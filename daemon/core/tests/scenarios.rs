@@ -1596,3 +1596,36 @@ fn replayer_cannot_leave_cleanly_and_replays_never_overlap() {
     r.sort();
     assert_eq!(r, vec![(0, 4), (1, 0), (1, 4)]);
 }
+
+/// A fence agent that confirms after its node stopped being the fencer (a lower id joined)
+/// announces the fence itself (`Fenced`), since the journal replay is now the new fencer's job.
+#[test]
+fn fence_confirmed_after_the_fencer_changed_is_announced() {
+    let mut c = Cluster::new(5);
+    c.leave(0, 2).unwrap();
+    c.settle();
+    c.crash(4, 3);
+    assert_eq!(c.fences, vec![(1, 4)]);
+    c.fences.clear();
+    while c.step() {}
+    // n0 restarts and joins: it is the fencer of epoch 4.
+    c.cores[0] = Some(Core::new(Config {
+        members: NodeSet::EMPTY,
+        epoch: 0,
+        ..Config::booted(0, 5)
+    }));
+    let members = NodeSet::first(4);
+    for n in members.iter() {
+        c.event(n, Event::Membership { epoch: 4, members }).unwrap();
+    }
+    c.net.clear();
+    c.event(1, Event::FenceConfirmed { node: 4 }).unwrap();
+    let fenced_to: Vec<NodeId> = c
+        .net
+        .iter()
+        .filter(|(f, _, m)| *f == 1 && m.body == PeerBody::Fenced { node: 4 })
+        .map(|(_, t, _)| *t)
+        .collect();
+    assert_eq!(fenced_to, vec![0, 2, 3], "{}", c.trace);
+    assert!(c.replays.is_empty(), "n1 is not the replayer any more");
+}
