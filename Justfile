@@ -105,8 +105,8 @@ model *ARGS:
 model-sim SECS="30" SEED="1" *ARGS:
     cargo run -q --release --locked -p mxfs-model -- simulate {{SECS}} {{SEED}} {{ARGS}}
 
-# Exhaustive model runs for `just verify` (crash, six modes, queues, faults; see
-# model/README.md); stop at the first violation and fail on it.
+# Exhaustive model runs for `just verify` (crash, replay, six modes, queues, deadlock, refused
+# inval, faults; see model/README.md); stop at the first violation and fail on it.
 model-bounded:
     cargo run -q --release --locked -p mxfs-model -- bounded
 

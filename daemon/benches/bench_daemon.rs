@@ -235,7 +235,8 @@ fn daemon_pass() {
             &cfg,
             format!(
                 "node_id = {i}\npeers = [\n{peers}]\ncluster_key_file = \"{}\"\n\
-                 fence_command = [\"/bin/true\"]\nkernel = \"none\"\nctl_socket = \"{}\"\n",
+                 fence_command = [\"/bin/true\"]\nshared_journals = false\nkernel = \"none\"\n\
+                 ctl_socket = \"{}\"\n",
                 key.display(),
                 dir.path().join(format!("n{i}.sock")).display()
             ),

@@ -53,6 +53,7 @@ cluster_key_file = "$dir/cluster.key"
 heartbeat_interval_ms = 200
 heartbeat_timeout_ms = 1000
 fence_command = ["$dir/fence.sh"]
+shared_journals = false
 kernel = "none"
 ctl_socket = "$dir/n$i.sock"
 metrics_address = "127.0.0.1:947$i"

@@ -21,6 +21,11 @@ pub const HEARTBEAT_INTERVAL_MS_MIN: u64 = 10;
 pub const HEARTBEAT_INTERVAL_MS_MAX: u64 = 60_000;
 /// Upper bound on the fence command's timeout.
 pub const FENCE_TIMEOUT_MS_MAX: u64 = 600_000;
+/// Default of `replay_timeout_ms`: replaying a full XFS log of a few hundred megabytes with
+/// its intents takes minutes on slow storage.
+pub const REPLAY_TIMEOUT_MS_DEFAULT: u64 = 300_000;
+/// Upper bound on the journal replay command's timeout.
+pub const REPLAY_TIMEOUT_MS_MAX: u64 = 3_600_000;
 
 /// Which kernel port the daemon drives.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
@@ -70,6 +75,21 @@ pub struct Config {
     /// How long the fence command may run before it counts as failed.
     #[serde(default = "default_fence_timeout_ms")]
     pub fence_timeout_ms: u64,
+    /// Journal replay command line (DESIGN.md §5.5): run by the fencer after a lost node's
+    /// fence is confirmed, as `replay_command... <node-id> <node-name>` with
+    /// `MXFS_REPLAY_NODE_ID`, `MXFS_REPLAY_NODE_NAME` and `MXFS_REPLAY_EPOCH` set. Exit status
+    /// 0 means the node's log is replayed and closed with an unmount record. Required unless
+    /// `shared_journals = false`.
+    #[serde(default)]
+    pub replay_command: Option<Vec<String>>,
+    /// How long the replay command may run before it is killed and counts as failed.
+    #[serde(default = "default_replay_timeout_ms")]
+    pub replay_timeout_ms: u64,
+    /// `false` declares a cluster that mounts no MXFS volume (lock-only use): a lost node
+    /// leaves no journal, so its replay is done at once. Default `true`: `replay_command` is
+    /// required.
+    #[serde(default = "default_shared_journals")]
+    pub shared_journals: bool,
     /// Volume (path or label) this daemon serves; informational for `kernel = "none"`.
     #[serde(default)]
     pub volume: Option<String>,
@@ -94,6 +114,12 @@ fn default_heartbeat_timeout_ms() -> u64 {
 }
 fn default_fence_timeout_ms() -> u64 {
     10_000
+}
+fn default_replay_timeout_ms() -> u64 {
+    REPLAY_TIMEOUT_MS_DEFAULT
+}
+fn default_shared_journals() -> bool {
+    true
 }
 fn default_kernel() -> KernelKind {
     KernelKind::Netlink
@@ -221,6 +247,33 @@ impl Config {
                 format!("must be in 1..={FENCE_TIMEOUT_MS_MAX}"),
             ));
         }
+        match (&self.replay_command, self.shared_journals) {
+            (None, true) => {
+                return Err(invalid(
+                    "replay_command",
+                    "missing: give the command that replays a lost node's journal (DESIGN.md \
+                     §5.5), or set `shared_journals = false` for a cluster that mounts no MXFS \
+                     volume",
+                ))
+            }
+            (Some(_), false) => {
+                return Err(invalid(
+                    "shared_journals",
+                    "is false, so there is nothing to replay, but `replay_command` is set: keep \
+                     one of the two",
+                ))
+            }
+            (Some(c), true) if c.is_empty() || c[0].is_empty() => {
+                return Err(invalid("replay_command", "must name a program"));
+            }
+            _ => {}
+        }
+        if self.replay_timeout_ms == 0 || self.replay_timeout_ms > REPLAY_TIMEOUT_MS_MAX {
+            return Err(invalid(
+                "replay_timeout_ms",
+                format!("must be in 1..={REPLAY_TIMEOUT_MS_MAX}"),
+            ));
+        }
         if self.ctl_socket.as_os_str().is_empty() {
             return Err(invalid("ctl_socket", "must not be empty"));
         }
@@ -288,6 +341,7 @@ peers = [
 ]
 cluster_key_file = "/etc/mxfs/key"
 fence_command = ["/bin/true"]
+replay_command = ["/usr/local/sbin/mxfs-replay", "--volume", "/dev/mapper/shared-proxy"]
 kernel = "none"
 ctl_socket = "/run/mxfs.sock"
 "#;
@@ -299,6 +353,33 @@ ctl_socket = "/run/mxfs.sock"
         assert_eq!(c.heartbeat_interval_ms, 200);
         assert_eq!(c.kernel, KernelKind::None);
         assert_eq!(c.listen(), "127.0.0.1:7001".parse().unwrap());
+        assert_eq!(c.replay_command.as_ref().unwrap().len(), 3);
+        assert_eq!(c.replay_timeout_ms, REPLAY_TIMEOUT_MS_DEFAULT);
+        assert!(c.shared_journals);
+    }
+
+    #[test]
+    fn example_config_parses() {
+        let c = parse_config(include_str!("../mxfsd.example.toml")).unwrap();
+        assert!(c.replay_command.is_some() && c.shared_journals);
+    }
+
+    #[test]
+    fn journal_replay_is_configured_or_explicitly_absent() {
+        let without = GOOD
+            .lines()
+            .filter(|l| !l.starts_with("replay_command"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let e = parse_config(&without).unwrap_err().to_string();
+        assert!(
+            e.contains("`replay_command`") && e.contains("shared_journals = false"),
+            "{e}"
+        );
+        let lock_only = parse_config(&format!("{without}\nshared_journals = false\n")).unwrap();
+        assert!(!lock_only.shared_journals && lock_only.replay_command.is_none());
+        let both = parse_config(&format!("{GOOD}shared_journals = false\n")).unwrap_err();
+        assert!(both.to_string().contains("`shared_journals`"), "{both}");
     }
 
     #[test]
@@ -322,6 +403,18 @@ ctl_socket = "/run/mxfs.sock"
                 "heartbeat_timeout_ms",
             ),
             (GOOD.replace("[\"/bin/true\"]", "[]"), "fence_command"),
+            (
+                GOOD.replace("[\"/usr/local/sbin/mxfs-replay\"", "[\"\""),
+                "replay_command",
+            ),
+            (
+                format!("{GOOD}replay_timeout_ms = 0\n"),
+                "replay_timeout_ms",
+            ),
+            (
+                format!("{GOOD}replay_timeout_ms = 3600001\n"),
+                "replay_timeout_ms",
+            ),
             (
                 format!("{GOOD}metrics_address = \"10.0.0.1:9\"\n"),
                 "metrics_address",

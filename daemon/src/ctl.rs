@@ -129,6 +129,19 @@ pub struct RecoveryView {
     pub duration_ms: Option<u64>,
     /// Start, in ms since the daemon started.
     pub started_ms: u64,
+    /// From the start until this node knew every lost node fenced.
+    #[serde(default)]
+    pub fence_ms: Option<u64>,
+    /// From then until it knew every lost node's journal replayed (0 when none needed one;
+    /// on a node other than the replayer, fence and replay are learnt together).
+    #[serde(default)]
+    pub replay_ms: Option<u64>,
+    /// From then until the master tables were rebuilt and locking resumed.
+    #[serde(default)]
+    pub remaster_ms: Option<u64>,
+    /// Journal replays that failed on this node during this recovery (each retried).
+    #[serde(default)]
+    pub replay_failures: u32,
 }
 
 /// `status` reply.
@@ -146,7 +159,7 @@ pub struct StatusView {
     pub cluster_size: usize,
     /// Whether the members are a strict majority.
     pub quorum: bool,
-    /// Core phase: Normal, Fencing, Rebuilding, Stopped.
+    /// Core phase: Normal, Fencing, Replaying, Rebuilding, Stopped.
     pub phase: String,
     /// Peers.
     pub peers: Vec<PeerView>,
@@ -158,6 +171,12 @@ pub struct StatusView {
     pub fencer: u32,
     /// Lost nodes whose fence is not confirmed yet (recovery waits for them).
     pub awaiting_fence: Vec<u32>,
+    /// Lost nodes whose journal replay this node has not learnt of (recovery waits for them).
+    #[serde(default)]
+    pub awaiting_replay: Vec<u32>,
+    /// Lost nodes whose journal this node replays now (or again after a failure).
+    #[serde(default)]
+    pub replaying: Vec<u32>,
     /// Test hook state.
     pub isolated: bool,
     /// Milliseconds since start.

@@ -10,6 +10,7 @@ use crate::kernel::{KernelPort, NetlinkPort, NullPort};
 use crate::membership::{HeartbeatMembership, Install, Membership};
 use crate::metrics::Metrics;
 use crate::peer::{PeerInput, PeerNet, Wire};
+use crate::replay;
 use crate::timers::Timers;
 use futures_util::{SinkExt, StreamExt};
 use mxfs_core::{
@@ -74,8 +75,17 @@ struct CtlCall {
 }
 
 enum Internal {
-    Fenced { node: NodeId },
-    CtlGone { conn: u64 },
+    Fenced {
+        node: NodeId,
+    },
+    /// A journal replay ended: `Ok` with how long it took, or why it failed.
+    Replayed {
+        node: NodeId,
+        result: Result<u64, String>,
+    },
+    CtlGone {
+        conn: u64,
+    },
 }
 
 struct LocalPending {
@@ -242,6 +252,7 @@ impl State {
             Action::SetTimer { id, at_ms } => self.timers.set(id, at_ms),
             Action::CancelTimer { id } => self.timers.cancel(id),
             Action::Fence { node } => self.start_fence(node),
+            Action::ReplayJournal { node, epoch } => self.start_replay(node, epoch),
             Action::SelfFence { epoch } => {
                 self.self_fenced = true;
                 self.membership.self_fence();
@@ -380,6 +391,15 @@ impl State {
         let dur = rec
             .as_ref()
             .and_then(|r| r.finished_ms.map(|f| f.saturating_sub(r.started_ms)));
+        // The phases after detection (recovery_ms): fence, journal replay, remaster.
+        let part = |a: Option<u64>, b: Option<u64>| a.zip(b).map(|(a, b)| b.saturating_sub(a));
+        let (fence_ms, replay_ms, remaster_ms) = rec.as_ref().map_or((None, None, None), |r| {
+            (
+                part(Some(r.started_ms), r.fenced_ms),
+                part(r.fenced_ms, r.replayed_ms),
+                part(r.replayed_ms, r.finished_ms),
+            )
+        });
         let lost: Vec<NodeId> = rec.map(|r| r.lost.iter().collect()).unwrap_or_default();
         if self.recoveries_logged.insert(epoch) {
             self.metrics.recoveries.fetch_add(1, Ordering::Relaxed);
@@ -387,14 +407,26 @@ impl State {
                 self.metrics.recovery_duration.observe_ms(d as f64);
             }
         }
-        tracing::warn!(epoch, ?lost, duration_ms = ?dur, "recovery done: lock traffic resumed");
+        tracing::warn!(
+            epoch,
+            ?lost,
+            duration_ms = ?dur,
+            fence_ms = ?fence_ms,
+            replay_ms = ?replay_ms,
+            remaster_ms = ?remaster_ms,
+            "recovery done: lock traffic resumed"
+        );
         self.log_event(
             "recovery_done",
             None,
             None,
             format!(
-                "epoch {epoch} lost {lost:?} duration_ms {}",
-                dur.unwrap_or(0)
+                "epoch {epoch} lost {lost:?} duration_ms {} fence_ms {} replay_ms {} \
+                 remaster_ms {}",
+                dur.unwrap_or(0),
+                fence_ms.unwrap_or(0),
+                replay_ms.unwrap_or(0),
+                remaster_ms.unwrap_or(0)
             ),
         );
     }
@@ -432,6 +464,86 @@ impl State {
                 }
             }
         });
+    }
+
+    /// Runs the journal replay of lost node `node` (one attempt; the core asks again after a
+    /// failure). Without shared journals (`shared_journals = false`) there is nothing to
+    /// replay: the result is fed as at once. Either way the result comes back through the
+    /// internal channel, as a separate event after this batch of actions is carried out.
+    fn start_replay(&mut self, node: NodeId, epoch: u64) {
+        let name = name_of(&self.cfg, node);
+        let tx = self.int_tx.clone();
+        let Some(cmd) = self.cfg.replay_command.clone() else {
+            tracing::info!(
+                node,
+                %name,
+                "no shared journals (shared_journals = false): nothing to replay"
+            );
+            self.log_event(
+                "replay",
+                None,
+                None,
+                format!("node {node} ({name}): no shared journals, nothing to replay"),
+            );
+            tokio::spawn(async move {
+                let _ = tx
+                    .send(Internal::Replayed {
+                        node,
+                        result: Ok(0),
+                    })
+                    .await;
+            });
+            return;
+        };
+        let timeout = self.cfg.replay_timeout_ms;
+        self.metrics.journal_replays.fetch_add(1, Ordering::Relaxed);
+        self.log_event(
+            "replay",
+            None,
+            None,
+            format!("replaying the journal of node {node} ({name}), epoch {epoch}"),
+        );
+        tracing::warn!(node, %name, epoch, "replaying the journal of a lost node");
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let result = replay::replay_once(&cmd, node, &name, epoch, timeout)
+                .await
+                .map(|()| t.elapsed().as_millis() as u64)
+                .map_err(|e| e.to_string());
+            let _ = tx.send(Internal::Replayed { node, result }).await;
+        });
+    }
+
+    fn replay_result(&mut self, node: NodeId, result: Result<u64, String>) {
+        match result {
+            Ok(ms) => {
+                tracing::warn!(node, ms, "journal replayed");
+                self.log_event(
+                    "replay",
+                    None,
+                    None,
+                    format!("node {node} journal replayed in {ms} ms"),
+                );
+                self.feed(Event::JournalReplayed { node });
+            }
+            Err(e) => {
+                self.metrics
+                    .journal_replay_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    node,
+                    retry_ms = mxfs_core::REPLAY_RETRY_DELAY_MS,
+                    "journal replay FAILED; recovery stays frozen and the replay is retried: {e}"
+                );
+                self.log_event(
+                    "replay",
+                    None,
+                    None,
+                    format!("node {node} journal replay FAILED: {e}"),
+                );
+                self.feed(Event::JournalReplayFailed { node });
+            }
+        }
     }
 
     fn install(&mut self, i: Install) {
@@ -700,6 +812,16 @@ impl State {
                 lost: r.lost.iter().collect(),
                 duration_ms: r.finished_ms.map(|f| f.saturating_sub(r.started_ms)),
                 started_ms: r.started_ms,
+                fence_ms: r.fenced_ms.map(|f| f.saturating_sub(r.started_ms)),
+                replay_ms: r
+                    .replayed_ms
+                    .zip(r.fenced_ms)
+                    .map(|(d, f)| d.saturating_sub(f)),
+                remaster_ms: r
+                    .finished_ms
+                    .zip(r.replayed_ms)
+                    .map(|(d, f)| d.saturating_sub(f)),
+                replay_failures: r.replay_failures,
             })
             .collect();
         ctl::StatusView {
@@ -715,6 +837,8 @@ impl State {
             self_fenced: self.self_fenced,
             fencer: self.core.fencer(),
             awaiting_fence: self.core.awaiting_fence().iter().collect(),
+            awaiting_replay: self.core.awaiting_replay().iter().collect(),
+            replaying: self.core.replaying().iter().collect(),
             isolated: self.peers.shared().isolated.load(Ordering::Relaxed),
             uptime_ms: now,
         }
@@ -831,6 +955,11 @@ impl State {
             Err(mxfs_core::Reject::Busy(n)) => tracing::warn!(
                 requests = n,
                 "the kernel still holds or waits for locks: the peers will fence this node"
+            ),
+            Err(mxfs_core::Reject::ReplayRunning(nodes)) => tracing::warn!(
+                nodes = ?nodes.iter().collect::<Vec<_>>(),
+                "this node still replays a lost node's journal: the peers will fence this node \
+                 and replay it again"
             ),
             Err(e) => tracing::info!("no clean leave to announce: {e}"),
         }
@@ -1163,6 +1292,7 @@ pub async fn run(cfg: Config) -> Result<(), DaemonError> {
                     st.log_event("fence", None, None, format!("node {node} fenced"));
                     st.feed(Event::FenceConfirmed { node });
                 }
+                Internal::Replayed { node, result } => st.replay_result(node, result),
                 Internal::CtlGone { conn } => st.ctl_gone(conn),
             },
             _ = tick.tick() => st.tick(),

@@ -241,4 +241,33 @@ mod tests {
             assert_eq!(committed, line, "{} is stale", path.display());
         }
     }
+
+    /// The `peer_frame` seed `core_replayed` is a real `Msg` frame (zero MAC, as the other
+    /// seeds) carrying `PeerBody::Replayed`, so the fuzzer starts from the journal-replay
+    /// announcement. `MXFS_WRITE_SEEDS=1` rewrites it.
+    #[test]
+    fn peer_frame_seed_carries_a_replayed_announcement() {
+        let m: WireMsg<PeerMsg> = WireMsg::Core(PeerMsg {
+            epoch: 3,
+            body: PeerBody::Replayed { node: 2 },
+        });
+        let frame = Frame {
+            kind: crate::frame::FrameKind::Msg,
+            seq: 4,
+            body: encode_msg(&m).unwrap(),
+            mac: [0; crate::frame::MAC_LEN],
+        }
+        .encode()
+        .unwrap();
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/corpus/peer_frame/core_replayed");
+        if std::env::var_os("MXFS_WRITE_SEEDS").is_some() {
+            std::fs::write(&path, &frame).unwrap();
+        }
+        let committed = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(committed, frame, "{} is stale", path.display());
+        let (_, back) = crate::frame::decode_peer_frame::<PeerMsg>(&committed).unwrap();
+        assert_eq!(back, Some(m));
+        check_peer_frame(&committed);
+    }
 }

@@ -14,4 +14,5 @@ pub mod kernel;
 pub mod membership;
 pub mod metrics;
 pub mod peer;
+pub mod replay;
 pub mod timers;

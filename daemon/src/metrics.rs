@@ -62,6 +62,10 @@ pub struct Metrics {
     pub recoveries: AtomicU64,
     /// Fence attempts that failed.
     pub fence_failures: AtomicU64,
+    /// Journal replays run (each attempt).
+    pub journal_replays: AtomicU64,
+    /// Journal replay attempts that failed.
+    pub journal_replay_failures: AtomicU64,
     /// Events the core rejected.
     pub core_rejects: AtomicU64,
     /// Request to grant latency.
@@ -96,6 +100,16 @@ impl Metrics {
                 "mxfs_fence_failures_total",
                 "Failed fence attempts",
                 &self.fence_failures,
+            ),
+            (
+                "mxfs_journal_replays_total",
+                "Journal replay attempts of lost nodes",
+                &self.journal_replays,
+            ),
+            (
+                "mxfs_journal_replay_failures_total",
+                "Failed journal replay attempts",
+                &self.journal_replay_failures,
             ),
             (
                 "mxfs_core_rejects_total",

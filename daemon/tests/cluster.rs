@@ -166,8 +166,93 @@ fn kill9_holder_is_fenced_and_waiter_granted() {
         .find(|r| r["lost"] == serde_json::json!([2]));
     let rec = rec.unwrap_or_else(|| panic!("no recovery of node 2 in {s}"));
     assert!(rec["duration_ms"].is_u64(), "{rec}");
+    for part in ["fence_ms", "replay_ms", "remaster_ms"] {
+        assert!(rec[part].is_u64(), "{part}: {rec}");
+    }
     assert_eq!(s["fencer"], 1, "{s}");
     assert_eq!(s["awaiting_fence"], serde_json::json!([]), "{s}");
+    assert_eq!(s["awaiting_replay"], serde_json::json!([]), "{s}");
+    // The fencer replayed node 2's journal once, in the recovery of epoch 2.
+    assert_eq!(c.replayed(), "2 n2 2\n", "replay log");
+    assert!(
+        c.node(1).log_text().contains("replay_ms"),
+        "the recovery's phases are logged"
+    );
+}
+
+/// The fencer replays a lost node's journal after its fence and before anything resumes: a
+/// failed replay keeps every survivor frozen (status and metrics say so) and is retried; the
+/// waiter is granted only after the replay succeeded.
+#[test]
+fn failed_journal_replay_keeps_recovery_frozen_until_the_retry_succeeds() {
+    let mut c = Cluster::start(3);
+    let r = "inode:1:800";
+    assert!(granted(&c.node(2).ctl(&["lock", r, "EX"])));
+    c.hold_replays(true);
+    c.fail_next_replay();
+    let mut waiter = c.node(3).lock_bg(r, "EX", &[]);
+    still_blocked(&mut waiter, 300);
+    c.node_mut(2).kill9();
+    let s = wait_for("node 1 to replay node 2's journal", WAIT_MS, || {
+        let s = c.node(1).status();
+        (s["replaying"] == serde_json::json!([2])).then_some(s)
+    });
+    assert_eq!(s["phase"], "Replaying", "{s}");
+    assert_eq!(s["awaiting_replay"], serde_json::json!([2]), "{s}");
+    let out = std::process::Command::new(MXFSCTL)
+        .arg("--socket")
+        .arg(&c.node(1).sock)
+        .arg("status")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("journal replay: waiting for [2] (replayer node 1); this node replays [2]"),
+        "{text}"
+    );
+    // The held replay fails when released; nothing is granted meanwhile.
+    c.hold_replays(false);
+    wait_for("the failed replay to be logged", WAIT_MS, || {
+        c.node(1)
+            .log_text()
+            .contains("journal replay FAILED")
+            .then_some(())
+    });
+    still_blocked(&mut waiter, 300);
+    assert!(c.replayed().is_empty(), "{}", c.replayed());
+    let g = finish(waiter, WAIT_MS);
+    assert!(granted(&g), "{g}");
+    assert_eq!(c.replayed(), "2 n2 2\n", "the retry replayed it once");
+    let s = c.node(1).status();
+    let rec = s["recoveries"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(rec["replay_failures"], 1, "{rec}");
+    assert!(
+        rec["replay_ms"].as_u64().unwrap() >= mxfs_core::REPLAY_RETRY_DELAY_MS,
+        "{rec}"
+    );
+}
+
+/// A lock-only cluster (`shared_journals = false`) has nothing to replay: recovery goes on
+/// without running any command.
+#[test]
+fn lock_only_cluster_needs_no_replay_command() {
+    let mut c = Cluster::configure(3, |_| "good");
+    c.lock_only();
+    for node in &mut c.nodes {
+        node.start();
+    }
+    c.wait_members(&[1, 2, 3], &[1, 2, 3]);
+    let r = "inode:1:900";
+    assert!(granted(&c.node(2).ctl(&["lock", r, "EX"])));
+    let waiter = c.node(1).lock_bg(r, "EX", &[]);
+    c.node_mut(2).kill9();
+    let g = finish(waiter, WAIT_MS);
+    assert!(granted(&g), "{g}");
+    assert!(c.replayed().is_empty(), "{}", c.replayed());
+    assert!(
+        c.node(1).log_text().contains("no shared journals"),
+        "the replay step is logged"
+    );
 }
 
 /// While the fencer's agent runs, the other survivors wait for its word and say so: `status`

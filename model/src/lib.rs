@@ -136,6 +136,9 @@ pub struct MxfsModel {
     /// Nodes whose kernel refuses every `CACHE_INVAL` (answers `EBUSY`): the core must then
     /// grant them nothing that needs fresh pages. Must be mapped onto itself by the symmetry.
     pub refuse_inval: NodeSet,
+    /// Journal replays that may fail (`Event::JournalReplayFailed`; the core retries on a
+    /// timer).
+    pub replay_failures: u8,
 }
 
 /// A message in flight.
@@ -250,6 +253,11 @@ pub struct Violations {
     pub minority_grant: bool,
     /// Two nodes ran a fence agent for the same loss.
     pub duplicate_fence: bool,
+    /// A kernel got a grant on a resource a dead node held for writing before that node's
+    /// journal was replayed.
+    pub unreplayed_grant: bool,
+    /// Two live nodes replayed one journal at once.
+    pub concurrent_replay: bool,
     /// A later request was granted while an earlier queued one waited (text says where).
     pub overtaken: Option<String>,
     /// A core rejected a message or event the model considers legitimate, or broke an
@@ -289,6 +297,17 @@ pub struct Seen {
     pub partition_deny: bool,
     /// A kernel was called back for a lock it holds.
     pub callback: bool,
+    /// Resources (bit per index) a dead node held for writing whose journal was replayed.
+    pub replayed_res: u64,
+    /// A kernel got a grant on a resource whose dead writer's journal was replayed.
+    pub grant_after_replay: bool,
+    /// A failed journal replay was retried.
+    pub replay_retried: bool,
+    /// A journal replay was started by a node other than one that started it earlier and
+    /// died.
+    pub replay_taken_over: bool,
+    /// Replays started on this path: `(target, by)`, sorted.
+    pub replay_starts: Vec<(NodeId, NodeId)>,
 }
 
 impl PartialEq for Seen {
@@ -455,6 +474,13 @@ pub struct State {
     pub fence_agents: Vec<(NodeId, NodeId)>,
     /// Armed request timers `(node, req)`, sorted.
     pub timers: Vec<(NodeId, ReqId)>,
+    /// Journal replays a driver runs (`Action::ReplayJournal`): `(by, target)`, sorted.
+    pub replays: Vec<(NodeId, NodeId)>,
+    /// Armed replay-retry timers `(node, target)`, sorted.
+    pub retries: Vec<(NodeId, NodeId)>,
+    /// Resources dead nodes held for writing whose journal is not replayed yet: `(node,
+    /// res)`, sorted. The replay writes their new data (the ground truth moves then).
+    pub unreplayed: Vec<(NodeId, u8)>,
     /// Master-queue fairness record: first-request `Lock`s each master received in its
     /// current epoch and has not answered, in arrival order.
     pub queued: Vec<Queued>,
@@ -471,6 +497,8 @@ pub struct State {
     pub cancels_left: u8,
     /// Losses left.
     pub losses_left: u8,
+    /// Journal replay failures left.
+    pub replay_failures_left: u8,
     /// Safety violations.
     pub bad: Violations,
     /// `sometimes` witnesses.
@@ -505,6 +533,12 @@ pub enum Step {
     Partition,
     /// The fence agent of `by` fences `target` (killing it) and confirms.
     Fence(NodeId, NodeId),
+    /// The driver of `by` finishes replaying `target`'s journal.
+    Replay(NodeId, NodeId),
+    /// The driver of `by` fails to replay `target`'s journal.
+    ReplayFail(NodeId, NodeId),
+    /// The replay-retry timer of `by` for `target` fires.
+    ReplayRetry(NodeId, NodeId),
     /// `node`'s daemon stops cleanly (its kernel holds and waits for nothing): its core
     /// announces the leave and the process exits.
     Leave(NodeId),
@@ -535,6 +569,7 @@ impl MxfsModel {
             fifo: true,
             symmetry: true,
             refuse_inval: NodeSet::EMPTY,
+            replay_failures: 0,
         }
     }
 
@@ -552,6 +587,16 @@ impl MxfsModel {
                         Ask::Wait(LockMode::Ex),
                         Ask::Try(LockMode::Ex),
                     ],
+                    ..MxfsModel::exhaustive()
+                },
+            ),
+            (
+                "replay: 2 ops, EX, 1 crash or leave, 1 failed journal replay",
+                MxfsModel {
+                    ops: 2,
+                    asks: vec![Ask::Wait(LockMode::Ex)],
+                    converts: vec![],
+                    replay_failures: 1,
                     ..MxfsModel::exhaustive()
                 },
             ),
@@ -648,6 +693,7 @@ impl MxfsModel {
             fifo: true,
             symmetry: false,
             refuse_inval: NodeSet::EMPTY,
+            replay_failures: 1,
         }
     }
 
@@ -763,6 +809,39 @@ impl MxfsModel {
                     .binary_search(&(node, target))
                     .unwrap_or_else(|i| i);
                 s.fences.insert(at, (node, target));
+            }
+            Action::SetTimer {
+                id: TimerId::ReplayRetry(target),
+                ..
+            } => {
+                if let Err(at) = s.retries.binary_search(&(node, target)) {
+                    s.retries.insert(at, (node, target));
+                }
+            }
+            Action::CancelTimer {
+                id: TimerId::ReplayRetry(target),
+            } => {
+                if let Ok(at) = s.retries.binary_search(&(node, target)) {
+                    s.retries.remove(at);
+                }
+            }
+            Action::ReplayJournal { node: target, .. } => {
+                if s.replays.iter().any(|(by, t)| *t == target && *by != node) {
+                    s.bad.concurrent_replay = true;
+                }
+                if s.seen
+                    .replay_starts
+                    .iter()
+                    .any(|(t, by)| *t == target && *by != node && s.cores[*by as usize].is_none())
+                {
+                    s.seen.replay_taken_over = true;
+                }
+                if let Err(at) = s.seen.replay_starts.binary_search(&(target, node)) {
+                    s.seen.replay_starts.insert(at, (target, node));
+                }
+                if let Err(at) = s.replays.binary_search(&(node, target)) {
+                    s.replays.insert(at, (node, target));
+                }
             }
             Action::SelfFence { .. } => {}
         }
@@ -883,6 +962,12 @@ impl MxfsModel {
                 version,
             } => {
                 let i = self.res_index(&resource);
+                if s.unreplayed.iter().any(|(_, r)| *r == i) {
+                    s.bad.unreplayed_grant = true;
+                }
+                if s.seen.replayed_res & (1 << i) != 0 {
+                    s.seen.grant_after_replay = true;
+                }
                 // The kernel lock cache refreshes when the version differs (or is unknown).
                 let v = &mut s.kernels[n].versioned[i as usize];
                 if version.is_none() || version != v.0 {
@@ -1001,7 +1086,9 @@ impl MxfsModel {
         }
     }
 
-    /// Kills `target`: its kernel's locks vanish; a write lock's journal is replayed.
+    /// Kills `target`: its kernel's locks vanish; what it held for writing waits for its
+    /// journal replay (its log may hold changes only partly at their home locations); replays
+    /// it ran stop.
     fn kill(&self, s: &mut State, target: NodeId) {
         let t = target as usize;
         if s.cores[t].is_none() {
@@ -1010,9 +1097,13 @@ impl MxfsModel {
         s.cores[t] = None;
         for h in std::mem::take(&mut s.kernels[t].held) {
             if writes(h.mode) {
-                s.truth[h.res as usize] = s.truth[h.res as usize].wrapping_add(1);
+                if let Err(at) = s.unreplayed.binary_search(&(target, h.res)) {
+                    s.unreplayed.insert(at, (target, h.res));
+                }
             }
         }
+        s.replays.retain(|(by, _)| *by != target);
+        s.retries.retain(|(by, _)| *by != target);
         s.kernels[t].pending.clear();
         s.kernels[t].called.clear();
         s.net.retain(|e| e.from != target && e.to != target);
@@ -1023,7 +1114,13 @@ impl MxfsModel {
 
     /// Whether nothing can happen any more.
     pub fn quiescent(&self, s: &State) -> bool {
-        if !s.net.is_empty() || !s.timers.is_empty() || !s.fences.is_empty() || s.resync {
+        if !s.net.is_empty()
+            || !s.timers.is_empty()
+            || !s.fences.is_empty()
+            || !s.replays.is_empty()
+            || !s.retries.is_empty()
+            || s.resync
+        {
             return false;
         }
         let mut acts = Vec::new();
@@ -1052,6 +1149,8 @@ impl MxfsModel {
     pub fn quiet(&self, s: &State) -> bool {
         s.net.is_empty()
             && s.fences.is_empty()
+            && s.replays.is_empty()
+            && s.retries.is_empty()
             && !s.resync
             && s.departing.is_none()
             && s.cut
@@ -1168,12 +1267,16 @@ impl Model for MxfsModel {
             fences: Vec::new(),
             fence_agents: Vec::new(),
             timers: Vec::new(),
+            replays: Vec::new(),
+            retries: Vec::new(),
+            unreplayed: Vec::new(),
             queued: Vec::new(),
             master_holds: Vec::new(),
             truth: vec![0; r],
             ops_left: self.ops,
             cancels_left: self.cancels,
             losses_left: self.losses,
+            replay_failures_left: self.replay_failures,
             bad: Violations::default(),
             seen: Seen::default(),
         }]
@@ -1234,9 +1337,11 @@ impl Model for MxfsModel {
                     acts.push(Step::Crash(node));
                 }
                 let idle = k.held.is_empty() && k.pending.is_empty();
-                let running = s.cores[n]
-                    .as_ref()
-                    .is_some_and(|c| c.core().phase() != Phase::Stopped);
+                // A node whose driver replays a journal cannot leave cleanly (the core refuses:
+                // it must be fenced, as after a crash).
+                let running = s.cores[n].as_ref().is_some_and(|c| {
+                    c.core().phase() != Phase::Stopped && c.core().replaying().is_empty()
+                });
                 if idle && running && self.partition.is_none() {
                     acts.push(Step::Leave(node));
                 }
@@ -1264,6 +1369,15 @@ impl Model for MxfsModel {
         }
         for (by, target) in &s.fences {
             acts.push(Step::Fence(*by, *target));
+        }
+        for (by, target) in &s.replays {
+            acts.push(Step::Replay(*by, *target));
+            if s.replay_failures_left > 0 {
+                acts.push(Step::ReplayFail(*by, *target));
+            }
+        }
+        for (by, target) in &s.retries {
+            acts.push(Step::ReplayRetry(*by, *target));
         }
         if let Some(node) = s.departing {
             acts.push(Step::Depart(node));
@@ -1434,6 +1548,35 @@ impl Model for MxfsModel {
                 self.kill(&mut s, target);
                 self.feed(&mut s, by, Event::FenceConfirmed { node: target });
             }
+            Step::Replay(by, target) => {
+                let at = s.replays.binary_search(&(by, target)).ok()?;
+                s.replays.remove(at);
+                // The replay writes what the log held to its home locations: new data.
+                for (_, i) in s.unreplayed.iter().filter(|(n, _)| *n == target) {
+                    s.truth[*i as usize] = s.truth[*i as usize].wrapping_add(1);
+                    s.seen.replayed_res |= 1 << *i;
+                }
+                s.unreplayed.retain(|(n, _)| *n != target);
+                self.feed(&mut s, by, Event::JournalReplayed { node: target });
+            }
+            Step::ReplayFail(by, target) => {
+                let at = s.replays.binary_search(&(by, target)).ok()?;
+                s.replays.remove(at);
+                s.replay_failures_left -= 1;
+                self.feed(&mut s, by, Event::JournalReplayFailed { node: target });
+            }
+            Step::ReplayRetry(by, target) => {
+                let at = s.retries.binary_search(&(by, target)).ok()?;
+                s.retries.remove(at);
+                s.seen.replay_retried = true;
+                self.feed(
+                    &mut s,
+                    by,
+                    Event::Timer {
+                        id: TimerId::ReplayRetry(target),
+                    },
+                );
+            }
             Step::Leave(node) => {
                 s.crashes += 1;
                 s.fence_agents.clear();
@@ -1492,6 +1635,13 @@ impl Model for MxfsModel {
                 !s.bad.duplicate_fence
             }),
             Property::always(
+                "nothing a dead node held for writing is granted before its journal is replayed",
+                |_, s: &State| !s.bad.unreplayed_grant,
+            ),
+            Property::always("one replay at a time per journal", |_, s: &State| {
+                !s.bad.concurrent_replay
+            }),
+            Property::always(
                 "cores accept every legitimate event and keep their invariants",
                 |_, s: &State| s.bad.core_error.is_none(),
             ),
@@ -1533,6 +1683,22 @@ impl Model for MxfsModel {
             ps.push(Property::sometimes(
                 "a clean leave without a fence",
                 |_, s: &State| s.seen.clean_leave,
+            ));
+            ps.push(Property::sometimes(
+                "a lock granted after its dead writer's journal replay",
+                |_, s: &State| s.seen.grant_after_replay,
+            ));
+        }
+        if self.max_crashes > 0 && self.replay_failures > 0 {
+            ps.push(Property::sometimes(
+                "a failed journal replay retried",
+                |_, s: &State| s.seen.replay_retried,
+            ));
+        }
+        if self.max_crashes > 1 && self.nodes >= 5 {
+            ps.push(Property::sometimes(
+                "a journal replay taken over from a dead replayer",
+                |_, s: &State| s.seen.replay_taken_over,
             ));
         }
         if self.asks.iter().any(|a| matches!(a, Ask::Timed(_))) {
@@ -2049,12 +2215,16 @@ fn mirror_with(s: &State, core: impl Fn(&CoreCell) -> CoreCell) -> State {
         fences,
         fence_agents,
         timers,
+        replays,
+        retries,
+        unreplayed,
         queued,
         master_holds,
         truth,
         ops_left,
         cancels_left,
         losses_left,
+        replay_failures_left,
         bad,
         seen,
     } = s;
@@ -2108,6 +2278,16 @@ fn mirror_with(s: &State, core: impl Fn(&CoreCell) -> CoreCell) -> State {
         fences: swap_pairs(fences),
         fence_agents: swap_pairs(fence_agents),
         timers: out_timers,
+        replays: swap_pairs(replays),
+        retries: swap_pairs(retries),
+        unreplayed: {
+            let mut v: Vec<_> = unreplayed
+                .iter()
+                .map(|(x, i)| (sw(*x), swap_index(*i)))
+                .collect();
+            v.sort();
+            v
+        },
         queued: queued
             .iter()
             .map(|q| Queued {
@@ -2122,8 +2302,15 @@ fn mirror_with(s: &State, core: impl Fn(&CoreCell) -> CoreCell) -> State {
         ops_left: *ops_left,
         cancels_left: *cancels_left,
         losses_left: *losses_left,
+        replay_failures_left: *replay_failures_left,
         bad: bad.clone(),
-        seen: seen.clone(),
+        seen: Seen {
+            replay_starts: swap_pairs(&seen.replay_starts),
+            replayed_res: (seen.replayed_res & !3)
+                | (seen.replayed_res & 1) << 1
+                | (seen.replayed_res >> 1) & 1,
+            ..seen.clone()
+        },
     }
 }
 

@@ -192,6 +192,20 @@ impl Core {
             } => self
                 .node
                 .request_timeout(req_id, normal, &mut ctx!(self, now_ms, out)),
+            Event::Timer {
+                id: TimerId::ReplayRetry(node),
+            } => self
+                .recovery
+                .replay_retry(node, &mut ctx!(self, now_ms, out)),
+            Event::JournalReplayed { node } => {
+                let r = self
+                    .recovery
+                    .journal_replayed(node, &mut ctx!(self, now_ms, out));
+                r.map(|rebuild| self.rebuild_if(rebuild, now_ms, out))
+            }
+            Event::JournalReplayFailed { node } => self
+                .recovery
+                .journal_replay_failed(node, &mut ctx!(self, now_ms, out)),
             Event::FenceConfirmed { node } => {
                 let r = self
                     .recovery
@@ -332,6 +346,12 @@ impl Core {
                     .fenced_announced(node, &mut ctx!(self, now_ms, out));
                 r.map(|rebuild| self.rebuild_if(rebuild, now_ms, out))
             }
+            PeerBody::Replayed { node } => {
+                let r = self
+                    .recovery
+                    .replayed_announced(node, &mut ctx!(self, now_ms, out));
+                r.map(|rebuild| self.rebuild_if(rebuild, now_ms, out))
+            }
             PeerBody::Leaving => {
                 // Sent once, after the sender's kernel let go of everything; nothing of the
                 // sender's changes until the membership that drops it.
@@ -350,7 +370,7 @@ impl Core {
         }
     }
 
-    /// Starts the rebuild when the last fence came in.
+    /// Starts the rebuild when the last fence or journal replay came in.
     fn rebuild_if(&mut self, rebuild: bool, now_ms: u64, out: &mut Vec<Action>) {
         if rebuild {
             let held = self.node.held();
@@ -389,8 +409,8 @@ impl Core {
             out.push(Action::SelfFence { epoch });
             return Ok(());
         }
-        let none_to_fence = self.recovery.start_fencing(&mut ctx!(self, now_ms, out));
-        if none_to_fence {
+        let none_to_wait_for = self.recovery.start_fencing(&mut ctx!(self, now_ms, out));
+        if none_to_wait_for {
             let held = self.node.held();
             self.recovery
                 .start_rebuild(held, &mut ctx!(self, now_ms, out));
@@ -415,6 +435,10 @@ impl Core {
     fn leave(&mut self, now_ms: u64, out: &mut Vec<Action>) -> Result<(), Reject> {
         if !self.node.reqs.is_empty() {
             return Err(Reject::Busy(self.node.reqs.len()));
+        }
+        let replays = self.replaying();
+        if !replays.is_empty() {
+            return Err(Reject::ReplayRunning(replays));
         }
         if self.recovery.phase == Phase::Stopped {
             return Err(Reject::Unexpected(
@@ -471,6 +495,16 @@ impl Core {
     pub fn awaiting_fence(&self) -> NodeSet {
         self.recovery.unfenced
     }
+    /// Lost nodes whose journal replay this node has not learnt of yet; recovery waits for
+    /// them (DESIGN.md §5.5).
+    pub fn awaiting_replay(&self) -> NodeSet {
+        self.recovery.unreplayed
+    }
+    /// Lost nodes whose journal replay this node's driver runs now ([`Action::ReplayJournal`]
+    /// without a result yet) or will run again after a failure.
+    pub fn replaying(&self) -> NodeSet {
+        self.recovery.replaying.union(self.recovery.replay_retry)
+    }
     /// The member that runs the fence agents of this epoch: the lowest id.
     pub fn fencer(&self) -> NodeId {
         fencer(self.members, self.cfg.node)
@@ -513,7 +547,8 @@ fn body_resource(body: &PeerBody) -> &ResourceId {
         | PeerBody::RebuildDone
         | PeerBody::Leaving
         | PeerBody::FenceAsk { .. }
-        | PeerBody::Fenced { .. } => unreachable!("no resource"),
+        | PeerBody::Fenced { .. }
+        | PeerBody::Replayed { .. } => unreachable!("no resource"),
     }
 }
 
@@ -728,6 +763,85 @@ mod tests {
         core.recovery.unfenced = NodeSet::EMPTY.with(2);
         core.recovery.fenced = NodeSet::EMPTY.with(2);
         assert!(core.check_invariants().unwrap_err().contains("both fenced"));
+    }
+
+    #[test]
+    fn invariant_check_catches_bad_replay_sets() {
+        // n2 lost and fenced, so every replay set may name it; members never.
+        let lost = || {
+            let mut core = Core::new(Config::booted(0, 3));
+            core.members = NodeSet::first(2);
+            core.recovery.fenced = NodeSet::EMPTY.with(2);
+            core
+        };
+        let mut core = lost();
+        core.recovery.phase = Phase::Replaying;
+        core.recovery.unreplayed = NodeSet::EMPTY.with(2);
+        core.recovery.replaying = NodeSet::EMPTY.with(2);
+        core.recovery.master_ready = false;
+        assert_eq!(core.check_invariants(), Ok(()));
+        let mut core = lost();
+        core.recovery.replayed = NodeSet::EMPTY.with(1);
+        assert!(core.check_invariants().unwrap_err().contains("member"));
+        let mut core = lost();
+        core.recovery.fenced = NodeSet::EMPTY;
+        core.recovery.unreplayed = NodeSet::EMPTY.with(2);
+        assert!(core
+            .check_invariants()
+            .unwrap_err()
+            .contains("neither fenced nor awaited"));
+        let mut core = lost();
+        core.recovery.fenced = NodeSet::EMPTY;
+        core.recovery.replayed = NodeSet::EMPTY.with(2);
+        assert!(core
+            .check_invariants()
+            .unwrap_err()
+            .contains("replayed but not fenced"));
+        let mut core = lost();
+        core.recovery.replayed = NodeSet::EMPTY.with(2);
+        core.recovery.unreplayed = NodeSet::EMPTY.with(2);
+        assert!(core
+            .check_invariants()
+            .unwrap_err()
+            .contains("both replayed and awaiting"));
+        for (replaying, retry, replayed) in [(true, true, false), (true, false, true)] {
+            let mut core = lost();
+            let pick = |b: bool| {
+                if b {
+                    NodeSet::EMPTY.with(2)
+                } else {
+                    NodeSet::EMPTY
+                }
+            };
+            core.recovery.replaying = pick(replaying);
+            core.recovery.replay_retry = pick(retry);
+            core.recovery.replayed = pick(replayed);
+            assert!(core.check_invariants().unwrap_err().contains("twice"));
+        }
+        let mut core = lost();
+        core.recovery.fenced = NodeSet::EMPTY;
+        core.recovery.replay_retry = NodeSet::EMPTY.with(2);
+        assert!(core.check_invariants().unwrap_err().contains("not fenced"));
+        let mut core = lost();
+        core.recovery.phase = Phase::Replaying;
+        core.recovery.master_ready = false;
+        core.recovery.fenced = NodeSet::EMPTY;
+        core.recovery.unfenced = NodeSet::EMPTY.with(2);
+        assert!(core
+            .check_invariants()
+            .unwrap_err()
+            .contains("while a fence is awaited"));
+        // The barrier: no rebuild and no grant before every lost node is replayed.
+        for phase in [Phase::Normal, Phase::Rebuilding] {
+            let mut core = lost();
+            core.members = NodeSet::first(2);
+            core.recovery.phase = phase;
+            core.recovery.unreplayed = NodeSet::EMPTY.with(2);
+            assert!(core
+                .check_invariants()
+                .unwrap_err()
+                .contains("before every lost node is fenced and replayed"));
+        }
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub const EARLY_CANCELS_MAX: usize = 4096;
 pub const RECOVERY_HISTORY_MAX: usize = 32;
 /// Longest per-request timeout accepted, in milliseconds; longer ones are clamped.
 pub const REQUEST_TIMEOUT_MAX_MS: u64 = 3_600_000;
+/// Delay before the replayer runs a failed journal replay again ([`Event::JournalReplayFailed`]),
+/// in milliseconds. Recovery stays frozen meanwhile.
+pub const REPLAY_RETRY_DELAY_MS: u64 = 2_000;
 
 // Errnos carried by [`KernelMsg::Deny`] (negative, as the kernel returns them).
 /// Try-lock (`NOQUEUE`) not grantable now, or a queue is full.
@@ -240,6 +243,9 @@ impl Config {
 pub enum TimerId {
     /// The per-request timeout of a kernel request.
     Request(ReqId),
+    /// The retry of a failed journal replay of this (lost) node, [`REPLAY_RETRY_DELAY_MS`]
+    /// after the failure.
+    ReplayRetry(NodeId),
 }
 
 /// Input to [`Core::handle`].
@@ -309,10 +315,25 @@ pub enum Event {
         /// 0, or the kernel's negative errno.
         errno: i32,
     },
+    /// The replay that [`Action::ReplayJournal`] asked for is done: `node`'s journal is replayed
+    /// into the shared volume and closed with an unmount record. The core tells every other
+    /// member ([`PeerBody::Replayed`]); recovery resumes once every lost node is replayed.
+    JournalReplayed {
+        /// The lost node whose journal was replayed.
+        node: NodeId,
+    },
+    /// The replay that [`Action::ReplayJournal`] asked for failed (the driver logs why).
+    /// Recovery stays frozen; the core arms [`TimerId::ReplayRetry`] and asks again when it
+    /// fires.
+    JournalReplayFailed {
+        /// The lost node whose replay failed.
+        node: NodeId,
+    },
     /// The daemon is stopping. If the kernel holds and waits for nothing, the core tells every
     /// other member that this node leaves cleanly ([`PeerBody::Leaving`]), so the next
     /// membership without it needs no fence, and stops granting. Otherwise it is rejected
-    /// ([`Reject::Busy`]): a node whose kernel may still write must be fenced.
+    /// ([`Reject::Busy`]): a node whose kernel may still write must be fenced; so must a node
+    /// whose driver still replays a lost node's journal ([`Reject::ReplayRunning`]).
     Leave,
 }
 
@@ -420,6 +441,18 @@ pub enum Action {
     Fence {
         /// Node to fence.
         node: NodeId,
+    },
+    /// Replay the journal of the fenced node `node` into the shared volume (DESIGN.md §5.5: a
+    /// proxy mount with `mxfs_recover=node` and `node`'s log, then unmount), then feed
+    /// [`Event::JournalReplayed`] or [`Event::JournalReplayFailed`]. Emitted by the fencer
+    /// once the fence is confirmed, at most once at a time per node on this core; a replay
+    /// of a log already replayed changes nothing, so a replay another survivor may also have
+    /// run before it died is harmless. The result is accepted in later epochs too.
+    ReplayJournal {
+        /// The lost, fenced node whose journal to replay.
+        node: NodeId,
+        /// The epoch whose recovery asked for it (for logs).
+        epoch: Epoch,
     },
     /// This node is in a minority partition of `epoch`: it has stopped granting and must
     /// fence itself (stop writing the shared disk, e.g. reboot).
@@ -530,8 +563,9 @@ pub enum PeerBody {
     /// member -> every member: my kernel holds and waits for nothing and I am stopping; the
     /// next membership without me need not fence me.
     Leaving,
-    /// member -> the fencer (recovery): `node` left my membership unfenced; fence it, or tell
-    /// me it is fenced. The fencer is the lowest-id member, so one fence agent runs per loss.
+    /// member -> the fencer (recovery): `node` left my membership unfenced or with its journal
+    /// not replayed; fence it and replay its journal, or tell me that is done (`Fenced`,
+    /// `Replayed`). The fencer is the lowest-id member, so one fence agent runs per loss.
     FenceAsk {
         /// The lost node.
         node: NodeId,
@@ -539,6 +573,12 @@ pub enum PeerBody {
     /// member that ran the fence agent -> every member: `node` is fenced.
     Fenced {
         /// The fenced node.
+        node: NodeId,
+    },
+    /// member that replayed a lost node's journal -> every member: `node`'s journal is
+    /// replayed (so it is fenced too); nothing it held for writing is damaged any more.
+    Replayed {
+        /// The lost node whose journal was replayed.
         node: NodeId,
     },
 }
@@ -586,6 +626,9 @@ pub enum Reject {
     Unexpected(&'static str),
     /// [`Event::Leave`] while the kernel holds or waits for this many requests.
     Busy(usize),
+    /// [`Event::Leave`] while this node's driver replays (or will retry) the journals of these
+    /// lost nodes: stopping would leave a replay half done, so the node must be fenced.
+    ReplayRunning(NodeSet),
     /// A timer or fence confirmation that matches nothing outstanding.
     Stale(&'static str),
 }
@@ -653,15 +696,25 @@ pub struct LocalDump {
     pub bast_pending: bool,
 }
 
-/// One recovery, for `mxfsctl status`.
+/// One recovery, for `mxfsctl status`. Its phases, for `recovery_ms`: detection happens
+/// before `started_ms` (the membership layer's timeout), fencing runs from `started_ms` to
+/// `fenced_ms`, the journal replay to `replayed_ms`, the rebuild of the master tables
+/// (remastering) to `finished_ms`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct RecoveryRecord {
     /// Epoch recovered into.
     pub epoch: Epoch,
-    /// Nodes lost (fenced).
+    /// Nodes lost (fenced, unless they left cleanly).
     pub lost: NodeSet,
-    /// Start time (`now_ms`).
+    /// Start time (`now_ms`): the membership arrived.
     pub started_ms: u64,
+    /// When this node knew every lost node fenced, if it did.
+    pub fenced_ms: Option<u64>,
+    /// When this node knew every lost node's journal replayed (equal to `fenced_ms` when no
+    /// journal needed a replay), if it did.
+    pub replayed_ms: Option<u64>,
+    /// Journal replays that failed on this node during this recovery (each retried).
+    pub replay_failures: u32,
     /// End time, if finished.
     pub finished_ms: Option<u64>,
 }
@@ -673,6 +726,8 @@ pub enum Phase {
     Normal,
     /// Frozen; waiting for fence confirmations of lost nodes.
     Fencing,
+    /// Frozen; every lost node is fenced, waiting for their journals to be replayed.
+    Replaying,
     /// Frozen; rebuilding master state (recovery barrier).
     Rebuilding,
     /// Not a member or in a minority: grants nothing until a majority membership arrives.

@@ -1,7 +1,8 @@
 //! Recovery layer: the phase, fencing (one fence agent per lost node, run by the fencer), the
-//! rebuild barrier (`Recover`, `RecoverDone`, `RebuildDone`), clean leaves and the history
-//! `mxfsctl` shows. The engine calls it on membership changes and recovery messages, and
-//! asks the node and master tables for what it needs.
+//! journal replay of every fenced node (run by the fencer too), the rebuild barrier
+//! (`Recover`, `RecoverDone`, `RebuildDone`), clean leaves and the history `mxfsctl` shows.
+//! The engine calls it on membership changes and recovery messages, and asks the node and
+//! master tables for what it needs.
 
 use std::collections::BTreeMap;
 
@@ -31,6 +32,17 @@ pub(crate) struct Recovery {
     pub fenced: NodeSet,
     /// As the fencer: nodes other members asked to fence (`FenceAsk`) whose fence agent runs.
     pub fence_asked: NodeSet,
+    /// Removed members that needed a fence and whose journal replay this core has not learnt
+    /// of (DESIGN.md §5.5); recovery does not rebuild, so grants nothing, until it is empty.
+    pub unreplayed: NodeSet,
+    /// Non-members whose journal is known replayed (here or announced by `Replayed`), until
+    /// they are members again.
+    pub replayed: NodeSet,
+    /// Nodes whose replay this core asked its driver for ([`Action::ReplayJournal`]) and
+    /// whose result has not come back. Kept across epochs: the replay runs on.
+    pub replaying: NodeSet,
+    /// Nodes whose replay failed here, with [`TimerId::ReplayRetry`] armed.
+    pub replay_retry: NodeSet,
     /// Finished and running recoveries, oldest first (at most [`RECOVERY_HISTORY_MAX`]).
     pub history: Vec<RecoveryRecord>,
 }
@@ -48,13 +60,18 @@ impl Recovery {
             departed: NodeSet::EMPTY,
             fenced: NodeSet::EMPTY,
             fence_asked: NodeSet::EMPTY,
+            unreplayed: NodeSet::EMPTY,
+            replayed: NodeSet::EMPTY,
+            replaying: NodeSet::EMPTY,
+            replay_retry: NodeSet::EMPTY,
             history: Vec::new(),
         }
     }
 
     /// A membership of a new epoch: `lost` left it. Freezes, records the recovery, tells the
     /// kernel, and returns the nodes still to fence (lost now or earlier, not fenced yet;
-    /// nodes that announced a clean leave need no fence).
+    /// nodes that announced a clean leave need no fence and no journal replay). A node that is
+    /// a member again needs neither (see the README's *Journal replay*).
     pub(crate) fn begin(&mut self, lost: NodeSet, members: NodeSet, cx: &mut Ctx) -> NodeSet {
         let left = lost.minus(lost.minus(self.departed));
         let must_fence = lost.minus(left);
@@ -66,6 +83,14 @@ impl Recovery {
             .union(must_fence)
             .minus(members)
             .minus(self.fenced);
+        self.replayed = self.replayed.minus(members);
+        self.replaying = self.replaying.minus(members);
+        self.replay_retry = self.replay_retry.minus(members);
+        self.unreplayed = self
+            .unreplayed
+            .union(must_fence)
+            .minus(members)
+            .minus(self.replayed);
         self.expected.clear();
         self.received.clear();
         self.rebuilt = NodeSet::EMPTY;
@@ -77,6 +102,9 @@ impl Recovery {
             epoch: cx.epoch,
             lost,
             started_ms: cx.now_ms,
+            fenced_ms: None,
+            replayed_ms: None,
+            replay_failures: 0,
             finished_ms: None,
         });
         cx.kernel(KernelMsg::RecoveryStart { epoch: cx.epoch });
@@ -93,23 +121,144 @@ impl Recovery {
 
     /// Starts fencing in a quorate membership: one fence agent per lost node. The fencer runs
     /// it (again, for a node lost earlier whose fence is still unconfirmed: the driver
-    /// ignores a fence already running), the others ask the fencer, which answers with
-    /// `Fenced` when it is done. True if nothing is left to fence.
+    /// ignores a fence already running) and replays the journal of every fenced node not
+    /// known replayed; the others ask the fencer, which answers with `Fenced` and `Replayed`
+    /// when each is done. True if nothing is left to fence or replay.
     pub(crate) fn start_fencing(&mut self, cx: &mut Ctx) -> bool {
         self.phase = Phase::Fencing;
         let fencer = fencer(cx.members, cx.me);
-        for node in self.unfenced.iter() {
-            if fencer == cx.me {
-                cx.out.push(Action::Fence { node });
-            } else {
+        for node in self.unfenced.union(self.unreplayed).iter() {
+            if fencer != cx.me {
                 cx.send(fencer, PeerBody::FenceAsk { node });
+            } else if self.unfenced.contains(node) {
+                cx.out.push(Action::Fence { node });
             }
         }
-        self.unfenced.is_empty()
+        self.replay_due(cx);
+        self.barrier_passed(cx)
     }
 
-    /// `Event::FenceConfirmed`: this node's fence agent fenced `node`; every other member
-    /// learns it from `Fenced`. True if recovery may now rebuild.
+    /// True (and the phase and history updated) if every lost node is fenced and replayed,
+    /// so the rebuild may start.
+    fn barrier_passed(&mut self, cx: &mut Ctx) -> bool {
+        if !matches!(self.phase, Phase::Fencing | Phase::Replaying) || !self.unfenced.is_empty() {
+            return false;
+        }
+        if let Some(h) = self.history.last_mut() {
+            h.fenced_ms.get_or_insert(cx.now_ms);
+        }
+        if !self.unreplayed.is_empty() {
+            self.phase = Phase::Replaying;
+            return false;
+        }
+        if let Some(h) = self.history.last_mut() {
+            h.replayed_ms.get_or_insert(cx.now_ms);
+        }
+        true
+    }
+
+    /// As the fencer of a quorate membership: asks the driver to replay the journal of every
+    /// fenced node not known replayed, unless its replay runs here or waits for a retry.
+    /// Only once every node it knows lost is fenced: a lost earlier replayer may still be
+    /// replaying the same journal until its own fence, and two replays of one log must never
+    /// overlap.
+    fn replay_due(&mut self, cx: &mut Ctx) {
+        if fencer(cx.members, cx.me) != cx.me
+            || self.phase == Phase::Stopped
+            || !self.unfenced.union(self.fence_asked).is_empty()
+        {
+            return;
+        }
+        let due = self
+            .fenced
+            .minus(self.replayed)
+            .minus(self.replaying)
+            .minus(self.replay_retry);
+        for node in due.iter() {
+            self.replaying = self.replaying.with(node);
+            cx.out.push(Action::ReplayJournal {
+                node,
+                epoch: cx.epoch,
+            });
+        }
+    }
+
+    /// `Event::JournalReplayed`: the replay this core asked for is done. Tells every other
+    /// member. True if recovery may now rebuild.
+    pub(crate) fn journal_replayed(&mut self, node: NodeId, cx: &mut Ctx) -> Result<bool, Reject> {
+        if !self.replaying.contains(node) {
+            return Err(Reject::Stale(
+                "journal replay result for a node not being replayed",
+            ));
+        }
+        self.replaying = self.replaying.without(node);
+        cx.send_to_others(PeerBody::Replayed { node });
+        Ok(self.learn_replayed(node, cx))
+    }
+
+    /// `Event::JournalReplayFailed`: recovery stays frozen; the replay runs again when
+    /// [`TimerId::ReplayRetry`] fires.
+    pub(crate) fn journal_replay_failed(
+        &mut self,
+        node: NodeId,
+        cx: &mut Ctx,
+    ) -> Result<(), Reject> {
+        if !self.replaying.contains(node) {
+            return Err(Reject::Stale(
+                "journal replay result for a node not being replayed",
+            ));
+        }
+        self.replaying = self.replaying.without(node);
+        self.replay_retry = self.replay_retry.with(node);
+        if let Some(h) = self.history.last_mut() {
+            h.replay_failures = h.replay_failures.saturating_add(1);
+        }
+        cx.out.push(Action::SetTimer {
+            id: TimerId::ReplayRetry(node),
+            at_ms: cx.now_ms.saturating_add(REPLAY_RETRY_DELAY_MS),
+        });
+        Ok(())
+    }
+
+    /// `TimerId::ReplayRetry(node)` fired: replay again if it is still due here.
+    pub(crate) fn replay_retry(&mut self, node: NodeId, cx: &mut Ctx) -> Result<(), Reject> {
+        if !self.replay_retry.contains(node) {
+            return Err(Reject::Stale("replay retry timer for no failed replay"));
+        }
+        self.replay_retry = self.replay_retry.without(node);
+        self.replay_due(cx);
+        Ok(())
+    }
+
+    /// `PeerBody::Replayed`. True if recovery may now rebuild.
+    pub(crate) fn replayed_announced(
+        &mut self,
+        node: NodeId,
+        cx: &mut Ctx,
+    ) -> Result<bool, Reject> {
+        if cx.members.contains(node) {
+            return Err(Reject::Stale("journal replay announced for a member"));
+        }
+        Ok(self.learn_replayed(node, cx))
+    }
+
+    /// `node`'s journal is replayed (here or announced), so it is fenced too. True if that
+    /// passed the recovery barrier.
+    fn learn_replayed(&mut self, node: NodeId, cx: &mut Ctx) -> bool {
+        // Known replayed first, so that `learn_fenced` does not ask for its replay.
+        self.replayed = self.replayed.with(node);
+        let mut passed = self.learn_fenced(node, cx);
+        if self.unreplayed.contains(node) {
+            self.unreplayed = self.unreplayed.without(node);
+            passed = self.barrier_passed(cx);
+        }
+        passed
+    }
+
+    /// `Event::FenceConfirmed`: this node's fence agent fenced `node`. As the fencer, this
+    /// node replays its journal next, and every other member learns both from `Replayed` (a
+    /// replayed node is fenced); a node that stopped being the fencer meanwhile announces the
+    /// fence alone (`Fenced`). True if recovery may now rebuild.
     pub(crate) fn fence_confirmed(&mut self, node: NodeId, cx: &mut Ctx) -> Result<bool, Reject> {
         if !self.unfenced.union(self.fence_asked).contains(node) {
             return Err(Reject::Stale(
@@ -117,7 +266,9 @@ impl Recovery {
             ));
         }
         self.fence_asked = self.fence_asked.without(node);
-        cx.send_to_others(PeerBody::Fenced { node });
+        if fencer(cx.members, cx.me) != cx.me || self.phase == Phase::Stopped {
+            cx.send_to_others(PeerBody::Fenced { node });
+        }
         Ok(self.learn_fenced(node, cx))
     }
 
@@ -132,13 +283,19 @@ impl Recovery {
         if cx.members.contains(node) || !cluster.contains(node) {
             return Err(Reject::Stale("fence asked for a member"));
         }
-        if self.fenced.contains(node) {
+        if self.replayed.contains(node) {
+            cx.send(from, PeerBody::Replayed { node });
+        } else if self.fenced.contains(node) {
             cx.send(from, PeerBody::Fenced { node });
+            // Otherwise its replay runs (or is started now, or waits for its retry);
+            // `Replayed` goes to every member when it is done.
+            self.replay_due(cx);
         } else if !self.unfenced.union(self.fence_asked).contains(node) {
             self.fence_asked = self.fence_asked.with(node);
             cx.out.push(Action::Fence { node });
         }
-        // Otherwise its fence agent runs; `Fenced` goes to every member when it is done.
+        // Otherwise its fence agent runs; `Fenced` goes to every member when it is done, and
+        // the replay follows.
         Ok(())
     }
 
@@ -150,25 +307,27 @@ impl Recovery {
         Ok(self.learn_fenced(node, cx))
     }
 
-    /// `node` is fenced (confirmed here or announced by a peer). True if that was the last
-    /// fence this recovery waited for.
+    /// `node` is fenced (confirmed here or announced by a peer). As the fencer, starts its
+    /// journal replay. True if that passed the recovery barrier (nothing left to fence or
+    /// replay).
     fn learn_fenced(&mut self, node: NodeId, cx: &mut Ctx) -> bool {
         self.fenced = self.fenced.with(node);
-        if !self.unfenced.contains(node) {
-            return false;
+        let awaited = self.unfenced.contains(node);
+        if awaited {
+            self.unfenced = self.unfenced.without(node);
+            cx.kernel(KernelMsg::NodeStatus {
+                node,
+                state: NodeState::Down,
+            });
         }
-        self.unfenced = self.unfenced.without(node);
-        cx.kernel(KernelMsg::NodeStatus {
-            node,
-            state: NodeState::Down,
-        });
-        self.phase == Phase::Fencing && self.unfenced.is_empty()
+        self.replay_due(cx);
+        awaited && self.barrier_passed(cx)
     }
 
-    /// Every lost node is fenced: tell each new master what this node holds (`held`), then
-    /// announce how many such messages each member should expect.
+    /// Every lost node is fenced and replayed: tell each new master what this node holds
+    /// (`held`), then announce how many such messages each member should expect.
     pub(crate) fn start_rebuild(&mut self, held: Vec<(ResourceId, LockMode)>, cx: &mut Ctx) {
-        debug_assert_eq!(self.phase, Phase::Fencing);
+        debug_assert!(matches!(self.phase, Phase::Fencing | Phase::Replaying));
         self.phase = Phase::Rebuilding;
         let mut counts = [0u32; NODES_MAX];
         for (resource, mode) in held {
@@ -255,11 +414,49 @@ impl Recovery {
         if !self.unfenced.minus(self.fenced).eq(&self.unfenced) {
             return Err("a node is both fenced and awaiting its fence".into());
         }
+        let replay_sets = self
+            .unreplayed
+            .union(self.replayed)
+            .union(self.replaying)
+            .union(self.replay_retry);
+        if !replay_sets.is_subset(outside) {
+            return Err("a member is marked unreplayed, replayed or being replayed".into());
+        }
+        if !self.unreplayed.is_subset(self.unfenced.union(self.fenced)) {
+            return Err(
+                "a node awaits its journal replay but is neither fenced nor awaited".into(),
+            );
+        }
+        if !self.replayed.is_subset(self.fenced) {
+            return Err("a node is replayed but not fenced".into());
+        }
+        if !self.unreplayed.minus(self.replayed).eq(&self.unreplayed) {
+            return Err("a node is both replayed and awaiting its replay".into());
+        }
+        if !self.replaying.minus(self.replay_retry).eq(&self.replaying)
+            || !self
+                .replaying
+                .union(self.replay_retry)
+                .is_subset(self.fenced)
+            || !self.replaying.minus(self.replayed).eq(&self.replaying)
+        {
+            return Err("a replay runs or waits for a node not fenced, or twice".into());
+        }
+        if self.phase == Phase::Replaying && !self.unfenced.is_empty() {
+            return Err("replaying journals while a fence is awaited".into());
+        }
         if self.phase == Phase::Normal && !(members.contains(me) && quorate(members, cluster)) {
             return Err("granting without being a member of a quorate membership".into());
         }
         if self.phase == Phase::Normal && !self.master_ready {
             return Err("normal phase with master tables not rebuilt".into());
+        }
+        if matches!(self.phase, Phase::Normal | Phase::Rebuilding)
+            && !self.unfenced.union(self.unreplayed).is_empty()
+        {
+            return Err(
+                "rebuilding or granting before every lost node is fenced and replayed".into(),
+            );
         }
         Ok(())
     }

@@ -97,6 +97,9 @@ impl Relabel<'_> {
             PeerBody::Fenced { node } => PeerBody::Fenced {
                 node: (self.node)(*node),
             },
+            PeerBody::Replayed { node } => PeerBody::Replayed {
+                node: (self.node)(*node),
+            },
         };
         PeerMsg {
             epoch: m.epoch,
@@ -152,6 +155,10 @@ impl Core {
             departed,
             fenced,
             fence_asked,
+            unreplayed,
+            replayed,
+            replaying,
+            replay_retry,
             history,
         } = recovery;
         let local = local
@@ -257,12 +264,18 @@ impl Core {
                     epoch,
                     lost,
                     started_ms,
+                    fenced_ms,
+                    replayed_ms,
+                    replay_failures,
                     finished_ms,
                 } = h;
                 RecoveryRecord {
                     epoch: *epoch,
                     lost: set(*lost),
                     started_ms: *started_ms,
+                    fenced_ms: *fenced_ms,
+                    replayed_ms: *replayed_ms,
+                    replay_failures: *replay_failures,
                     finished_ms: *finished_ms,
                 }
             })
@@ -301,6 +314,10 @@ impl Core {
                 departed: set(*departed),
                 fenced: set(*fenced),
                 fence_asked: set(*fence_asked),
+                unreplayed: set(*unreplayed),
+                replayed: set(*replayed),
+                replaying: set(*replaying),
+                replay_retry: set(*replay_retry),
                 history,
             },
             future: future.iter().map(|(f, m)| (n(*f), map.msg(m))).collect(),

@@ -20,6 +20,13 @@ pub struct Cluster {
     pub kernel_log: Vec<(NodeId, KernelMsg)>,
     /// Fence requests not yet confirmed: `(by, target)`.
     pub fences: Vec<(NodeId, NodeId)>,
+    /// Journal replays asked for and not yet finished: `(by, target)`.
+    pub replays: Vec<(NodeId, NodeId)>,
+    /// `settle` leaves replays alone (a test finishes or fails them with
+    /// [`Cluster::finish_replay`]).
+    pub hold_replays: bool,
+    /// Replays that `settle` fails before it lets one succeed.
+    pub replay_failures: u32,
     /// Armed timers: `(node, id, at_ms)`.
     pub timers: Vec<(NodeId, TimerId, u64)>,
     /// Current time.
@@ -46,6 +53,9 @@ impl Cluster {
             kernel: vec![Vec::new(); n as usize],
             kernel_log: Vec::new(),
             fences: Vec::new(),
+            replays: Vec::new(),
+            hold_replays: false,
+            replay_failures: 0,
             timers: Vec::new(),
             now_ms: 0,
             trace: String::new(),
@@ -121,6 +131,15 @@ impl Cluster {
                     self.log(format_args!("n{node} -> fence n{target}"));
                     self.fences.push((node, target));
                 }
+                Action::ReplayJournal {
+                    node: target,
+                    epoch,
+                } => {
+                    self.log(format_args!(
+                        "n{node} -> replay the journal of n{target} (epoch {epoch})"
+                    ));
+                    self.replays.push((node, target));
+                }
                 Action::SelfFence { epoch } => {
                     self.log(format_args!(
                         "n{node} -> SELF-FENCE (minority in epoch {epoch})"
@@ -173,8 +192,34 @@ impl Cluster {
                 }
                 continue;
             }
+            if let Some((by, target)) = self.replays.first().copied() {
+                if !self.hold_replays {
+                    let ok = self.replay_failures == 0;
+                    self.replay_failures = self.replay_failures.saturating_sub(1);
+                    let _ = self.finish_replay(by, target, ok);
+                    continue;
+                }
+            }
             break;
         }
+    }
+
+    /// Ends the journal replay `by` runs for `target`: feeds `by` the result (replayed, or
+    /// failed). False if no such replay runs.
+    pub fn finish_replay(&mut self, by: NodeId, target: NodeId, ok: bool) -> bool {
+        let Some(i) = self.replays.iter().position(|r| *r == (by, target)) else {
+            return false;
+        };
+        self.replays.remove(i);
+        if self.cores[by as usize].is_some() {
+            let ev = if ok {
+                Event::JournalReplayed { node: target }
+            } else {
+                Event::JournalReplayFailed { node: target }
+            };
+            let _ = self.event(by, ev);
+        }
+        true
     }
 
     /// Takes the armed timer with the earliest deadline at or before `now_ms`, if any.
@@ -222,6 +267,7 @@ impl Cluster {
     fn drop_and_install(&mut self, node: NodeId, epoch: Epoch) {
         self.cores[node as usize] = None;
         self.net.retain(|(f, t, _)| *f != node && *t != node);
+        self.replays.retain(|(by, _)| *by != node);
         let members = self.live();
         for n in members.iter() {
             let _ = self.event(n, Event::Membership { epoch, members });
@@ -367,7 +413,12 @@ pub fn describe_event(ev: &Event) -> String {
         Event::Timer {
             id: TimerId::Request(r),
         } => format!("timer req={r}"),
+        Event::Timer {
+            id: TimerId::ReplayRetry(n),
+        } => format!("timer: retry the journal replay of n{n}"),
         Event::FenceConfirmed { node } => format!("fence of n{node} confirmed"),
+        Event::JournalReplayed { node } => format!("journal of n{node} replayed"),
+        Event::JournalReplayFailed { node } => format!("journal replay of n{node} FAILED"),
         Event::CacheInvalDone { resource, errno } => {
             format!("CacheInvalDone {} errno={errno}", res(resource))
         }
@@ -441,6 +492,7 @@ pub fn describe_body(b: &PeerBody) -> String {
         PeerBody::Leaving => "Leaving".into(),
         PeerBody::FenceAsk { node } => format!("FenceAsk n{node}"),
         PeerBody::Fenced { node } => format!("Fenced n{node}"),
+        PeerBody::Replayed { node } => format!("Replayed n{node}"),
     }
 }
 

@@ -1211,8 +1211,12 @@ fn one_fencer_per_loss_and_the_next_fencer_takes_over() {
         },
     )
     .unwrap();
-    assert!(c.fences.is_empty());
-    assert_eq!(c.net.len(), before + 1, "answered with Fenced");
+    assert!(c.fences.is_empty() && c.replays.is_empty());
+    assert_eq!(
+        c.net.len(),
+        before + 1,
+        "answered with Replayed (a replayed node is fenced)"
+    );
 }
 
 /// A `FenceAsk` that names a member (or a node outside the cluster) is refused: the fencer must
@@ -1330,4 +1334,298 @@ fn grant_waits_for_the_invalidation_answer() {
         })
         .collect();
     assert_eq!(granted, vec![1, 2]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Journal replay (DESIGN.md §5.5, issue 11): between the confirmed fence and the rebuild.
+// ---------------------------------------------------------------------------------------------
+
+/// The version `node`'s kernel got with the grant of `req_id`, if it was granted.
+fn grant_version(c: &Cluster, node: NodeId, req_id: ReqId) -> Option<Version> {
+    c.kernel[node as usize].iter().find_map(|k| match k {
+        KernelMsg::Grant {
+            req_id: r, version, ..
+        } if *r == req_id => *version,
+        _ => None,
+    })
+}
+
+/// A node dies holding EX on a resource it also masters; a survivor waits for it. Nothing is
+/// granted, and nobody resumes, until the fencer's replay of the dead node's journal is done;
+/// then the waiter gets the lock with a version of the new epoch, so its kernel refreshes, and
+/// the recovery record has the fence and replay times.
+#[test]
+fn journal_is_replayed_before_anything_resumes() {
+    let mut c = Cluster::new(3);
+    let r = res_mastered_by(2, NodeSet::first(3));
+    c.request(2, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    let before = grant_version(&c, 2, 1).expect("n2 granted");
+    c.request(1, 1, r, LockMode::Pr).unwrap();
+    c.hold_replays = true;
+    c.now_ms = 100;
+    c.crash(2, 2);
+    c.now_ms = 200;
+    c.settle();
+    assert_eq!(
+        c.replays,
+        vec![(0, 2)],
+        "the fencer, n0, replays n2's journal"
+    );
+    // The fencer knows n2 fenced; n1 learns fence and replay together, from `Replayed`.
+    assert_eq!(c.core(0).phase(), Phase::Replaying);
+    assert_eq!(c.core(0).awaiting_fence(), NodeSet::EMPTY);
+    assert_eq!(c.core(1).phase(), Phase::Fencing);
+    assert_eq!(c.core(1).awaiting_fence(), NodeSet::EMPTY.with(2));
+    for n in 0..2 {
+        let core = c.core(n);
+        assert_eq!(core.awaiting_replay(), NodeSet::EMPTY.with(2), "n{n}");
+        assert!(
+            !c.kernel[n as usize]
+                .iter()
+                .any(|k| matches!(k, KernelMsg::RecoveryDone { epoch: 2 })),
+            "n{n} resumed before the replay"
+        );
+    }
+    assert_eq!(c.core(0).replaying(), NodeSet::EMPTY.with(2));
+    assert!(!c.granted(1, 1), "granted before the replay");
+    c.now_ms = 300;
+    assert!(c.finish_replay(0, 2, true));
+    c.settle();
+    assert!(c.granted(1, 1), "{}", c.trace);
+    let after = grant_version(&c, 1, 1).expect("granted");
+    assert_eq!(after.epoch, 2, "a version of the new epoch");
+    assert_ne!(after, before);
+    for n in 0..2 {
+        let core = c.core(n);
+        assert_eq!(core.phase(), Phase::Normal);
+        assert_eq!(core.awaiting_replay(), NodeSet::EMPTY);
+        let h = core.recovery_history().last().unwrap().clone();
+        let fenced_ms = if n == 0 { 200 } else { 300 };
+        assert_eq!(
+            (h.started_ms, h.fenced_ms, h.replayed_ms, h.finished_ms),
+            (100, Some(fenced_ms), Some(300), Some(300)),
+            "n{n}: {h:?}"
+        );
+        assert_eq!(h.replay_failures, 0);
+    }
+    assert_eq!(c.core(0).replaying(), NodeSet::EMPTY);
+}
+
+/// The replayer dies before it announced the replay: the next fencer fences it and replays
+/// both journals, its own loss's and the first one's. A replayer that dies after announcing
+/// has its own journal replayed only.
+#[test]
+fn replayer_dies_mid_replay_and_the_next_fencer_takes_over() {
+    let mut c = Cluster::new(5);
+    let r = res_mastered_by(4, NodeSet::first(5));
+    c.request(4, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    c.request(3, 1, r, LockMode::Ex).unwrap();
+    c.hold_replays = true;
+    c.crash(4, 2);
+    c.settle();
+    assert_eq!(c.replays, vec![(0, 4)]);
+    // n0 dies while it replays n4's journal.
+    c.crash(0, 3);
+    c.settle();
+    let mut replays = c.replays.clone();
+    replays.sort();
+    assert_eq!(replays, vec![(1, 0), (1, 4)], "n1 replays both journals");
+    assert_eq!(c.core(1).phase(), Phase::Replaying);
+    for n in 1..4 {
+        assert!(c.core(n).recovering(), "n{n}");
+        assert_eq!(
+            c.core(n).awaiting_replay(),
+            NodeSet::EMPTY.with(0).with(4),
+            "n{n}"
+        );
+    }
+    assert!(c.finish_replay(1, 4, true));
+    c.settle();
+    assert!(!c.granted(3, 1), "granted before n0's journal is replayed");
+    assert!(c.finish_replay(1, 0, true));
+    c.settle();
+    assert!(c.granted(3, 1), "{}", c.trace);
+    assert!((1..4).all(|n| !c.core(n).recovering()));
+
+    // Another cluster: n0 replays n4's journal and dies right after its `Replayed` went out.
+    let mut c = Cluster::new(5);
+    c.request(4, 1, r, LockMode::Pw).unwrap();
+    c.settle();
+    c.request(3, 1, r, LockMode::Pr).unwrap();
+    c.hold_replays = true;
+    c.crash(4, 2);
+    c.settle();
+    assert!(c.finish_replay(0, 4, true));
+    while c.step() {}
+    c.crash(0, 3);
+    c.settle();
+    assert_eq!(
+        c.replays,
+        vec![(1, 0)],
+        "n1 replays n0's journal only: n4's was announced"
+    );
+    assert!(c.finish_replay(1, 0, true));
+    c.settle();
+    assert!(c.granted(3, 1), "{}", c.trace);
+}
+
+/// A node that announced a clean leave needs neither fence nor replay.
+#[test]
+fn clean_leave_needs_no_journal_replay() {
+    let mut c = Cluster::new(3);
+    c.hold_replays = true;
+    c.leave(2, 2).unwrap();
+    c.settle();
+    assert!(c.fences.is_empty() && c.replays.is_empty());
+    for n in 0..2 {
+        assert!(!c.core(n).recovering(), "n{n}");
+        assert_eq!(c.core(n).awaiting_replay(), NodeSet::EMPTY);
+        let h = c.core(n).recovery_history().last().unwrap().clone();
+        assert_eq!(h.fenced_ms, h.replayed_ms, "no replay step: {h:?}");
+    }
+}
+
+/// A failed replay keeps recovery frozen and runs again when its retry timer fires; the
+/// failure is counted in the recovery record.
+#[test]
+fn failed_replay_retries_and_does_not_resume() {
+    let mut c = Cluster::new(3);
+    let r = res_mastered_by(0, NodeSet::first(3));
+    c.request(2, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    c.request(1, 1, r, LockMode::Ex).unwrap();
+    c.hold_replays = true;
+    c.crash(2, 2);
+    c.settle();
+    c.now_ms = 1_000;
+    assert!(c.finish_replay(0, 2, false));
+    c.settle();
+    assert!(c.replays.is_empty());
+    assert_eq!(
+        c.timers,
+        vec![(0, TimerId::ReplayRetry(2), 1_000 + REPLAY_RETRY_DELAY_MS)]
+    );
+    assert_eq!(
+        c.core(0).replaying(),
+        NodeSet::EMPTY.with(2),
+        "still its job"
+    );
+    assert_eq!(c.core(0).phase(), Phase::Replaying);
+    assert!(c.core(1).recovering());
+    assert!(!c.granted(1, 1));
+    c.advance(1_000 + REPLAY_RETRY_DELAY_MS - 1);
+    assert!(c.replays.is_empty(), "retried early");
+    c.advance(1_000 + REPLAY_RETRY_DELAY_MS);
+    assert_eq!(c.replays, vec![(0, 2)], "retried");
+    assert_eq!(
+        c.core(0).recovery_history().last().unwrap().replay_failures,
+        1
+    );
+    assert!(c.finish_replay(0, 2, true));
+    c.settle();
+    assert!(c.granted(1, 1), "{}", c.trace);
+    // A late timer or result matches nothing.
+    let stale = c.event(
+        0,
+        Event::Timer {
+            id: TimerId::ReplayRetry(2),
+        },
+    );
+    assert!(matches!(stale, Err(Reject::Stale(_))), "{stale:?}");
+    let stale = c.event(0, Event::JournalReplayed { node: 2 });
+    assert!(matches!(stale, Err(Reject::Stale(_))), "{stale:?}");
+}
+
+/// `Replayed` naming a member is refused; a repeated one is harmless.
+#[test]
+fn replayed_for_a_member_is_refused_and_a_repeat_is_harmless() {
+    let mut c = Cluster::new(3);
+    let replayed = |node, epoch| Event::Peer {
+        from: 0,
+        msg: PeerMsg {
+            epoch,
+            body: PeerBody::Replayed { node },
+        },
+    };
+    let r = c.event(1, replayed(2, 1));
+    assert!(matches!(r, Err(Reject::Stale(_))), "{r:?}");
+    c.crash(2, 2);
+    c.settle();
+    assert!(!c.core(1).recovering());
+    assert_eq!(c.event(1, replayed(2, 2)), Ok(()));
+    assert!(!c.core(1).recovering());
+    c.core(1).check_invariants().unwrap();
+}
+
+/// The replayer cannot leave cleanly while its replay runs (stopping would leave it half
+/// done): the leave is refused, and such a node is fenced and its replay run again by the
+/// next fencer, only once every lost node is fenced (so the two replays never overlap).
+#[test]
+fn replayer_cannot_leave_cleanly_and_replays_never_overlap() {
+    let mut c = Cluster::new(5);
+    c.hold_replays = true;
+    c.crash(4, 2);
+    c.settle();
+    assert_eq!(c.replays, vec![(0, 4)]);
+    assert_eq!(
+        c.event(0, Event::Leave),
+        Err(Reject::ReplayRunning(NodeSet::EMPTY.with(4)))
+    );
+    // n0 is cut off, not yet fenced: its replay may still run. n1 fences both first.
+    c.hold_replays = true;
+    c.cores[0] = None;
+    c.net.retain(|(f, t, _)| *f != 0 && *t != 0);
+    let members = c.live();
+    for n in members.iter() {
+        c.event(n, Event::Membership { epoch: 3, members }).unwrap();
+    }
+    while c.step() {}
+    let mut f = c.fences.clone();
+    f.sort();
+    assert_eq!(f, vec![(1, 0), (1, 4)]);
+    c.fences.retain(|x| *x == (1, 4));
+    c.settle();
+    assert!(
+        !c.replays.iter().any(|(by, _)| *by == 1),
+        "n1 replays while n0, which may still replay n4, is unfenced"
+    );
+    c.event(1, Event::FenceConfirmed { node: 0 }).unwrap();
+    let mut r = c.replays.clone();
+    r.sort();
+    assert_eq!(r, vec![(0, 4), (1, 0), (1, 4)]);
+}
+
+/// A fence agent that confirms after its node stopped being the fencer (a lower id joined)
+/// announces the fence itself (`Fenced`), since the journal replay is now the new fencer's job.
+#[test]
+fn fence_confirmed_after_the_fencer_changed_is_announced() {
+    let mut c = Cluster::new(5);
+    c.leave(0, 2).unwrap();
+    c.settle();
+    c.crash(4, 3);
+    assert_eq!(c.fences, vec![(1, 4)]);
+    c.fences.clear();
+    while c.step() {}
+    // n0 restarts and joins: it is the fencer of epoch 4.
+    c.cores[0] = Some(Core::new(Config {
+        members: NodeSet::EMPTY,
+        epoch: 0,
+        ..Config::booted(0, 5)
+    }));
+    let members = NodeSet::first(4);
+    for n in members.iter() {
+        c.event(n, Event::Membership { epoch: 4, members }).unwrap();
+    }
+    c.net.clear();
+    c.event(1, Event::FenceConfirmed { node: 4 }).unwrap();
+    let fenced_to: Vec<NodeId> = c
+        .net
+        .iter()
+        .filter(|(f, _, m)| *f == 1 && m.body == PeerBody::Fenced { node: 4 })
+        .map(|(_, t, _)| *t)
+        .collect();
+    assert_eq!(fenced_to, vec![0, 2, 3], "{}", c.trace);
+    assert!(c.replays.is_empty(), "n1 is not the replayer any more");
 }

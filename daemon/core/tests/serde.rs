@@ -56,6 +56,10 @@ fn all_bodies() -> Vec<PeerBody> {
         },
         PeerBody::RecoverDone { count: 3 },
         PeerBody::RebuildDone,
+        PeerBody::Leaving,
+        PeerBody::FenceAsk { node: 4 },
+        PeerBody::Fenced { node: 4 },
+        PeerBody::Replayed { node: 63 },
     ]
 }
 

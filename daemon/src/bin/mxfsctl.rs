@@ -247,6 +247,18 @@ fn print_reply(r: &CtlReply) {
                     s.awaiting_fence, s.fencer
                 );
             }
+            if !s.awaiting_replay.is_empty() {
+                println!(
+                    "journal replay: waiting for {:?} (replayer node {}){}",
+                    s.awaiting_replay,
+                    s.fencer,
+                    if s.replaying.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; this node replays {:?}", s.replaying)
+                    }
+                );
+            }
             println!("peers:");
             for p in &s.peers {
                 let heard = p
@@ -272,9 +284,21 @@ fn print_reply(r: &CtlReply) {
                     .duration_ms
                     .map(|d| format!("{d} ms"))
                     .unwrap_or("running".into());
+                let part = |v: Option<u64>| v.map(|v| format!("{v} ms")).unwrap_or("-".into());
                 println!(
-                    "  epoch {:<4} lost {:?}  started at {} ms  took {d}",
-                    r.epoch, r.lost, r.started_ms
+                    "  epoch {:<4} lost {:?}  started at {} ms  took {d}  (fence {}, replay {}, \
+                     remaster {}{})",
+                    r.epoch,
+                    r.lost,
+                    r.started_ms,
+                    part(r.fence_ms),
+                    part(r.replay_ms),
+                    part(r.remaster_ms),
+                    if r.replay_failures > 0 {
+                        format!(", {} failed replays", r.replay_failures)
+                    } else {
+                        String::new()
+                    }
                 );
             }
         }

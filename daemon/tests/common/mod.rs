@@ -180,6 +180,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub nodes: Vec<Node>,
     pub fence_log: PathBuf,
+    /// Where the test replay command records each replay: `<node-id> <name> <epoch>`.
+    pub replay_log: PathBuf,
 }
 
 pub fn write_key(path: &Path, seed: &str) {
@@ -205,6 +207,25 @@ impl Cluster {
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&fence, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let replay_log = dir.path().join("replayed.log");
+        let replay = dir.path().join("replay.sh");
+        std::fs::write(
+            &replay,
+            format!(
+                "#!/bin/sh
+# While HOLD exists the replay waits; if FAIL exists it fails once.
+                 while [ -e {hold} ]; do sleep 0.05; done
+                 if [ -e {fail} ]; then rm -f {fail}; echo \"replay of $1 failed (test)\" >&2; \
+                 exit 3; fi
+                 echo \"$MXFS_REPLAY_NODE_ID $2 $MXFS_REPLAY_EPOCH\" >> {log}
+",
+                hold = dir.path().join("replay.hold").display(),
+                fail = dir.path().join("replay.fail").display(),
+                log = replay_log.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&replay, std::fs::Permissions::from_mode(0o755)).unwrap();
         let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
         let peers: String = (1..=n)
             .map(|i| {
@@ -228,10 +249,12 @@ impl Cluster {
                      heartbeat_interval_ms = {HEARTBEAT_INTERVAL_MS}\n\
                      heartbeat_timeout_ms = {HEARTBEAT_TIMEOUT_MS}\n\
                      fence_command = [\"{}\"]\nfence_timeout_ms = 5000\nkernel = \"none\"\n\
+                     replay_command = [\"{}\"]\nreplay_timeout_ms = 5000\n\
                      ctl_socket = \"{}\"\ntest_hooks = true\n\
                      metrics_address = \"127.0.0.1:{metrics_port}\"\n",
                     key.display(),
                     fence.display(),
+                    replay.display(),
                     sock.display()
                 ),
             )
@@ -250,7 +273,47 @@ impl Cluster {
             dir,
             nodes,
             fence_log,
+            replay_log,
         }
+    }
+
+    /// Rewrites every node's config for a lock-only cluster: `shared_journals = false`
+    /// instead of the replay command (before the daemons start).
+    pub fn lock_only(&self) {
+        for n in &self.nodes {
+            let text = std::fs::read_to_string(&n.config).unwrap();
+            let text: String = text
+                .lines()
+                .map(|l| {
+                    if l.starts_with("replay_command") {
+                        "shared_journals = false".to_string()
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            std::fs::write(&n.config, text + "\n").unwrap();
+        }
+    }
+
+    /// Makes the test replay command wait (`true`) until released (`false`).
+    pub fn hold_replays(&self, on: bool) {
+        let hold = self.replay_log.with_file_name("replay.hold");
+        if on {
+            std::fs::write(hold, "").unwrap();
+        } else {
+            std::fs::remove_file(hold).unwrap();
+        }
+    }
+
+    /// Makes the next run of the test replay command fail.
+    pub fn fail_next_replay(&self) {
+        std::fs::write(self.replay_log.with_file_name("replay.fail"), "").unwrap();
+    }
+
+    pub fn replayed(&self) -> String {
+        std::fs::read_to_string(&self.replay_log).unwrap_or_default()
     }
 
     /// Starts `n` daemons with one key and waits until all agree on all `n` members.
