@@ -113,6 +113,9 @@ for i in $(seq 1 "$N"); do
         echo 'heartbeat_timeout_ms = 4000'
         echo 'fence_timeout_ms = 15000'
         echo 'fence_command = ["/bin/mxfs-guest", "fence-wait", "--witness", "/dev/vdc", "--timeout-secs", "10"]'
+        # No journal replay yet: mxfsd counts a dead node's replay as done at once (the proxy
+        # mount that replays it, issue 11, will be this cluster's replay_command).
+        echo 'shared_journals = false'
         for j in $(seq 1 "$N"); do
             echo "[[peers]]"
             echo "id = $j"

@@ -211,6 +211,7 @@ cluster_key_file = "/etc/mxfs/cluster.key"
 ctl_socket = "/run/mxfs/mxfsd.sock"
 kernel = "netlink"
 fence_command = ["/bin/true"]
+shared_journals = false
 [[peers]]
 id = 1
 address = "127.0.0.1:7100"
