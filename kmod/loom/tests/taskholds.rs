@@ -138,6 +138,9 @@ fn tasks_race_for_the_last_entry_of_their_group() {
     // Each lookup loads a whole group of keys: more branches than loom's default allows.
     let mut model = loom::model::Builder::new();
     model.max_branches = 100_000;
+    if model.preemption_bound.is_none() {
+        model.preemption_bound = Some(3);
+    }
     model.check(move || {
         let t = Arc::new(LoomHolds::new());
         // Other tasks fill all but one entry of the group.
