@@ -376,7 +376,7 @@ static int mxfs_xfs_mount(struct super_block *sb, const struct xfs_mxfs_mount_in
 {
 	*mount_priv = NULL;
 	return mxfs_rs_fs_mount(sb, sb->s_id, info->uuid.b, MAJOR(info->log_dev),
-				MINOR(info->log_dev), mount_priv);
+				MINOR(info->log_dev), info->recover_node, mount_priv);
 }
 
 static void mxfs_xfs_unmount(struct super_block *sb, void *mount_priv)
@@ -612,7 +612,9 @@ static int mxfs_xfs_op_begin(struct super_block *sb, void *mount_priv, struct xf
 	if (READ_ONCE(mxfs_op_fail_eio))
 		return -EIO;
 	return mxfs_rs_op_begin(mount_priv, op->intent == XFS_MXFS_INTENT_WRITE,
-				op->flags & XFS_MXFS_OP_SPECULATE, (size_t *)&op->cookie);
+				op->flags & XFS_MXFS_OP_SPECULATE,
+				op->kind == XFS_MXFS_OP_MOUNT || op->kind == XFS_MXFS_OP_UNMOUNT,
+				(size_t *)&op->cookie);
 }
 
 static void mxfs_xfs_op_end(struct super_block *sb, void *mount_priv, struct xfs_mxfs_op *op)

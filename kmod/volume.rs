@@ -59,6 +59,11 @@ use crate::{kerr, state, Mxfs};
 /// Most `-o mxfs` mounts at once (the same bound as the recovery freezes' volumes).
 pub(crate) const MOUNTS_MAX: usize = hooks::VOLUMES_MAX;
 
+/// The private pointer of a recovery mount (`mxfs_recover=N`): no slot, no lock. It replays a
+/// dead node's log at mount while the cluster is frozen for that node's recovery, and serves
+/// no operation after (DESIGN.md §5.5).
+const RECOVERY_MOUNT_PRIV: usize = usize::MAX;
+
 /// `op_end` cookies (kept by XFS in `xfs_mxfs_op::cookie`): which hold the `op_begin` took.
 /// Bits 0-2: the kind; bits 3-10: the task's [`TaskHolds`] entry (not for a speculation);
 /// bits 16-56: for a gate hold or a speculation, the packed [`Gate`].
@@ -67,6 +72,7 @@ const COOKIE_PR: usize = 1;
 const COOKIE_EX: usize = 2;
 const COOKIE_NESTED: usize = 3;
 const COOKIE_SPECULATE: usize = 4;
+const COOKIE_RECOVERY: usize = 5;
 const COOKIE_KIND_MASK: usize = 7;
 const COOKIE_TASK_SHIFT: u32 = 3;
 const COOKIE_GATE_SHIFT: u32 = 16;
@@ -254,7 +260,7 @@ pub(crate) extern "C" fn mxfs_rs_pair_bench(pairs: u32, out: *mut u64, n: c_int)
     };
     let mut pair = || {
         let mut cookie = 0usize;
-        let rc = mxfs_rs_op_begin(mount_priv, false, false, &mut cookie);
+        let rc = mxfs_rs_op_begin(mount_priv, false, false, false, &mut cookie);
         if rc != 0 {
             return Err(Error::from_errno(rc));
         }
@@ -296,7 +302,7 @@ pub(crate) extern "C" fn mxfs_rs_pair_bench(pairs: u32, out: *mut u64, n: c_int)
         core::hint::black_box(sink);
         let speculation_ns = timed(&mut || {
             let mut cookie = 0usize;
-            let rc = mxfs_rs_op_begin(mount_priv, false, true, &mut cookie);
+            let rc = mxfs_rs_op_begin(mount_priv, false, true, false, &mut cookie);
             if rc != 0 {
                 return Err(Error::from_errno(rc));
             }
@@ -711,6 +717,7 @@ pub(crate) extern "C" fn mxfs_rs_fs_mount(
     uuid16: *const u8,
     log_major: u32,
     log_minor: u32,
+    recover_node: u32,
     mount_priv: *mut *mut c_void,
 ) -> c_int {
     let Some(st) = state() else {
@@ -720,6 +727,22 @@ pub(crate) extern "C" fn mxfs_rs_fs_mount(
     // for the duration of the call (glue.c).
     let (id, uuid) = unsafe { (CStr::from_char_ptr(sb_id), &*uuid16.cast::<[u8; 16]>()) };
     let volume = volume_id_from_uuid(uuid);
+    if recover_node != 0 {
+        // Run by mxfsd's replay command while the cluster is frozen for the node's recovery
+        // (or by an operator with the cluster stopped): no lock, no VOLUME_MOUNT, and no
+        // daemon needed.
+        // SAFETY: XFS passes a valid pointer for the mount's private data.
+        unsafe { *mount_priv = RECOVERY_MOUNT_PRIV as *mut c_void };
+        pr_info!(
+            "XFS recovery mount of {}: replaying node {}'s log (device {}:{}) of volume {:#x}\n",
+            id,
+            recover_node,
+            log_major,
+            log_minor,
+            volume
+        );
+        return 0;
+    }
     if st.net.daemon().is_none() {
         pr_err!(
             "mount of {} refused: mxfsd is not running (start it, then mount again)\n",
@@ -790,6 +813,10 @@ pub(crate) extern "C" fn mxfs_rs_fs_unmount(
     };
     // SAFETY: XFS passes the super block's NUL-terminated s_id, live during the call.
     let id = unsafe { CStr::from_char_ptr(sb_id) };
+    if mount_priv as usize == RECOVERY_MOUNT_PRIV {
+        pr_info!("XFS recovery mount of {} unmounted\n", id);
+        return;
+    }
     let v = &st.volumes;
     let _g = v.table.lock();
     let Some((i, s)) = slot_of(v, mount_priv) else {
@@ -850,8 +877,18 @@ pub(crate) extern "C" fn mxfs_rs_op_begin(
     mount_priv: *mut c_void,
     write: bool,
     speculate: bool,
+    lifecycle: bool,
     cookie: *mut usize,
 ) -> c_int {
+    if mount_priv as usize == RECOVERY_MOUNT_PRIV {
+        // A recovery mount runs its mount and unmount without the lock, and nothing else.
+        if !lifecycle {
+            return code::EPERM.to_errno();
+        }
+        // SAFETY: XFS passes the cookie of its on-stack op, valid during the call.
+        unsafe { *cookie = COOKIE_RECOVERY };
+        return 0;
+    }
     let Some(st) = state() else {
         return code::ENODEV.to_errno();
     };
@@ -929,6 +966,10 @@ pub(crate) extern "C" fn mxfs_rs_op_begin(
 /// XFS_MXFS_OP_RETRY), else true.
 #[no_mangle]
 pub(crate) extern "C" fn mxfs_rs_op_end(mount_priv: *mut c_void, cookie: usize) -> bool {
+    let kind = cookie & COOKIE_KIND_MASK;
+    if mount_priv as usize == RECOVERY_MOUNT_PRIV {
+        return kind == COOKIE_RECOVERY;
+    }
     let Some(st) = state() else {
         return false;
     };
@@ -936,7 +977,6 @@ pub(crate) extern "C" fn mxfs_rs_op_end(mount_priv: *mut c_void, cookie: usize) 
     let Some((idx, slot)) = slot_of(v, mount_priv) else {
         return false;
     };
-    let kind = cookie & COOKIE_KIND_MASK;
     if kind == COOKIE_SPECULATE {
         return Gate::unpack((cookie >> COOKIE_GATE_SHIFT) as u64, CACHE_BUCKETS)
             .is_some_and(|g| v.locks.gate_admits(g, LockMode::Pr));

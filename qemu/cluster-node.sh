@@ -2,7 +2,8 @@
 # Disks: vda the shared -o mxfs volume (external logs), vdb the shared image of the debug-family
 # scenarios (plain XFS, internal log), vdc the shared exclusion witness, vdd this node's config
 # (a tar with mxfsd.toml and cluster.key), then every node's log in node order (vde is node 1's;
-# mxfs.log names this node's), and on node 1 a plain XFS scratch disk last (mxfs.scratch).
+# mxfs.log names this node's), the shared volume again for recovery mounts (mxfs.alias,
+# qemu/mxfs-replay.sh), and on node 1 a plain XFS scratch disk last (mxfs.scratch).
 # Nodes are 1..N at 10.77.0.<id> on a private switch; they meet at barriers on the witness
 # disk. First the file-system phase (fs_phase: every node mounts vda -o mxfs read-write, runs
 # the workloads, unmounts); then the debug-family scenarios; the last node is killed by the host
@@ -385,6 +386,14 @@ if wait_dmesg "RECOVERY_DONE" 120; then
     result recovery_seen PASS "$(dmesg | grep -E 'RECOVERY_(START|DONE)' | sed 's/^\[[^]]*\] //' | tr '\n' ';')"
 else result recovery_seen FAIL "no RECOVERY_DONE within 120 s: $(dmesg | grep RECOVERY | tr '\n' ';')"; fi
 if dmesg | grep -q RECOVERY_START; then :; else result recovery_start FAIL "no RECOVERY_START"; fi
+# The fencer (node 1) replayed the dead node's log through a recovery mount (mxfsd's
+# replay_command, qemu/mxfs-replay.sh) before the recovery finished.
+if [ "$NODE" = 1 ]; then
+    if line=$(dmesg | grep -m1 "XFS recovery mount of"); then
+        ended=$(dmesg | grep -A8 "XFS recovery mount of" | grep -m1 -o "Ending [a-z]* *[a-z]*")
+        result journal_replayed PASS "${line#*] }; XFS: ${ended:-no Ending line}"
+    else result journal_replayed FAIL "no recovery mount on the fencer: $(grep -i replay /tmp/mxfsd.log | tail -n 3 | tr '\n' ' ')"; fi
+fi
 barrier "$SURV" 1011
 if [ "$NODE" = 1 ]; then
     run dead_node_lock_granted mxfs-guest lock "inode:$VOL:300" EX --hold-ms 10 --witness $W --history $HIST --node 1

@@ -113,9 +113,8 @@ for i in $(seq 1 "$N"); do
         echo 'heartbeat_timeout_ms = 4000'
         echo 'fence_timeout_ms = 15000'
         echo 'fence_command = ["/bin/mxfs-guest", "fence-wait", "--witness", "/dev/vdc", "--timeout-secs", "10"]'
-        # No journal replay yet: mxfsd counts a dead node's replay as done at once (the proxy
-        # mount that replays it, issue 11, will be this cluster's replay_command).
-        echo 'shared_journals = false'
+        # A dead node's log is replayed by a recovery mount (qemu/mxfs-replay.sh).
+        echo 'replay_command = ["/bin/mxfs-replay"]'
         for j in $(seq 1 "$N"); do
             echo "[[peers]]"
             echo "id = $j"
@@ -153,11 +152,15 @@ for i in $(seq 1 "$N"); do
         logs+=(-drive file="$RUN/log-$j.img",format=raw,if=none,id=log$j,cache.direct=on,file.locking=off
             -device virtio-blk-pci,drive=log$j,share-rw=on)
     done
+    # The shared volume again, for recovery mounts (qemu/mxfs-replay.sh).
+    alias=(-drive file="$RUN/shared.img",format=raw,if=none,id=alias,cache.direct=on,file.locking=off
+        -device virtio-blk-pci,drive=alias,share-rw=on)
+    extra="$extra mxfs.alias=$(disk $((5 + N)))"
     scratch=()
     if [ "$i" = 1 ]; then
         scratch=(-drive file="$RUN/scratch.img",format=raw,if=none,id=scratch,cache.direct=on
             -device virtio-blk-pci,drive=scratch)
-        extra="$extra mxfs.scratch=$(disk $((5 + N)))"
+        extra="$extra mxfs.scratch=$(disk $((6 + N)))"
     fi
     LAUNCH_NS+=("$(date +%s%N)")
     qemu-system-x86_64 -accel tcg -m 512 -smp 1 -display none -no-reboot \
@@ -172,7 +175,7 @@ for i in $(seq 1 "$N"); do
         -device virtio-blk-pci,drive=wit,share-rw=on \
         -drive file="$RUN/cfg-$i.tar",format=raw,if=none,id=cfg,readonly=on \
         -device virtio-blk-pci,drive=cfg \
-        "${logs[@]}" "${scratch[@]}" \
+        "${logs[@]}" "${alias[@]}" "${scratch[@]}" \
         -netdev vde,id=n0,sock="$RUN/switch" -device virtio-net-pci,netdev=n0,mac=52:54:00:77:00:0$i \
         -device virtio-rng-pci \
         -append "console=ttyS0 panic=-1 quiet $CLOCK mxfs.role=node mxfs.node=$i mxfs.nodes=$N$extra" \
@@ -364,7 +367,7 @@ FS_CHECKS=mxfs_mount_needs_daemon,fs_mount_all,data_linearizable,attr_coherent,m
 if [ "$FS_ONLY" = 1 ]; then
     EXPECTED=network_up,module_load,cluster_healthy,$FS_CHECKS,no_kernel_warnings
 else
-    EXPECTED=network_up,module_load,cluster_healthy,$FS_CHECKS,volume_registered,lock_exclusion,noqueue_deny,cache_inval,node_killed,recovery_seen,dead_node_lock_granted,daemon_stopped_enotconn,silent_daemon_etimedout,no_kernel_warnings,history_check,one_fence_agent
+    EXPECTED=network_up,module_load,cluster_healthy,$FS_CHECKS,volume_registered,lock_exclusion,noqueue_deny,cache_inval,node_killed,recovery_seen,journal_replayed,dead_node_lock_granted,daemon_stopped_enotconn,silent_daemon_etimedout,no_kernel_warnings,history_check,one_fence_agent
 fi
 set +e
 result_table "$EXPECTED" "$RUN"/node*.log "$RUN/host.log"

@@ -93,6 +93,10 @@ mxfs_option_checks() {
             -t xfs -o mxfs,logdev=/dev/vdd,norecovery,ro /dev/vdc /mnt2
         mount_refused mxfs_refuses_reflink "mxfs: reflink is not supported" \
             -t xfs -o mxfs,logdev=/dev/vdf /dev/vde /mnt2
+        mount_refused mxfs_recover_needs_ro "mxfs: an mxfs_recover mount must be read-only" \
+            -t xfs -o mxfs,mxfs_recover=1,nouuid,logdev=/dev/vdd /dev/vdg /mnt2
+        mount_refused mxfs_recover_needs_node "mxfs: mxfs_recover needs the id of the node" \
+            -t xfs -o ro,mxfs_recover=0,nouuid,logdev=/dev/vdd /dev/vdg /mnt2
         n=$(dmesg | wc -l)
         if mount $MXFS_MOUNT 2>/tmp/mount.err; then
             line=$(grep ' /mnt2 ' /proc/mounts)
@@ -233,6 +237,14 @@ single_mxfsd_stop() {
     sleep 0.5
 }
 
+# What a file of the mxfs volume holds at its home location: a read-only norecovery mount reads
+# the volume as it is, whatever the log holds.
+at_home() { # FILE
+    mount -t xfs -o ro,norecovery,logdev=/dev/vdd /dev/vdc /mnt2 2>/dev/null || { echo "no mount"; return; }
+    cat "/mnt2/$1" 2>/dev/null || echo "absent"
+    umount /mnt2 2>/dev/null
+}
+
 # mxfsd dies while a volume is mounted: the mount withdraws (DESIGN.md §5.2): the module says
 # so, operations fail with EIO, nothing more reaches the disk, and the unmount still works.
 # Stops the one-node mxfsd (its kill is the test).
@@ -248,10 +260,20 @@ withdraw_check() {
     else got="write: $(head -n 1 /tmp/w.err)"; fi
     said=$(new_dmesg "$n" | grep -m1 "withdrawing")
     umount /mnt2 2>/tmp/umount.err || got="$got; umount: $(cat /tmp/umount.err)"
-    # A plain read-only mount replays the log the withdrawn mount left (the synced create is
-    # there only), then shows what reached the disk.
-    mount -t xfs -o ro,logdev=/dev/vdd /dev/vdc /mnt2 2>/dev/null
-    on_disk=$(cat /mnt2/withdraw-probe 2>&1); umount /mnt2 2>/dev/null
+    # The withdrawn mount left its log dirty: the synced create is only there. A recovery mount
+    # (kmod/patches 0022) on vdg, the same image attached again, replays it as a survivor would
+    # for a dead node; read-only norecovery mounts show what is at home before and after.
+    home_before=$(at_home withdraw-probe)
+    n=$(dmesg | wc -l)
+    if mount -t xfs -o ro,mxfs,mxfs_recover=1,nouuid,logdev=/dev/vdd /dev/vdg /mnt2 \
+        2>/tmp/mount.err; then
+        proxy=$(new_dmesg "$n" | grep -c "Starting recovery\|Ending recovery\|recovery mount of vdg")
+        umount /mnt2 2>/tmp/umount.err || proxy="$proxy; umount: $(cat /tmp/umount.err)"
+    else proxy="mount: $(cat /tmp/mount.err)"; fi
+    on_disk=$(at_home withdraw-probe)
+    if [ "$proxy" = 3 ] && [ "$home_before" != before ] && [ "$on_disk" = before ]; then
+        result mxfs_replay_by_proxy PASS "recovery mount replayed node 1's log: at home before '$home_before', after '$on_disk'; $(new_dmesg "$n" | grep -m1 'recovery mount of vdg' | sed 's/.*] //')"
+    else result mxfs_replay_by_proxy FAIL "dmesg lines $proxy (want 3: recovery mount, Starting, Ending) | at home before '$home_before' (want not 'before'), after '$on_disk'"; fi
     case "$got" in
     *"Input/output error"*) if [ -n "$said" ] && [ "$on_disk" = before ]; then
             result mxfs_withdraw_on_daemon_loss PASS "$got | ${said#*] } | on disk: $on_disk"

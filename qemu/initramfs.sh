@@ -54,6 +54,7 @@ addfile /bin/busybox /bin/busybox 0755
 echo "slink /bin/sh busybox 0777 0 0" >>"$list"
 addfile /init "$QEMU_DIR/guest-init.sh" 0755
 addfile /bin/cluster-node.sh "$QEMU_DIR/cluster-node.sh" 0755
+addfile /bin/mxfs-replay "$QEMU_DIR/mxfs-replay.sh" 0755
 addfile /lib/modules/mxfs.ko "$OUT/mxfs.ko" 0644
 # XFS is a module (kernel.config); /init loads it with a plain insmod, so it must need no other.
 deps=$(modinfo -F depends "$XFS_KO") || die "modinfo $XFS_KO failed"

@@ -31,14 +31,16 @@ timeout --kill-after=5 "$BOOT_TIMEOUT_SECS" qemu-system-x86_64 -accel tcg -m 512
     -device virtio-blk-pci,drive=d0 \
     -drive file="$RUN/witness.img",format=raw,if=none,id=d1,cache=none \
     -device virtio-blk-pci,drive=d1 \
-    -drive file="$RUN/mxfs.img",format=raw,if=none,id=d2,cache=none \
-    -device virtio-blk-pci,drive=d2 \
+    -drive file="$RUN/mxfs.img",format=raw,if=none,id=d2,cache=none,file.locking=off \
+    -device virtio-blk-pci,drive=d2,share-rw=on \
     -drive file="$RUN/mxfs-log.img",format=raw,if=none,id=d3,cache=none \
     -device virtio-blk-pci,drive=d3 \
     -drive file="$RUN/reflink.img",format=raw,if=none,id=d4,cache=none \
     -device virtio-blk-pci,drive=d4 \
     -drive file="$RUN/reflink-log.img",format=raw,if=none,id=d5,cache=none \
-    -device virtio-blk-pci,drive=d5 -device virtio-rng-pci \
+    -device virtio-blk-pci,drive=d5 \
+    -drive file="$RUN/mxfs.img",format=raw,if=none,id=d6,cache=none,file.locking=off \
+    -device virtio-blk-pci,drive=d6,share-rw=on -device virtio-rng-pci \
     -append "console=ttyS0 panic=-1 quiet $CLOCK mxfs.role=smoke" >"$RUN/smoke.log" 2>&1
 rc=$?
 set -e
@@ -60,7 +62,7 @@ elif grep -qE "two holders at once|another holder wrote" "$RUN/history-check.txt
 else
     echo "MXFS-RESULT checker_catches_overlap FAIL $(tail -n 1 "$RUN/history-check.txt")" >"$RUN/host.log"
 fi
-MXFS_OPTION_CHECKS=xfs_module_load,plain_xfs_rw,plain_xfs_growfs,mxfs_remount_refused,mxfs_refuses_plain_mounted,mxfs_no_module,mxfs_callouts_registered,mxfs_needs_logdev,mxfs_refuses_rtdev,mxfs_refuses_dax,mxfs_refuses_quota,mxfs_refuses_discard,mxfs_refuses_norecovery,mxfs_refuses_reflink,mxfs_mount_rw,mxfs_growfs_refused,mxfs_ops_like_xfs,mxfs_unload_refused_while_mounted,mxfs_umount,mxfs_no_module_after_unload,mxfs_mount_needs_daemon,single_mxfsd,mxfs_volume_lock_cached,mxfs_volume_lock_released,mxfs_withdraw_on_daemon_loss
+MXFS_OPTION_CHECKS=xfs_module_load,plain_xfs_rw,plain_xfs_growfs,mxfs_remount_refused,mxfs_refuses_plain_mounted,mxfs_no_module,mxfs_callouts_registered,mxfs_needs_logdev,mxfs_refuses_rtdev,mxfs_refuses_dax,mxfs_refuses_quota,mxfs_refuses_discard,mxfs_refuses_norecovery,mxfs_refuses_reflink,mxfs_recover_needs_ro,mxfs_recover_needs_node,mxfs_mount_rw,mxfs_growfs_refused,mxfs_ops_like_xfs,mxfs_unload_refused_while_mounted,mxfs_umount,mxfs_no_module_after_unload,mxfs_mount_needs_daemon,single_mxfsd,mxfs_volume_lock_cached,mxfs_volume_lock_released,mxfs_withdraw_on_daemon_loss,mxfs_replay_by_proxy
 CALLOUT_OPS=open,getattr,permission,lookup,read,write,fsync,dio_read,dio_write,fault,page_mkwrite,setattr_truncate,setattr_chmod,readdir,create,mknod,mkdir,symlink,readlink,link,rename,unlink,rmdir,fallocate,punch_hole,zero_range,collapse_range,insert_range,seek_data,fibmap,xattr_set,xattr_get,xattr_list,xattr_remove,ioctl_getflags,ioctl_setflags,fitrim_refused,noatime
 CALLOUT_CHECKS=$(echo "$CALLOUT_OPS" | sed 's/\([^,]*\)/callout_\1/g'),mxfs_fail_write_eio,mxfs_fail_read_eio,mxfs_fail_unchanged,plain_xfs_no_callouts
 EXPECTED=$MXFS_OPTION_CHECKS,$CALLOUT_CHECKS,module_load,version_line,no_daemon_enotconn,unprivileged_eperm,non_daemon_grant_eperm,grant_path,other_sender_eperm,release_sent,daemon_gone_enotconn,deny_path,grant_timeout_etimedout,late_grant_released,inval_lock,cache_inval,recovery_freeze,module_unload,unload_line,no_kernel_warnings,checker_catches_overlap

@@ -1,6 +1,6 @@
 //! The journal replay of a lost node (DESIGN.md §5.5): an external command that replays the
 //! node's XFS log into the shared volume (in production a proxy mount
-//! `-o mxfs,mxfs_recover=N,nouuid,logdev=<N's log>` of a second block device over the shared
+//! `-o ro,mxfs,mxfs_recover=N,nouuid,logdev=<N's log>` of a second block device over the shared
 //! volume, then an unmount, which writes an unmount record into N's log).
 //!
 //! Run as `replay_command... <node-id> <node-name>` with `MXFS_REPLAY_NODE_ID`,
