@@ -503,7 +503,18 @@ impl State {
             None,
             format!("replaying the journal of node {node} ({name}), epoch {epoch}"),
         );
-        tracing::warn!(node, %name, epoch, "replaying the journal of a lost node");
+        if self.core.members().contains(node) {
+            // A cold start's member, or a node back before its replay was announced: it cannot
+            // mount before this recovery ends.
+            tracing::warn!(
+                node,
+                %name,
+                epoch,
+                "replaying the journal of a member (first mounter, or back before its replay)"
+            );
+        } else {
+            tracing::warn!(node, %name, epoch, "replaying the journal of a lost node");
+        }
         tokio::spawn(async move {
             let t = Instant::now();
             let result = replay::replay_once(&cmd, node, &name, epoch, timeout)

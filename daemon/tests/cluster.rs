@@ -618,7 +618,9 @@ fn first_mounter_fences_the_absent_node_and_replays_every_journal_before_grantin
         node.start();
     }
     let s = wait_for("node 1 to replay every journal", 2 * WAIT_MS, || {
-        let s = c.node(1).status();
+        // The ctl socket may not be up yet right after the start.
+        let out = c.node(1).ctl_output(&["status"]);
+        let s: Value = serde_json::from_slice(&out.stdout).ok()?;
         (s["replaying"] == serde_json::json!([1, 2, 3])).then_some(s)
     });
     assert_eq!(s["phase"], "Replaying", "{s}");
