@@ -171,12 +171,21 @@ pub struct StatusView {
     pub fencer: u32,
     /// Lost nodes whose fence is not confirmed yet (recovery waits for them).
     pub awaiting_fence: Vec<u32>,
-    /// Lost nodes whose journal replay this node has not learnt of (recovery waits for them).
+    /// Nodes whose journal replay this node has not learnt of (recovery waits for them):
+    /// lost nodes, and on a first mounter every node, members included.
     #[serde(default)]
     pub awaiting_replay: Vec<u32>,
-    /// Lost nodes whose journal this node replays now (or again after a failure).
+    /// Nodes whose journal this node replays now (or again after a failure).
     #[serde(default)]
     pub replaying: Vec<u32>,
+    /// Whether this node knows which journals may be dirty (it resumed in a quorate
+    /// membership and has not stopped since). A fresh node does not; if no member does, the
+    /// cluster starts cold and its fencer replays every journal (first mounter).
+    #[serde(default)]
+    pub journals_known: bool,
+    /// As the fencer: members whose journal report it waits for before any replay.
+    #[serde(default)]
+    pub awaiting_reports: Vec<u32>,
     /// Test hook state.
     pub isolated: bool,
     /// Milliseconds since start.

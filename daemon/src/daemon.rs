@@ -503,7 +503,18 @@ impl State {
             None,
             format!("replaying the journal of node {node} ({name}), epoch {epoch}"),
         );
-        tracing::warn!(node, %name, epoch, "replaying the journal of a lost node");
+        if self.core.members().contains(node) {
+            // A cold start's member, or a node back before its replay was announced: it cannot
+            // mount before this recovery ends.
+            tracing::warn!(
+                node,
+                %name,
+                epoch,
+                "replaying the journal of a member (first mounter, or back before its replay)"
+            );
+        } else {
+            tracing::warn!(node, %name, epoch, "replaying the journal of a lost node");
+        }
         tokio::spawn(async move {
             let t = Instant::now();
             let result = replay::replay_once(&cmd, node, &name, epoch, timeout)
@@ -635,10 +646,13 @@ impl State {
         }
     }
 
-    /// A recovery stuck rebuilding (a recovery message lost, e.g. to a peer that restarted
-    /// between two sends) is restarted by the coordinator with a new epoch of the same view.
+    /// A recovery stuck rebuilding, or a fencer waiting for a member's `Journals` report (a
+    /// recovery message lost, e.g. to a peer that restarted between two sends), is restarted
+    /// by the coordinator with a new epoch of the same view.
     fn watch_recovery(&mut self, now: u64) {
-        if self.core.phase() != mxfs_core::Phase::Rebuilding {
+        if self.core.phase() != mxfs_core::Phase::Rebuilding
+            && self.core.awaiting_reports().is_empty()
+        {
             self.rebuilding_since_ms = None;
             return;
         }
@@ -839,6 +853,8 @@ impl State {
             awaiting_fence: self.core.awaiting_fence().iter().collect(),
             awaiting_replay: self.core.awaiting_replay().iter().collect(),
             replaying: self.core.replaying().iter().collect(),
+            journals_known: self.core.journals_known(),
+            awaiting_reports: self.core.awaiting_reports().iter().collect(),
             isolated: self.peers.shared().isolated.load(Ordering::Relaxed),
             uptime_ms: now,
         }

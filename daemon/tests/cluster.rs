@@ -356,8 +356,9 @@ fn lost_recovery_message_is_recovered_by_the_stall_watchdog() {
     assert!(granted(&c.node(2).ctl(&["lock", r, "EX"])));
     let mut waiter = c.node(1).lock_bg(r, "EX", &[]);
     still_blocked(&mut waiter, 300);
-    // Node 3's next lock-core messages are its `FenceAsk` to the fencer (node 1, which fences
-    // node 2 on its own anyway) and its `RecoverDone` to node 1, which node 1 then waits for.
+    // Node 3's next lock-core messages are its `Journals` report and its `FenceAsk` to the
+    // fencer (node 1, which fences node 2 on its own anyway); node 1 starts no replay before
+    // that report.
     assert_eq!(c.node(3).ctl(&["drop-core", "2"])["reply"], "ok");
     c.node_mut(2).kill9();
     let g = finish(waiter, WAIT_MS + 10 * HEARTBEAT_TIMEOUT_MS);
@@ -604,4 +605,57 @@ fn netlink_without_module_is_a_clear_error() {
         err.contains("mxfs genetlink family not found: is mxfs.ko loaded?"),
         "{err}"
     );
+}
+
+/// First mounter (issue 11 item 3): two of three daemons start fresh while the third is
+/// down. None knows the journals, so the fencer (node 1) fences node 3 and replays all three
+/// journals before it grants anything; `mxfsctl status` says so.
+#[test]
+fn first_mounter_fences_the_absent_node_and_replays_every_journal_before_granting() {
+    let mut c = Cluster::configure(3, |_| "good");
+    c.hold_replays(true);
+    for node in &mut c.nodes[..2] {
+        node.start();
+    }
+    let s = wait_for("node 1 to replay every journal", 2 * WAIT_MS, || {
+        // The ctl socket may not be up yet right after the start.
+        let out = c.node(1).ctl_output(&["status"]);
+        let s: Value = serde_json::from_slice(&out.stdout).ok()?;
+        (s["replaying"] == serde_json::json!([1, 2, 3])).then_some(s)
+    });
+    assert_eq!(s["phase"], "Replaying", "{s}");
+    assert_eq!(s["journals_known"], false, "{s}");
+    assert_eq!(s["awaiting_replay"], serde_json::json!([1, 2, 3]), "{s}");
+    let out = std::process::Command::new(MXFSCTL)
+        .arg("--socket")
+        .arg(&c.node(1).sock)
+        .arg("status")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("first mounter: no member knows the journals"),
+        "{text}"
+    );
+    assert!(
+        text.contains("journal replay: waiting for [1, 2, 3] (replayer node 1)"),
+        "{text}"
+    );
+    let mut waiter = c.node(2).lock_bg("inode:1:1000", "EX", &[]);
+    still_blocked(&mut waiter, 300);
+    assert_eq!(
+        c.fenced().lines().filter(|l| l.starts_with("3 n3")).count(),
+        1,
+        "the absent node is fenced once: {:?}",
+        c.fenced()
+    );
+    c.hold_replays(false);
+    let g = finish(waiter, WAIT_MS);
+    assert!(granted(&g), "{g}");
+    let log = c.replayed();
+    let mut lines: Vec<&str> = log.lines().collect();
+    lines.sort();
+    let nodes: Vec<&str> = lines.iter().map(|l| &l[..4]).collect();
+    assert_eq!(nodes, ["1 n1", "2 n2", "3 n3"], "{lines:?}");
+    assert_eq!(c.node(1).status()["journals_known"], true);
 }

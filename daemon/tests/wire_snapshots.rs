@@ -1,7 +1,7 @@
 //! insta snapshots of every peer frame kind, byte for byte (hex), with a fixed session key so
 //! the MAC is deterministic. A change here is a peer protocol change: bump PEER_PROTO_VERSION.
 
-use mxfs_core::{LockMode, PeerBody, PeerMsg, ResourceId, Version};
+use mxfs_core::{LockMode, NodeSet, PeerBody, PeerMsg, ResourceId, Version};
 use mxfs_daemon::auth::Sealer;
 use mxfs_daemon::frame::{decode_peer_frame, encode_msg, Frame, Heartbeat, Hello, WireMsg};
 
@@ -100,6 +100,14 @@ fn peer_frames() {
         ),
         ("recover_done", PeerBody::RecoverDone { count: 300 }),
         ("rebuild_done", PeerBody::RebuildDone),
+        (
+            "journals",
+            PeerBody::Journals {
+                known: true,
+                replaying: NodeSet(0b0100),
+                waiting: NodeSet(0b1000),
+            },
+        ),
     ];
     let mut out = String::new();
     for (name, body) in bodies {

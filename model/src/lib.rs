@@ -139,6 +139,12 @@ pub struct MxfsModel {
     /// Journal replays that may fail (`Event::JournalReplayFailed`; the core retries on a
     /// timer).
     pub replay_failures: u8,
+    /// First mounter: `Some(up)` starts only the nodes of `up`, as fresh processes (no
+    /// membership, journals unknown), and gives them their first membership at once; the
+    /// other nodes are down from the start. Every node's journal may be dirty (the whole
+    /// cluster went down), so no grant may come before each was replayed. `None`: every node
+    /// boots as a member of a running cluster.
+    pub cold_start: Option<NodeSet>,
 }
 
 /// A message in flight.
@@ -258,6 +264,8 @@ pub struct Violations {
     pub unreplayed_grant: bool,
     /// Two live nodes replayed one journal at once.
     pub concurrent_replay: bool,
+    /// A kernel got a grant after a cold start before every journal was replayed.
+    pub cold_grant: bool,
     /// A later request was granted while an earlier queued one waited (text says where).
     pub overtaken: Option<String>,
     /// A core rejected a message or event the model considers legitimate, or broke an
@@ -481,6 +489,8 @@ pub struct State {
     /// Resources dead nodes held for writing whose journal is not replayed yet: `(node,
     /// res)`, sorted. The replay writes their new data (the ground truth moves then).
     pub unreplayed: Vec<(NodeId, u8)>,
+    /// First mounter: the journals not replayed since the cold start (every node's at first).
+    pub cold_dirty: NodeSet,
     /// Master-queue fairness record: first-request `Lock`s each master received in its
     /// current epoch and has not answered, in arrival order.
     pub queued: Vec<Queued>,
@@ -570,6 +580,7 @@ impl MxfsModel {
             symmetry: true,
             refuse_inval: NodeSet::EMPTY,
             replay_failures: 0,
+            cold_start: None,
         }
     }
 
@@ -646,6 +657,21 @@ impl MxfsModel {
                 },
             ),
             (
+                "first mount: 3 ops, PR/EX and try-EX, nodes 0 and 2 start fresh, node 1 is down",
+                MxfsModel {
+                    ops: 3,
+                    asks: vec![
+                        Ask::Wait(LockMode::Pr),
+                        Ask::Wait(LockMode::Ex),
+                        Ask::Try(LockMode::Ex),
+                    ],
+                    converts: vec![],
+                    max_crashes: 0,
+                    cold_start: Some(NodeSet::EMPTY.with(0).with(2)),
+                    ..MxfsModel::exhaustive()
+                },
+            ),
+            (
                 "faults: 2 ops, timed EX, PR, 1 cancel, 1 lost message + resync, no crash",
                 MxfsModel {
                     ops: 2,
@@ -694,6 +720,7 @@ impl MxfsModel {
             symmetry: false,
             refuse_inval: NodeSet::EMPTY,
             replay_failures: 1,
+            cold_start: None,
         }
     }
 
@@ -964,6 +991,9 @@ impl MxfsModel {
                 let i = self.res_index(&resource);
                 if s.unreplayed.iter().any(|(_, r)| *r == i) {
                     s.bad.unreplayed_grant = true;
+                }
+                if !s.cold_dirty.is_empty() {
+                    s.bad.cold_grant = true;
                 }
                 if s.seen.replayed_res & (1 << i) != 0 {
                     s.seen.grant_after_replay = true;
@@ -1243,10 +1273,14 @@ impl Model for MxfsModel {
     fn init_states(&self) -> Vec<State> {
         let n = self.nodes as usize;
         let r = self.resources.len();
-        vec![State {
-            cores: (0..self.nodes)
-                .map(|i| Some(CoreCell::new(Core::new(Config::booted(i, self.nodes)))))
-                .collect(),
+        let core = |i: NodeId| match self.cold_start {
+            None => Some(CoreCell::new(Core::new(Config::booted(i, self.nodes)))),
+            Some(up) => up
+                .contains(i)
+                .then(|| CoreCell::new(Core::new(Config::fresh(i, self.nodes)))),
+        };
+        let mut s = State {
+            cores: (0..self.nodes).map(core).collect(),
             kernels: vec![
                 Kernel {
                     next_req: 1,
@@ -1270,6 +1304,10 @@ impl Model for MxfsModel {
             replays: Vec::new(),
             retries: Vec::new(),
             unreplayed: Vec::new(),
+            cold_dirty: match self.cold_start {
+                None => NodeSet::EMPTY,
+                Some(_) => NodeSet::first(self.nodes),
+            },
             queued: Vec::new(),
             master_holds: Vec::new(),
             truth: vec![0; r],
@@ -1279,7 +1317,20 @@ impl Model for MxfsModel {
             replay_failures_left: self.replay_failures,
             bad: Violations::default(),
             seen: Seen::default(),
-        }]
+        };
+        if let Some(up) = self.cold_start {
+            for node in up.iter() {
+                self.feed(
+                    &mut s,
+                    node,
+                    Event::Membership {
+                        epoch: 1,
+                        members: up,
+                    },
+                );
+            }
+        }
+        vec![s]
     }
 
     fn actions(&self, s: &State, acts: &mut Vec<Step>) {
@@ -1557,6 +1608,7 @@ impl Model for MxfsModel {
                     s.seen.replayed_res |= 1 << *i;
                 }
                 s.unreplayed.retain(|(n, _)| *n != target);
+                s.cold_dirty = s.cold_dirty.without(target);
                 self.feed(&mut s, by, Event::JournalReplayed { node: target });
             }
             Step::ReplayFail(by, target) => {
@@ -1642,6 +1694,10 @@ impl Model for MxfsModel {
                 !s.bad.concurrent_replay
             }),
             Property::always(
+                "no grant before every journal a first mounter must replay is replayed",
+                |_, s: &State| !s.bad.cold_grant,
+            ),
+            Property::always(
                 "cores accept every legitimate event and keep their invariants",
                 |_, s: &State| s.bad.core_error.is_none(),
             ),
@@ -1723,7 +1779,9 @@ impl Model for MxfsModel {
                 |_, s: &State| s.local_queue_formed(),
             ));
         }
-        if self.ops >= 3 {
+        // Needs three live kernels (one holds, two wait) with one process each.
+        let live_nodes = self.cold_start.map_or(self.nodes as usize, NodeSet::len);
+        if self.ops >= 3 && (live_nodes >= 3 || self.kernel_waits >= 2) {
             ps.push(Property::sometimes(
                 "two first requests wait at a master for one resource",
                 |_, s: &State| s.master_queue_formed(),
@@ -2218,6 +2276,7 @@ fn mirror_with(s: &State, core: impl Fn(&CoreCell) -> CoreCell) -> State {
         replays,
         retries,
         unreplayed,
+        cold_dirty,
         queued,
         master_holds,
         truth,
@@ -2288,6 +2347,7 @@ fn mirror_with(s: &State, core: impl Fn(&CoreCell) -> CoreCell) -> State {
             v.sort();
             v
         },
+        cold_dirty: cold_dirty.iter().fold(NodeSet::EMPTY, |a, x| a.with(sw(x))),
         queued: queued
             .iter()
             .map(|q| Queued {

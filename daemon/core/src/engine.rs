@@ -352,6 +352,20 @@ impl Core {
                     .replayed_announced(node, &mut ctx!(self, now_ms, out));
                 r.map(|rebuild| self.rebuild_if(rebuild, now_ms, out))
             }
+            PeerBody::Journals {
+                known,
+                replaying,
+                waiting,
+            } => {
+                let cluster = self.cfg.cluster;
+                let r = self.recovery.journals_report(
+                    from,
+                    (known, replaying, waiting),
+                    cluster,
+                    &mut ctx!(self, now_ms, out),
+                );
+                r.map(|rebuild| self.rebuild_if(rebuild, now_ms, out))
+            }
             PeerBody::Leaving => {
                 // Sent once, after the sender's kernel let go of everything; nothing of the
                 // sender's changes until the membership that drops it.
@@ -404,12 +418,16 @@ impl Core {
             .begin(lost, members, &mut ctx!(self, now_ms, out));
         if !members.contains(self.cfg.node) || !quorate(members, self.cfg.cluster) {
             self.recovery.phase = Phase::Stopped;
+            self.recovery.known = false;
             self.node
                 .deny_all_waiters(ENOLCK, &mut ctx!(self, now_ms, out));
             out.push(Action::SelfFence { epoch });
             return Ok(());
         }
-        let none_to_wait_for = self.recovery.start_fencing(&mut ctx!(self, now_ms, out));
+        let cluster = self.cfg.cluster;
+        let none_to_wait_for = self
+            .recovery
+            .start_fencing(cluster, &mut ctx!(self, now_ms, out));
         if none_to_wait_for {
             let held = self.node.held();
             self.recovery
@@ -447,6 +465,7 @@ impl Core {
         }
         ctx!(self, now_ms, out).send_to_others(PeerBody::Leaving);
         self.recovery.phase = Phase::Stopped;
+        self.recovery.known = false;
         Ok(())
     }
 
@@ -497,13 +516,30 @@ impl Core {
     }
     /// Lost nodes whose journal replay this node has not learnt of yet; recovery waits for
     /// them (DESIGN.md §5.5).
+    /// Members whose journal waits too (a cold start's, or a node back before its replay
+    /// was announced) are included.
     pub fn awaiting_replay(&self) -> NodeSet {
-        self.recovery.unreplayed
+        self.recovery.unreplayed.union(self.recovery.member_logs)
+    }
+    /// Whether this node knows which journals may be dirty (it resumed in a quorate
+    /// membership and has not stopped since); a fencer that does not waits for every
+    /// member's report and, if no member knows either, replays every journal (first mounter).
+    pub fn journals_known(&self) -> bool {
+        self.recovery.known
     }
     /// Lost nodes whose journal replay this node's driver runs now ([`Action::ReplayJournal`]
     /// without a result yet) or will run again after a failure.
     pub fn replaying(&self) -> NodeSet {
         self.recovery.replaying.union(self.recovery.replay_retry)
+    }
+    /// As the fencer in recovery: members whose `Journals` report has not arrived; no
+    /// journal replay starts before it does (a lost report stalls recovery until the next
+    /// epoch, which `mxfsd`'s stall watchdog installs).
+    pub fn awaiting_reports(&self) -> NodeSet {
+        if self.fencer() != self.cfg.node || !self.recovering() || self.phase() == Phase::Stopped {
+            return NodeSet::EMPTY;
+        }
+        self.members.minus(self.recovery.reported)
     }
     /// The member that runs the fence agents of this epoch: the lowest id.
     pub fn fencer(&self) -> NodeId {
@@ -548,7 +584,8 @@ fn body_resource(body: &PeerBody) -> &ResourceId {
         | PeerBody::Leaving
         | PeerBody::FenceAsk { .. }
         | PeerBody::Fenced { .. }
-        | PeerBody::Replayed { .. } => unreachable!("no resource"),
+        | PeerBody::Replayed { .. }
+        | PeerBody::Journals { .. } => unreachable!("no resource"),
     }
 }
 

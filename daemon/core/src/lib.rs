@@ -236,6 +236,16 @@ impl Config {
             limits: Limits::DEFAULT,
         }
     }
+    /// Node `node` of an `n`-node cluster, freshly started: no membership yet (as `mxfsd`
+    /// starts it), so it grants nothing before its first membership and does not know the
+    /// journals (README, *First mounter*).
+    pub fn fresh(node: NodeId, n: u32) -> Config {
+        Config {
+            members: NodeSet::EMPTY,
+            epoch: 0,
+            ..Config::booted(node, n)
+        }
+    }
 }
 
 /// A timer the core asked the driver to arm with [`Action::SetTimer`].
@@ -580,6 +590,21 @@ pub enum PeerBody {
     Replayed {
         /// The lost node whose journal was replayed.
         node: NodeId,
+    },
+    /// member -> the fencer, once per epoch (recovery): what this member knows of the
+    /// journals. The fencer starts no journal replay before every member's report is in, so
+    /// it never replays a log another member still replays, and a fencer that never resumed
+    /// learns whether the cluster is starting cold (README, *First mounter*).
+    Journals {
+        /// The sender resumed in a quorate membership and has not stopped since, so every
+        /// journal it does not name (here or with `FenceAsk`) is clean.
+        known: bool,
+        /// Journals whose replay the sender's driver runs or will retry: the sender keeps
+        /// them until it announces `Replayed` or is fenced.
+        replaying: NodeSet,
+        /// Members whose journal the sender waits for (a node that became a member again
+        /// before its replay was announced).
+        waiting: NodeSet,
     },
 }
 

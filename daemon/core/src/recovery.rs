@@ -43,6 +43,24 @@ pub(crate) struct Recovery {
     pub replaying: NodeSet,
     /// Nodes whose replay failed here, with [`TimerId::ReplayRetry`] armed.
     pub replay_retry: NodeSet,
+    /// This core knows which journals may be dirty: it resumed in a quorate membership and
+    /// has not stopped since (a core built in `Normal` counts). A fresh core learns it from
+    /// the members' `Journals` reports, or, as the fencer of a cold start, replays every
+    /// journal (README, *First mounter*).
+    pub known: bool,
+    /// Members whose journal must be replayed before this core resumes: every member of a
+    /// cold start (on its fencer), and a node that became a member again before its replay
+    /// was announced. They cannot mount meanwhile (a mount needs a lock), so the fencer
+    /// replays their logs without a fence.
+    pub member_logs: NodeSet,
+    /// As the fencer: members whose `Journals` report is in for this epoch (itself included).
+    /// No replay starts before every member's is.
+    pub reported: NodeSet,
+    /// As the fencer: a member reported `known` in this epoch, so this is no cold start.
+    pub heard_known: bool,
+    /// As the fencer: journals another member reported replaying; that member finishes them
+    /// (the replayer of a journal stays fixed until it announces or is fenced).
+    pub elsewhere: NodeSet,
     /// Finished and running recoveries, oldest first (at most [`RECOVERY_HISTORY_MAX`]).
     pub history: Vec<RecoveryRecord>,
 }
@@ -64,6 +82,11 @@ impl Recovery {
             replayed: NodeSet::EMPTY,
             replaying: NodeSet::EMPTY,
             replay_retry: NodeSet::EMPTY,
+            known: phase == Phase::Normal,
+            member_logs: NodeSet::EMPTY,
+            reported: NodeSet::EMPTY,
+            heard_known: false,
+            elsewhere: NodeSet::EMPTY,
             history: Vec::new(),
         }
     }
@@ -71,10 +94,18 @@ impl Recovery {
     /// A membership of a new epoch: `lost` left it. Freezes, records the recovery, tells the
     /// kernel, and returns the nodes still to fence (lost now or earlier, not fenced yet;
     /// nodes that announced a clean leave need no fence and no journal replay). A node that is
-    /// a member again needs neither (see the README's *Journal replay*).
+    /// a member again needs no fence, but its journal is still replayed if it was awaited
+    /// (see the README's *Journal replay*).
     pub(crate) fn begin(&mut self, lost: NodeSet, members: NodeSet, cx: &mut Ctx) -> NodeSet {
-        let left = lost.minus(lost.minus(self.departed));
-        let must_fence = lost.minus(left);
+        // A member whose journal still waits (it never mounted since) that is lost is
+        // fenced and replayed like any lost node, clean leave or not.
+        let dirty_lost = self.member_logs.minus(members);
+        let left = lost.minus(lost.minus(self.departed)).minus(dirty_lost);
+        let must_fence = lost.minus(left).union(dirty_lost);
+        // A node that is a member again before its journal replay was announced keeps its
+        // replay: its log is still dirty (README, *Journal replay*).
+        self.member_logs = both(self.member_logs.union(self.unreplayed), members);
+        let keep_replays = self.member_logs;
         self.departed = self.departed.minus(lost);
         self.fenced = self.fenced.minus(members);
         self.fence_asked = self.fence_asked.minus(members);
@@ -84,8 +115,11 @@ impl Recovery {
             .minus(members)
             .minus(self.fenced);
         self.replayed = self.replayed.minus(members);
-        self.replaying = self.replaying.minus(members);
-        self.replay_retry = self.replay_retry.minus(members);
+        self.replaying = self.replaying.minus(members.minus(keep_replays));
+        self.replay_retry = self.replay_retry.minus(members.minus(keep_replays));
+        self.reported = NodeSet::EMPTY.with(cx.me);
+        self.heard_known = false;
+        self.elsewhere = NodeSet::EMPTY;
         self.unreplayed = self
             .unreplayed
             .union(must_fence)
@@ -124,9 +158,23 @@ impl Recovery {
     /// ignores a fence already running) and replays the journal of every fenced node not
     /// known replayed; the others ask the fencer, which answers with `Fenced` and `Replayed`
     /// when each is done. True if nothing is left to fence or replay.
-    pub(crate) fn start_fencing(&mut self, cx: &mut Ctx) -> bool {
+    /// Every other member reports its journals to the fencer first (`Journals`).
+    pub(crate) fn start_fencing(&mut self, cluster: NodeSet, cx: &mut Ctx) -> bool {
         self.phase = Phase::Fencing;
         let fencer = fencer(cx.members, cx.me);
+        if fencer != cx.me {
+            cx.send(
+                fencer,
+                PeerBody::Journals {
+                    known: self.known,
+                    replaying: self.replaying.union(self.replay_retry),
+                    waiting: self.member_logs,
+                },
+            );
+        } else {
+            // Alone: the fence loop below fences what a cold start adds.
+            self.cold_start_if_due(cluster, cx);
+        }
         for node in self.unfenced.union(self.unreplayed).iter() {
             if fencer != cx.me {
                 cx.send(fencer, PeerBody::FenceAsk { node });
@@ -144,10 +192,15 @@ impl Recovery {
         if !matches!(self.phase, Phase::Fencing | Phase::Replaying) || !self.unfenced.is_empty() {
             return false;
         }
+        // A fencer that does not know the journals waits for every report: the cluster may
+        // be starting cold.
+        if !self.known && fencer(cx.members, cx.me) == cx.me && self.reported != cx.members {
+            return false;
+        }
         if let Some(h) = self.history.last_mut() {
             h.fenced_ms.get_or_insert(cx.now_ms);
         }
-        if !self.unreplayed.is_empty() {
+        if !self.unreplayed.union(self.member_logs).is_empty() {
             self.phase = Phase::Replaying;
             return false;
         }
@@ -162,18 +215,23 @@ impl Recovery {
     /// Only once every node it knows lost is fenced: a lost earlier replayer may still be
     /// replaying the same journal until its own fence, and two replays of one log must never
     /// overlap.
+    /// Nor before every member reported (`Journals`): a journal another member replays stays
+    /// its own (`elsewhere`).
     fn replay_due(&mut self, cx: &mut Ctx) {
         if fencer(cx.members, cx.me) != cx.me
             || self.phase == Phase::Stopped
             || !self.unfenced.union(self.fence_asked).is_empty()
+            || self.reported != cx.members
         {
             return;
         }
         let due = self
             .fenced
             .minus(self.replayed)
+            .union(self.member_logs)
             .minus(self.replaying)
-            .minus(self.replay_retry);
+            .minus(self.replay_retry)
+            .minus(self.elsewhere);
         for node in due.iter() {
             self.replaying = self.replaying.with(node);
             cx.out.push(Action::ReplayJournal {
@@ -192,6 +250,17 @@ impl Recovery {
             ));
         }
         self.replaying = self.replaying.without(node);
+        if cx.members.contains(node) {
+            // A member's log (cold start, or a node back before its replay was announced).
+            cx.send_to_others(PeerBody::Replayed { node });
+            self.member_logs = self.member_logs.without(node);
+            return Ok(self.barrier_passed(cx));
+        }
+        if !self.fenced.contains(node) {
+            // Started while `node` was a member whose log waited; lost since, it is replayed
+            // again after its fence (a clean log replays as a no-op).
+            return Ok(false);
+        }
         cx.send_to_others(PeerBody::Replayed { node });
         Ok(self.learn_replayed(node, cx))
     }
@@ -209,6 +278,10 @@ impl Recovery {
             ));
         }
         self.replaying = self.replaying.without(node);
+        if !cx.members.contains(node) && !self.fenced.contains(node) {
+            // As above: replayed after its fence.
+            return Ok(());
+        }
         self.replay_retry = self.replay_retry.with(node);
         if let Some(h) = self.history.last_mut() {
             h.replay_failures = h.replay_failures.saturating_add(1);
@@ -220,13 +293,21 @@ impl Recovery {
         Ok(())
     }
 
-    /// `TimerId::ReplayRetry(node)` fired: replay again if it is still due here.
+    /// `TimerId::ReplayRetry(node)` fired: replay again. The replayer of a journal stays
+    /// fixed (this node reported it to any later fencer as its own), so it retries even if it
+    /// is not the fencer any more.
     pub(crate) fn replay_retry(&mut self, node: NodeId, cx: &mut Ctx) -> Result<(), Reject> {
         if !self.replay_retry.contains(node) {
             return Err(Reject::Stale("replay retry timer for no failed replay"));
         }
         self.replay_retry = self.replay_retry.without(node);
-        self.replay_due(cx);
+        if self.phase != Phase::Stopped {
+            self.replaying = self.replaying.with(node);
+            cx.out.push(Action::ReplayJournal {
+                node,
+                epoch: cx.epoch,
+            });
+        }
         Ok(())
     }
 
@@ -237,9 +318,65 @@ impl Recovery {
         cx: &mut Ctx,
     ) -> Result<bool, Reject> {
         if cx.members.contains(node) {
-            return Err(Reject::Stale("journal replay announced for a member"));
+            if !self.member_logs.contains(node) {
+                return Err(Reject::Stale("journal replay announced for a member"));
+            }
+            self.member_logs = self.member_logs.without(node);
+            self.elsewhere = self.elsewhere.without(node);
+            return Ok(self.barrier_passed(cx));
         }
         Ok(self.learn_replayed(node, cx))
+    }
+
+    /// `PeerBody::Journals` from `from` (this node is the fencer). True if recovery may now
+    /// rebuild.
+    pub(crate) fn journals_report(
+        &mut self,
+        from: NodeId,
+        report: (bool, NodeSet, NodeSet),
+        cluster: NodeSet,
+        cx: &mut Ctx,
+    ) -> Result<bool, Reject> {
+        let (known, replaying, waiting) = report;
+        if fencer(cx.members, cx.me) != cx.me {
+            return Err(Reject::Unexpected(
+                "journal report to a node not the fencer",
+            ));
+        }
+        if self.reported.contains(from) {
+            return Err(Reject::Unexpected("duplicate Journals report"));
+        }
+        if !replaying.union(waiting).is_subset(cluster) || !waiting.is_subset(cx.members) {
+            return Err(Reject::Unexpected("journal report names a node outside"));
+        }
+        self.reported = self.reported.with(from);
+        self.heard_known |= known;
+        // Journals it replays stay its own; a member log it waits for, this node replays.
+        self.elsewhere = self.elsewhere.union(replaying.minus(self.replayed));
+        self.member_logs = self.member_logs.union(waiting.minus(replaying));
+        for node in self.cold_start_if_due(cluster, cx).iter() {
+            cx.out.push(Action::Fence { node });
+        }
+        self.replay_due(cx);
+        Ok(self.barrier_passed(cx))
+    }
+
+    /// As the fencer, once every member reported: if neither this node nor any member knows
+    /// the journals, the cluster starts cold (every member is fresh, none has resumed), so
+    /// every journal may be dirty. Every non-member is fenced and its journal replayed, and
+    /// every member's journal is replayed (no member can mount before this recovery ends),
+    /// before anything is granted (GFS2's first-mounter rule; DESIGN.md §5.5). Returns the
+    /// nodes it added to the fence set, for the caller to fence.
+    fn cold_start_if_due(&mut self, cluster: NodeSet, cx: &mut Ctx) -> NodeSet {
+        if self.known || self.heard_known || self.reported != cx.members {
+            return NodeSet::EMPTY;
+        }
+        let outside = cluster.minus(cx.members);
+        let to_fence = outside.minus(self.fenced).minus(self.unfenced);
+        self.unfenced = self.unfenced.union(to_fence);
+        self.unreplayed = self.unreplayed.union(outside.minus(self.replayed));
+        self.member_logs = self.member_logs.union(cx.members);
+        to_fence
     }
 
     /// `node`'s journal is replayed (here or announced), so it is fenced too. True if that
@@ -247,6 +384,7 @@ impl Recovery {
     fn learn_replayed(&mut self, node: NodeId, cx: &mut Ctx) -> bool {
         // Known replayed first, so that `learn_fenced` does not ask for its replay.
         self.replayed = self.replayed.with(node);
+        self.elsewhere = self.elsewhere.without(node);
         let mut passed = self.learn_fenced(node, cx);
         if self.unreplayed.contains(node) {
             self.unreplayed = self.unreplayed.without(node);
@@ -390,6 +528,7 @@ impl Recovery {
             return Ok(false);
         }
         self.phase = Phase::Normal;
+        self.known = true;
         if let Some(h) = self.history.last_mut() {
             h.finished_ms = Some(cx.now_ms);
         }
@@ -414,13 +553,11 @@ impl Recovery {
         if !self.unfenced.minus(self.fenced).eq(&self.unfenced) {
             return Err("a node is both fenced and awaiting its fence".into());
         }
-        let replay_sets = self
-            .unreplayed
-            .union(self.replayed)
-            .union(self.replaying)
-            .union(self.replay_retry);
-        if !replay_sets.is_subset(outside) {
-            return Err("a member is marked unreplayed, replayed or being replayed".into());
+        if !self.unreplayed.union(self.replayed).is_subset(outside) {
+            return Err("a member is marked unreplayed or replayed".into());
+        }
+        if !self.member_logs.is_subset(members) {
+            return Err("a non-member's journal is awaited as a member's".into());
         }
         if !self.unreplayed.is_subset(self.unfenced.union(self.fenced)) {
             return Err(
@@ -433,14 +570,25 @@ impl Recovery {
         if !self.unreplayed.minus(self.replayed).eq(&self.unreplayed) {
             return Err("a node is both replayed and awaiting its replay".into());
         }
+        // A replay runs on a fenced node, a member whose log waits, or (started while it was
+        // such a member) a lost node awaiting its fence.
+        let replayable = self.fenced.union(self.member_logs).union(self.unfenced);
         if !self.replaying.minus(self.replay_retry).eq(&self.replaying)
             || !self
                 .replaying
                 .union(self.replay_retry)
-                .is_subset(self.fenced)
+                .is_subset(replayable)
             || !self.replaying.minus(self.replayed).eq(&self.replaying)
         {
             return Err("a replay runs or waits for a node not fenced, or twice".into());
+        }
+        if !self.elsewhere.minus(self.replaying).eq(&self.elsewhere) {
+            return Err("replaying a journal another member reported replaying".into());
+        }
+        if (self.known && self.phase == Phase::Stopped)
+            || (self.phase == Phase::Normal && !self.known)
+        {
+            return Err("knows the journals while stopped, or grants without knowing them".into());
         }
         if self.phase == Phase::Replaying && !self.unfenced.is_empty() {
             return Err("replaying journals while a fence is awaited".into());
@@ -452,7 +600,11 @@ impl Recovery {
             return Err("normal phase with master tables not rebuilt".into());
         }
         if matches!(self.phase, Phase::Normal | Phase::Rebuilding)
-            && !self.unfenced.union(self.unreplayed).is_empty()
+            && !self
+                .unfenced
+                .union(self.unreplayed)
+                .union(self.member_logs)
+                .is_empty()
         {
             return Err(
                 "rebuilding or granting before every lost node is fenced and replayed".into(),
@@ -460,6 +612,11 @@ impl Recovery {
         }
         Ok(())
     }
+}
+
+/// The nodes in both sets.
+fn both(a: NodeSet, b: NodeSet) -> NodeSet {
+    a.minus(a.minus(b))
 }
 
 /// The member that runs the fence agents of an epoch: the lowest id (`me` if no members).

@@ -100,6 +100,15 @@ impl Relabel<'_> {
             PeerBody::Replayed { node } => PeerBody::Replayed {
                 node: (self.node)(*node),
             },
+            PeerBody::Journals {
+                known,
+                replaying,
+                waiting,
+            } => PeerBody::Journals {
+                known: *known,
+                replaying: self.set(*replaying),
+                waiting: self.set(*waiting),
+            },
         };
         PeerMsg {
             epoch: m.epoch,
@@ -159,6 +168,11 @@ impl Core {
             replayed,
             replaying,
             replay_retry,
+            known,
+            member_logs,
+            reported,
+            heard_known,
+            elsewhere,
             history,
         } = recovery;
         let local = local
@@ -318,6 +332,11 @@ impl Core {
                 replayed: set(*replayed),
                 replaying: set(*replaying),
                 replay_retry: set(*replay_retry),
+                known: *known,
+                member_logs: set(*member_logs),
+                reported: set(*reported),
+                heard_known: *heard_known,
+                elsewhere: set(*elsewhere),
                 history,
             },
             future: future.iter().map(|(f, m)| (n(*f), map.msg(m))).collect(),

@@ -65,6 +65,32 @@ impl Cluster {
         }
     }
 
+    /// `n` nodes freshly started (no membership, journals unknown), of which only those in
+    /// `up` run; give them their first membership with [`Cluster::install`].
+    pub fn fresh(n: u32, up: NodeSet) -> Cluster {
+        let mut c = Cluster::new(n);
+        for i in 0..n {
+            c.cores[i as usize] = up.contains(i).then(|| Core::new(Config::fresh(i, n)));
+        }
+        c
+    }
+
+    /// Starts `node` again as a fresh process (after a crash); it joins at the next
+    /// [`Cluster::install`].
+    pub fn restart(&mut self, node: NodeId) {
+        self.log(format_args!("n{node} RESTARTS"));
+        let n = self.cores.len() as u32;
+        self.cores[node as usize] = Some(Core::new(Config::fresh(node, n)));
+    }
+
+    /// Gives every running node the membership of every running node at `epoch`.
+    pub fn install(&mut self, epoch: Epoch) {
+        let members = self.live();
+        for n in members.iter() {
+            let _ = self.event(n, Event::Membership { epoch, members });
+        }
+    }
+
     /// The core of `node` (panics if crashed).
     pub fn core(&self, node: NodeId) -> &Core {
         self.cores[node as usize].as_ref().expect("node is up")
@@ -493,6 +519,15 @@ pub fn describe_body(b: &PeerBody) -> String {
         PeerBody::FenceAsk { node } => format!("FenceAsk n{node}"),
         PeerBody::Fenced { node } => format!("Fenced n{node}"),
         PeerBody::Replayed { node } => format!("Replayed n{node}"),
+        PeerBody::Journals {
+            known,
+            replaying,
+            waiting,
+        } => format!(
+            "Journals known={known} replaying {:?} waiting {:?}",
+            replaying.iter().collect::<Vec<_>>(),
+            waiting.iter().collect::<Vec<_>>()
+        ),
     }
 }
 

@@ -84,12 +84,17 @@ fn bast_during_rebuild_is_kept() {
     while let Some((by, target)) = c.fences.pop() {
         c.event(by, Event::FenceConfirmed { node: target }).unwrap();
     }
-    while let Some((by, target)) = c.replays.first().copied() {
-        assert!(c.finish_replay(by, target, true));
-    }
     let rebuild_to_n0 =
         |f: NodeId, t: NodeId, b: &PeerBody| f == 1 && t == 0 && matches!(b, PeerBody::RebuildDone);
-    while c.deliver_first(|f, t, b| !rebuild_to_n0(f, t, b)) {}
+    // The replay starts once the fencer has every member's `Journals` report.
+    loop {
+        while let Some((by, target)) = c.replays.first().copied() {
+            assert!(c.finish_replay(by, target, true));
+        }
+        if !c.deliver_first(|f, t, b| !rebuild_to_n0(f, t, b)) && c.replays.is_empty() {
+            break;
+        }
+    }
     assert!(
         c.core(0).recovering() && !c.core(1).recovering(),
         "{}",

@@ -1629,3 +1629,150 @@ fn fence_confirmed_after_the_fencer_changed_is_announced() {
     assert_eq!(fenced_to, vec![0, 2, 3], "{}", c.trace);
     assert!(c.replays.is_empty(), "n1 is not the replayer any more");
 }
+
+/// First mounter (issue 11 item 3): three fresh nodes, of which n2 never comes up, form
+/// the cluster's first membership. None knows the journals, so the fencer (n0) fences n2
+/// and replays every journal, n0's, n1's and n2's, before anything is granted anywhere.
+#[test]
+fn cold_start_replays_every_journal_before_any_grant() {
+    let mut c = Cluster::fresh(3, NodeSet::first(2));
+    c.hold_replays = true;
+    c.install(1);
+    let r = res_mastered_by(1, NodeSet::first(2));
+    c.request(1, 1, r, LockMode::Pr).unwrap();
+    c.settle();
+    let mut replays = c.replays.clone();
+    replays.sort();
+    assert_eq!(replays, vec![(0, 0), (0, 1), (0, 2)], "{}", c.trace);
+    assert_eq!(c.core(0).phase(), Phase::Replaying);
+    assert_eq!(c.core(0).awaiting_replay(), NodeSet::first(3));
+    assert_eq!(c.core(0).replaying(), NodeSet::first(3));
+    assert!(!c.core(0).journals_known() && !c.core(1).journals_known());
+    for (by, target) in [(0, 2), (0, 0)] {
+        assert!(c.finish_replay(by, target, true));
+        c.settle();
+        assert!(!c.granted(1, 1), "granted before n1's journal is replayed");
+        assert!(c.core(1).recovering() && c.core(0).recovering());
+    }
+    assert!(c.finish_replay(0, 1, true));
+    c.settle();
+    assert!(c.granted(1, 1), "{}", c.trace);
+    assert!(c.core(0).journals_known() && c.core(1).journals_known());
+    assert_eq!(c.core(0).awaiting_replay(), NodeSet::EMPTY);
+    // A single-node cluster started fresh replays its own journal first.
+    let mut c = Cluster::fresh(1, NodeSet::first(1));
+    c.hold_replays = true;
+    c.install(1);
+    c.request(0, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    assert_eq!(c.replays, vec![(0, 0)]);
+    assert!(!c.granted(0, 1));
+    assert!(c.finish_replay(0, 0, true));
+    c.settle();
+    assert!(c.granted(0, 1));
+}
+
+/// A fresh node joining a running cluster is no cold start: a member that knows the
+/// journals says so in its report, so nothing is fenced or replayed, also when the newcomer
+/// has the lowest id and so becomes the fencer.
+#[test]
+fn fresh_node_joining_a_running_cluster_replays_nothing() {
+    for (node, epochs) in [(2, (2, 3)), (0, (4, 5))] {
+        let mut c = Cluster::new(3);
+        c.crash(node, epochs.0);
+        c.settle();
+        c.replays.clear();
+        c.restart(node);
+        c.hold_replays = true;
+        c.tracing = true;
+        c.install(epochs.1);
+        c.settle();
+        assert_eq!(c.replays, vec![], "n{node} joins: {}", c.trace);
+        assert!(!c.trace.contains("-> fence"), "{}", c.trace);
+        assert!((0..3).all(|n| !c.core(n).recovering()), "{}", c.trace);
+        assert!(c.core(node).journals_known());
+        let r = res_mastered_by(node, NodeSet::first(3));
+        c.request(node, 1, r, LockMode::Ex).unwrap();
+        c.settle();
+        assert!(c.granted(node, 1));
+    }
+}
+
+/// Issue 11's open point (a): a node back before its replay was announced keeps its journal
+/// awaited. Its log is still dirty, so nothing is granted until it is replayed; the replay
+/// already running goes on, and no second one starts.
+#[test]
+fn node_back_before_its_replay_is_announced_keeps_its_journal_awaited() {
+    let mut c = Cluster::new(3);
+    let r = res_mastered_by(1, NodeSet::first(3));
+    c.request(2, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    c.hold_replays = true;
+    c.crash(2, 2);
+    c.settle();
+    assert_eq!(c.replays, vec![(0, 2)]);
+    c.restart(2);
+    c.install(3);
+    c.request(1, 1, r, LockMode::Pr).unwrap();
+    c.settle();
+    assert_eq!(c.replays, vec![(0, 2)], "one replay of n2's journal");
+    for n in 0..2 {
+        assert_eq!(c.core(n).awaiting_replay(), NodeSet::EMPTY.with(2), "n{n}");
+    }
+    assert!(!c.granted(1, 1), "granted before n2's journal is replayed");
+    assert!(c.finish_replay(0, 2, true));
+    c.settle();
+    assert!(c.granted(1, 1), "{}", c.trace);
+    assert!((0..3).all(|n| !c.core(n).recovering()));
+
+    // The same before the fence is confirmed: the fencer replays n2's log as a member's
+    // (n2 cannot mount before the recovery ends), without a fence.
+    let mut c = Cluster::new(3);
+    c.hold_replays = true;
+    c.crash(2, 2);
+    c.fences.clear();
+    c.restart(2);
+    c.install(3);
+    c.settle();
+    assert_eq!(c.replays, vec![(0, 2)], "{}", c.trace);
+    assert!((0..3).all(|n| c.core(n).recovering()));
+    assert!(c.finish_replay(0, 2, true));
+    c.settle();
+    assert!((0..3).all(|n| !c.core(n).recovering()), "{}", c.trace);
+}
+
+/// Issue 11's open point (b): a lower-id node joining while a replay runs becomes the
+/// fencer, but the replayer stays fixed: the old fencer reports the replay as its own
+/// (`Journals`), the new fencer fences the lost node again on the others' `FenceAsk` but
+/// never replays its journal, and the old fencer retries a failed attempt itself.
+#[test]
+fn lower_id_node_joining_mid_replay_starts_no_second_replay() {
+    let mut c = Cluster::new(5);
+    c.crash(0, 2);
+    c.settle();
+    let r = res_mastered_by(4, NodeSet::first(5).without(0));
+    c.request(4, 1, r, LockMode::Ex).unwrap();
+    c.settle();
+    c.replays.clear();
+    c.hold_replays = true;
+    c.crash(4, 3);
+    c.settle();
+    assert_eq!(c.replays, vec![(1, 4)], "n1, the fencer, replays n4");
+    c.restart(0);
+    c.install(4);
+    c.request(2, 1, r, LockMode::Pr).unwrap();
+    c.settle();
+    assert_eq!(c.core(0).fencer(), 0);
+    assert_eq!(c.replays, vec![(1, 4)], "no second replay: {}", c.trace);
+    assert!(!c.granted(2, 1));
+    assert!(c.finish_replay(1, 4, false));
+    c.settle();
+    c.advance(REPLAY_RETRY_DELAY_MS);
+    c.settle();
+    assert_eq!(c.replays, vec![(1, 4)], "n1 retries its own replay");
+    assert!(!c.granted(2, 1));
+    assert!(c.finish_replay(1, 4, true));
+    c.settle();
+    assert!(c.granted(2, 1), "{}", c.trace);
+    assert!((0..4).all(|n| !c.core(n).recovering()));
+}

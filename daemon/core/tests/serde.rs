@@ -60,6 +60,11 @@ fn all_bodies() -> Vec<PeerBody> {
         PeerBody::FenceAsk { node: 4 },
         PeerBody::Fenced { node: 4 },
         PeerBody::Replayed { node: 63 },
+        PeerBody::Journals {
+            known: false,
+            replaying: NodeSet(1 << 63),
+            waiting: NodeSet(0b101),
+        },
     ]
 }
 

@@ -247,6 +247,19 @@ fn print_reply(r: &CtlReply) {
                     s.awaiting_fence, s.fencer
                 );
             }
+            if !s.awaiting_reports.is_empty() {
+                println!(
+                    "journals: waiting for the reports of {:?} before any replay",
+                    s.awaiting_reports
+                );
+            }
+            let first_mount = !s.journals_known && s.phase != "Stopped";
+            if first_mount && s.awaiting_replay.iter().any(|n| s.members.contains(n)) {
+                println!(
+                    "first mounter: no member knows the journals, so every journal is replayed \
+                     before anything is granted"
+                );
+            }
             if !s.awaiting_replay.is_empty() {
                 println!(
                     "journal replay: waiting for {:?} (replayer node {}){}",

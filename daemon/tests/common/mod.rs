@@ -324,6 +324,19 @@ impl Cluster {
         }
         let all: Vec<u64> = (1..=n as u64).collect();
         c.wait_members(&(1..=n).collect::<Vec<_>>(), &all);
+        // Every daemon started fresh, so the first membership is a cold start: its fencer
+        // replays every node's journal once (first mounter) before anything is granted.
+        let want: Vec<String> = (1..=n).map(|i| format!("{i} n{i}")).collect();
+        wait_for("the first mounter to replay every journal", WAIT_MS, || {
+            let mut got: Vec<String> = c
+                .replayed()
+                .lines()
+                .map(|l| l.rsplit_once(' ').map_or(l, |(a, _)| a).to_string())
+                .collect();
+            got.sort();
+            (got == want).then_some(())
+        });
+        std::fs::write(&c.replay_log, "").unwrap();
         c
     }
 
