@@ -774,6 +774,8 @@ pub(crate) extern "C" fn mxfs_rs_fs_mount(
         return code::ENOSPC.to_errno();
     };
     s.sb.store(sb, Ordering::Release);
+    // (A gate left from the slot's last mount would be refused anyway: its generation moved.)
+    s.gate.store(0, Ordering::Relaxed);
     s.volume.store(volume, Ordering::Release);
     s.live.store(true, Ordering::Release);
     let msg = Message::VolumeMount(VolumeMount {
