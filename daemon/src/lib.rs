@@ -3,6 +3,7 @@
 //! sans-IO lock core (`mxfs-core`). The binaries `mxfsd` and `mxfsctl` are thin wrappers.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod auth;
 pub mod config;
 pub mod ctl;

@@ -11,33 +11,7 @@
 //! was killed (e.g. unmount a proxy mount left behind first); replaying a replayed log changes
 //! nothing.
 
-use std::process::Stdio;
-use std::time::Duration;
-
-/// How much of the command's standard error a failure report keeps, in bytes (the end of it).
-pub const REPLAY_STDERR_BYTES_MAX: usize = 1024;
-
-/// Why a replay attempt failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ReplayError {
-    /// The command could not be started.
-    #[error("replay command could not start: {0}")]
-    Spawn(std::io::Error),
-    /// It exited non-zero.
-    #[error("replay command failed with {status}: {stderr}")]
-    Failed {
-        /// Its exit status.
-        status: std::process::ExitStatus,
-        /// The end of its standard error.
-        stderr: String,
-    },
-    /// It ran past the timeout and was killed.
-    #[error("replay command timed out after {0} ms and was killed")]
-    Timeout(u64),
-    /// Waiting for it failed.
-    #[error("replay command wait: {0}")]
-    Wait(std::io::Error),
-}
+use crate::agent::{run_once, AgentError};
 
 /// Runs the replay command once for lost node `node` (recovery of `epoch`).
 pub async fn replay_once(
@@ -46,44 +20,19 @@ pub async fn replay_once(
     name: &str,
     epoch: u64,
     timeout_ms: u64,
-) -> Result<(), ReplayError> {
-    let Some((program, args)) = command.split_first() else {
-        // Config validation requires a program; an empty command replays nothing.
-        return Err(ReplayError::Spawn(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "empty replay_command",
-        )));
-    };
-    let child = tokio::process::Command::new(program)
-        .args(args)
-        .arg(node.to_string())
-        .arg(name)
-        .env("MXFS_REPLAY_NODE_ID", node.to_string())
-        .env("MXFS_REPLAY_NODE_NAME", name)
-        .env("MXFS_REPLAY_EPOCH", epoch.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(ReplayError::Spawn)?;
-    // On the timeout the future, and with it the child, is dropped: `kill_on_drop` kills it.
-    match tokio::time::timeout(Duration::from_millis(timeout_ms), child.wait_with_output()).await {
-        Ok(Ok(out)) if out.status.success() => Ok(()),
-        Ok(Ok(out)) => {
-            let tail = &out.stderr[out.stderr.len().saturating_sub(REPLAY_STDERR_BYTES_MAX)..];
-            Err(ReplayError::Failed {
-                status: out.status,
-                stderr: String::from_utf8_lossy(tail).trim().to_string(),
-            })
-        }
-        Ok(Err(e)) => Err(ReplayError::Wait(e)),
-        Err(_) => Err(ReplayError::Timeout(timeout_ms)),
-    }
+) -> Result<(), AgentError> {
+    let env = [
+        ("MXFS_REPLAY_NODE_ID", node.to_string()),
+        ("MXFS_REPLAY_NODE_NAME", name.to_string()),
+        ("MXFS_REPLAY_EPOCH", epoch.to_string()),
+    ];
+    run_once("replay command", command, node, name, &env, timeout_ms).await
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[tokio::test]
@@ -117,7 +66,7 @@ mod tests {
         )
         .await
         {
-            Err(ReplayError::Failed { status, stderr }) => {
+            Err(AgentError::Failed { status, stderr, .. }) => {
                 assert_eq!(status.code(), Some(32));
                 assert_eq!(stderr, "mount: bad superblock");
             }
@@ -126,16 +75,19 @@ mod tests {
         let t = std::time::Instant::now();
         assert!(matches!(
             replay_once(&sh("sleep 5"), 3, "n3", 7, 100).await,
-            Err(ReplayError::Timeout(100))
+            Err(AgentError::Timeout {
+                timeout_ms: 100,
+                ..
+            })
         ));
         assert!(t.elapsed() < Duration::from_secs(4), "not killed in time");
         assert!(matches!(
             replay_once(&["/nonexistent/replay".to_string()], 3, "n3", 7, 100).await,
-            Err(ReplayError::Spawn(_))
+            Err(AgentError::Spawn { .. })
         ));
         assert!(matches!(
             replay_once(&[], 3, "n3", 7, 100).await,
-            Err(ReplayError::Spawn(_))
+            Err(AgentError::Spawn { .. })
         ));
     }
 }
