@@ -292,7 +292,25 @@ crash_phase() {
         STATUS_LOOP=$!
     fi
     mxfs-guest crash-storm $M/c$NODE --node "$NODE" --nodes "$N" --inc "$inc" --seed "$(arg fsseed)" --witness $W 2>&1
-    echo "MXFS-CRASH storm ended on node $NODE (exit $?)"
+    rc=$?
+    echo "MXFS-CRASH storm ended on node $NODE (exit $rc)"
+    if [ $rc = 3 ]; then
+        # The host asked for this node's mxfsd to die while it holds EX with a dirty log
+        # (daemon_death_withdraws): the module must withdraw the mount, so operations fail
+        # with EIO; the others fence this node and replay its log; the host then powers it off
+        # and boots it again.
+        n=$(dmesg | wc -l)
+        kill -9 "$MXFSD"
+        i=0; got=
+        while [ $i -lt 50 ]; do
+            if (echo after >"$M/c$NODE/after-daemon-death") 2>/tmp/w.err; then got="write succeeded"
+            else got="write: $(head -n 1 /tmp/w.err)"; case "$got" in *"Input/output error"*) break ;; esac; fi
+            i=$((i + 1)); sleep 0.2
+        done
+        st=$(stat "$M/c$NODE/d0" 2>&1 >/dev/null | head -n 1)
+        echo "MXFS-CRASH-WITHDRAWN node $NODE: $got; stat: ${st:-succeeded}; $(dmesg | tail -n +$((n + 1)) | grep -m1 withdraw | sed 's/^\[[^]]*\] //')"
+        while :; do sleep 600; done
+    fi
     : >/tmp/crash-stopped
     # Every node that is up now stopped its storm (a rejoined node joins the same barriers: the
     # phases below are above any it skipped).

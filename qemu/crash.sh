@@ -25,6 +25,7 @@ CRASH_ROUNDS=${MXFS_CRASH_ROUNDS:-5}
 CRASH_STORM_SECS=${MXFS_CRASH_STORM_SECS:-3}
 CRASH_NO_REPLAY=${MXFS_CRASH_NO_REPLAY:-0}
 CRASH_FIRST_MOUNTER=${MXFS_CRASH_FIRST_MOUNTER:-1}
+CRASH_DAEMON_DEATH=${MXFS_CRASH_DAEMON_DEATH:-1}
 # Control words on the witness disk (qemu/guest/src/crash.rs).
 CRASH_CTL_SECTOR=1400
 CRASH_READY_SECTOR=1400
@@ -36,7 +37,9 @@ CRASH_READY_SECS=60
 CRASH_END_SECS=240
 CRASH_CHECKS=crash_fsync_durable,crash_repair_clean,recovery_ms
 [ "$CRASH_FIRST_MOUNTER" = 1 ] && CRASH_CHECKS=$CRASH_CHECKS,first_mounter_recovers
+[ "$CRASH_DAEMON_DEATH" = 1 ] && CRASH_CHECKS=$CRASH_CHECKS,daemon_death_withdraws
 CPIDS=()
+CSERIAL=()
 
 # wait_line FILE PATTERN SECS: waits until FILE has a line matching PATTERN.
 wait_line() {
@@ -58,6 +61,7 @@ crash_stage() {
     for i in $(seq 1 "$N"); do
         launch_guest "$C" "$i" " mxfs.crash=1 mxfs.log=$(disk $((4 + i))) mxfs.fsseed=$FS_SEED" "crash$i"
         CPIDS+=("$LAST_PID")
+        CSERIAL[i]=crash$i
     done
     for i in $(seq 1 "$N"); do
         wait_line "$C/crash$i.log" "^MXFS-CRASH-STORM" $CRASH_BOOT_SECS ||
@@ -102,10 +106,12 @@ crash_stage() {
         log "crash round $r: killed node $v right after its acknowledged write; survivors went on; relaunching it"
         launch_guest "$C" "$v" " mxfs.crash=1 mxfs.inc=$r mxfs.log=$(disk $((4 + v))) mxfs.fsseed=$FS_SEED" "crash$v-r$r"
         CPIDS[$((v - 1))]=$LAST_PID
+        CSERIAL[v]=crash$v-r$r
         wait_line "$C/crash$v-r$r.log" "^MXFS-CRASH-STORM" $CRASH_BOOT_SECS ||
             { echo "MXFS-RESULT crash_rejoin_$r FAIL node $v did not rejoin and storm again" >>"$C/host.log"; ok=0; }
         echo "crash phase time round $r (node $v killed, rejoined) $(($(date +%s) - t_phase)) s" >>"$C/host.log"
     done
+    [ "$ok" = 1 ] && [ "$CRASH_DAEMON_DEATH" = 1 ] && crash_daemon_death "$C"
     [ "$ok" = 1 ] && [ "$CRASH_FIRST_MOUNTER" = 1 ] && crash_first_mounter "$C"
     sleep "$CRASH_STORM_SECS"
     write_word $CRASH_CTL_SECTOR $CRASH_STOP
@@ -126,13 +132,54 @@ crash_stage() {
     WIT=$RUN/witness.img
 }
 
+# crash_daemon_death DIR: round CRASH_ROUNDS+1 kills node v's mxfsd instead of its QEMU, right
+# after v acknowledged a write and a create under EX (the guest kills it: mxfs-guest crash-storm
+# exits 3). v's mount must withdraw (its write fails with EIO); the host then marks v fenced,
+# the survivors fence it, replay its log and go on; then the host powers v off (kill -9 of its
+# QEMU) and boots it again to rejoin, as after a kill.
+crash_daemon_death() {
+    local C=$1 D=$((CRASH_ROUNDS + 1)) v i acks1 got t_phase=$(date +%s) why=""
+    sleep "$CRASH_STORM_SECS"
+    v=$((N - (D - 1) % (N - 1)))
+    write_word $CRASH_CTL_SECTOR $(((D << 8) | 0x80 | v))
+    if ! wait_line "$C/${CSERIAL[v]}.log" "^MXFS-CRASH-WITHDRAWN" $CRASH_READY_SECS; then
+        echo "MXFS-RESULT daemon_death_withdraws FAIL node $v never reported its mount's state after its mxfsd died" >>"$C/host.log"
+        ok=0; return
+    fi
+    got=$(tr -d '\r' <"$C/${CSERIAL[v]}.log" | grep -m1 "^MXFS-CRASH-WITHDRAWN" | sed 's/^MXFS-CRASH-WITHDRAWN //')
+    case "$got" in *"write: "*"Input/output error"*) ;; *) why="$why operations did not fail with EIO ($got);" ;; esac
+    echo "MXFS-CRASH-DAEMONKILL $D $v $(date +%s%N)" >>"$C/host.log"
+    acks1=$(grep -c "MXFS-CRASH-ACK" "$C/crash1.log" || true)
+    mark_fenced "$v"
+    write_word $CRASH_CTL_SECTOR $((D << 8))
+    i=0
+    until [ "$(grep -c "MXFS-CRASH-ACK" "$C/crash1.log" || true)" -gt "$acks1" ]; do
+        i=$((i + 1))
+        [ $i -gt $((CRASH_BOOT_SECS * 5)) ] && { why="$why node 1 made no progress after node $v's mxfsd died;"; break; }
+        sleep 0.2
+    done
+    local went=$(($(date +%s) - t_phase))
+    { kill -9 "${CPIDS[$((v - 1))]}"; wait "${CPIDS[$((v - 1))]}"; } 2>/dev/null || true
+    launch_guest "$C" "$v" " mxfs.crash=1 mxfs.inc=$D mxfs.log=$(disk $((4 + v))) mxfs.fsseed=$FS_SEED" "crash$v-r$D"
+    CPIDS[$((v - 1))]=$LAST_PID
+    CSERIAL[v]=crash$v-r$D
+    wait_line "$C/crash$v-r$D.log" "^MXFS-CRASH-STORM" $CRASH_BOOT_SECS ||
+        { why="$why node $v did not rejoin after its reboot;"; ok=0; }
+    if [ -z "$why" ]; then
+        echo "MXFS-RESULT daemon_death_withdraws PASS node $v's write and stat failed with EIO after its mxfsd died; survivors went on after ${went}s; node $v rebooted and rejoined ($(echo "$got" | grep -o 'mxfs: mxfsd went away.*' || echo "$got"))" >>"$C/host.log"
+    else
+        echo "MXFS-RESULT daemon_death_withdraws FAIL$why" >>"$C/host.log"
+    fi
+    echo "crash phase time round $D (node $v's mxfsd killed, node rebooted, rejoined) $(($(date +%s) - t_phase)) s" >>"$C/host.log"
+}
+
 # crash_first_mounter DIR: the last round kills every node right after the victim's
 # acknowledged write (it holds EX, its log dirty), then boots only a majority (nodes 1..N/2+1;
 # a lone node of three never forms a membership): their first membership fences the absent
 # nodes and the fencer replays every log before any grant (daemon/README.md, First mounter).
 # They storm again; the final listing must still hold everything acknowledged before.
 crash_first_mounter() {
-    local C=$1 T=$((CRASH_ROUNDS + 1)) v i m live t_phase=$(date +%s)
+    local C=$1 T=$((CRASH_ROUNDS + 1 + CRASH_DAEMON_DEATH)) v i m live t_phase=$(date +%s)
     sleep "$CRASH_STORM_SECS"
     v=$((N - (T - 1) % (N - 1)))
     write_word $CRASH_CTL_SECTOR $(((T << 8) | v))
@@ -199,10 +246,12 @@ for path in sorted(glob.glob(os.path.join(C, "crash*.log"))):
                 f["up"] = float(rest)
         except (ValueError, KeyError):
             print(f"MXFS-RESULT crash_log_parse FAIL {base}: {line[:80]}")
-kills, total = [], None
+kills, total, daemon_kills = [], None, []
 for line in open(os.path.join(C, "host.log")):
     if line.startswith("MXFS-CRASH-KILL "):
         _, r, v, ns = line.split(); kills.append((int(r), int(v)))
+    elif line.startswith("MXFS-CRASH-DAEMONKILL "):
+        _, r, v, ns = line.split(); daemon_kills.append((int(r), int(v)))
     elif line.startswith("MXFS-CRASH-TOTALKILL "):
         _, r, v, ns = line.split(); total = (int(r), int(v))
 
@@ -249,8 +298,8 @@ for n in nodes:
 # Incarnations that were killed: node v's incarnation k (the round it rejoined after, 0 = first
 # boot) ended with its next kill; in the first-mounter round every incarnation up then ended.
 killed_inc, total_inc = set(), set()
-for r, v in kills:
-    killed_inc.add((v, max([rr for rr, vv in kills if vv == v and rr < r], default=0)))
+for r, v in kills + daemon_kills:
+    killed_inc.add((v, max([rr for rr, vv in kills + daemon_kills if vv == v and rr < r], default=0)))
 if total:
     for n in nodes:
         ks = [k for (nn, k) in {(a["n"], a["k"]) for a in acks} if nn == n and k < total[0]]

@@ -22,6 +22,10 @@ use crate::Witness;
 /// else pauses, the victim acknowledges one more write and reports ready); `round << 8` the
 /// round is over (run again); `CTL_STOP` end the storm.
 pub const CTL_SECTOR: u64 = 1400;
+/// With this bit in the control word the victim is not killed but its mxfsd: the storm exits
+/// with `EXIT_DAEMON_DEATH` after the report, and the shell kills mxfsd.
+pub const CTL_DAEMON_DEATH: u64 = 0x80;
+const EXIT_DAEMON_DEATH: u8 = 3;
 /// `READY_SECTOR + node`: the round for which the victim acknowledged its last write.
 pub const READY_SECTOR: u64 = 1400;
 /// `PAUSED_SECTOR + node`: the round for which a non-victim paused between operations. The
@@ -110,7 +114,7 @@ pub fn cmd_storm(
             println!("MXFS-CRASH-STOPPED node {node} inc {inc} after {ctr} ops");
             return Ok(ExitCode::SUCCESS);
         }
-        let (round, victim) = (ctl >> 8, (ctl & 0xff) as u32);
+        let (round, victim) = (ctl >> 8, (ctl & 0x7f) as u32);
         let kill_pending = victim != 0 && round > done_round;
         if kill_pending && victim != node {
             if w.read_word(PAUSED_SECTOR + u64::from(node))? < round {
@@ -195,6 +199,9 @@ pub fn cmd_storm(
             let _ = std::io::stdout().flush();
             done_round = round;
             kill_create_done = false;
+            if ctl & CTL_DAEMON_DEATH != 0 {
+                return Ok(ExitCode::from(EXIT_DAEMON_DEATH));
+            }
             while w.read_word(CTL_SECTOR)? == ctl {
                 std::thread::sleep(Duration::from_millis(PAUSE_MS));
             }
