@@ -12,6 +12,11 @@
 # --fs-only (or MXFS_CLUSTER_FS_ONLY=1) stops after the file-system phase. --bench (what
 # `just bench-fs` runs) mounts the volume and runs the benchmark workloads instead of the
 # checks, and qemu/bench-report.sh prints the figures.
+# Then the crash phase (qemu/crash.sh, a second cluster on a fresh volume): nodes killed under
+# an fsync-acknowledged storm and relaunched, one node's mxfsd killed, every node killed and a
+# majority restarted; judged by crash_fsync_durable, crash_repair_clean, recovery_ms,
+# daemon_death_withdraws and first_mounter_recovers. MXFS_CLUSTER_CRASH=0 skips it,
+# MXFS_CLUSTER_CRASH_ONLY=1 runs only it; its knobs are in qemu/crash.sh.
 # Sizes of the file-system workloads: MXFS_FS_DATA_OPS (per node, default 200), MXFS_FS_NS_OPS
 # (per node, 120), MXFS_FS_FSX_OPS (2000), MXFS_FS_SEED (random; printed).
 # Serial logs and disks: qemu/run/<timestamp>-clusterN/.
