@@ -301,10 +301,11 @@ crash_phase() {
         # and boots it again.
         n=$(dmesg | wc -l)
         kill -9 "$MXFSD"
-        i=0; got=
+        # (Until the module notices mxfsd is gone, the lock it caches still covers a write.)
+        i=0; got=; ok_tries=0
         while [ $i -lt 50 ]; do
-            if (echo after >"$M/c$NODE/after-daemon-death") 2>/tmp/w.err; then got="write succeeded"
-            else got="write: $(head -n 1 /tmp/w.err)"; case "$got" in *"Input/output error"*) break ;; esac; fi
+            if (echo after >"$M/c$NODE/after-daemon-death") 2>/tmp/w.err; then ok_tries=$((ok_tries + 1)); got="write succeeded"
+            else got="write: $(head -n 1 /tmp/w.err | sed 's/.*: //') after $ok_tries successful tries"; case "$got" in *"Input/output error"*) break ;; esac; fi
             i=$((i + 1)); sleep 0.2
         done
         st=$(stat "$M/c$NODE/d0" 2>&1 >/dev/null | head -n 1)
