@@ -20,6 +20,10 @@ FSONLY=$(arg fsonly)
 # KILL_PHASE from the last node tells the host to kill it (cluster.sh watches for it).
 KILL_PHASE=1010
 ALL=$(seq -s, 1 "$N")
+# mxfs.live=<ids>: the nodes that are up (the crash phase's first-mounter restart boots only a
+# majority): barriers and the health check count those.
+[ -n "$(arg live)" ] && ALL=$(arg live)
+HEALTHY_N=$(echo "$ALL" | tr ',' '\n' | wc -l)
 SURV=$(seq -s, 1 $((N - 1)))
 LAST=$N
 CFG=/etc/mxfs/mxfsd.toml
@@ -250,6 +254,84 @@ bench_phase() {
     no_warnings
 }
 
+# ---- The crash phase (cluster.sh's second cluster, mxfs.crash=1; issue 11 item 5) ----
+# Every node mounts a fresh -o mxfs volume and runs the fsync-acknowledged storm on its own
+# directory (mxfs-guest crash-storm) until the host stops it. The host steers the kills through
+# control words on the witness disk (crash.rs): it picks a victim, the others pause, the victim
+# acknowledges one more write and reports ready, the host kills its QEMU, marks it fenced, lets
+# the survivors go on, and relaunches the victim with mxfs.inc=<round> (it rejoins here, mounts
+# and storms again). At the end node 1 lists every node's directory (MXFS-CRASH-FINAL) and
+# prints mxfsd's recovery history; the host judges (crash_fsync_durable, recovery_ms).
+crash_phase() {
+    inc=$(arg inc); inc=${inc:-0}
+    n=$(dmesg | wc -l)
+    if ! mount -t xfs -o "mxfs,logdev=$LOGDEV" /dev/vda $M 2>/tmp/mount.err; then
+        result "crash_mount_${NODE}_$inc" FAIL "node $NODE inc $inc: $(cat /tmp/mount.err) | $(dmesg | tail -n +$((n + 1)) | tr '\n' ' ' | cut -c1-300)"
+        return
+    fi
+    if [ "$NODE" = 1 ]; then
+        mxfs-guest crash-watch --witness $W &
+        # mxfsd's recovery history whenever another recovery finished (the host takes the last
+        # one printed by each incarnation of node 1: it may die in the first-mounter round).
+        echo "MXFS-CRASH-MXFSD-UP $MXFSD_UP"
+        # The kernel's recovery lines too (RECOVERY_*, the recovery mounts and what XFS found
+        # in each log), as they come.
+        (
+            last=0; dn=0
+            while :; do
+                st=$(mxfsctl --config $CFG --json status 2>/dev/null)
+                k=$(echo "$st" | grep -o '"remaster_ms":[0-9]' | wc -l)
+                [ "$k" != "$last" ] && { echo "MXFS-CRASH-STATUS $st"; last=$k; }
+                dmesg | grep -E "RECOVERY_(START|DONE)|replaying node|Starting recovery|Ending recovery|Ending clean" >/tmp/crash-dmesg
+                tail -n +$((dn + 1)) /tmp/crash-dmesg | sed 's/^/MXFS-CRASH-DMESG /'
+                dn=$(wc -l </tmp/crash-dmesg)
+                [ -f /tmp/crash-stopped ] && break
+                sleep 1
+            done
+        ) &
+        STATUS_LOOP=$!
+    fi
+    mxfs-guest crash-storm $M/c$NODE --node "$NODE" --nodes "$N" --inc "$inc" --seed "$(arg fsseed)" --witness $W 2>&1
+    rc=$?
+    echo "MXFS-CRASH storm ended on node $NODE (exit $rc)"
+    if [ $rc = 3 ]; then
+        # The host asked for this node's mxfsd to die while it holds EX with a dirty log
+        # (daemon_death_withdraws): the module must withdraw the mount, so operations fail
+        # with EIO; the others fence this node and replay its log; the host then powers it off
+        # and boots it again.
+        n=$(dmesg | wc -l)
+        kill -9 "$MXFSD"
+        # (Until the module notices mxfsd is gone, the lock it caches still covers a write.)
+        i=0; got=; ok_tries=0
+        while [ $i -lt 50 ]; do
+            if (echo after >"$M/c$NODE/after-daemon-death") 2>/tmp/w.err; then ok_tries=$((ok_tries + 1)); got="write succeeded"
+            else got="write: $(head -n 1 /tmp/w.err | sed 's/.*: //') after $ok_tries successful tries"; case "$got" in *"Input/output error"*) break ;; esac; fi
+            i=$((i + 1)); sleep 0.2
+        done
+        st=$(stat "$M/c$NODE/d0" 2>&1 >/dev/null | head -n 1)
+        echo "MXFS-CRASH-WITHDRAWN node $NODE: $got; stat: ${st:-succeeded}; $(dmesg | tail -n +$((n + 1)) | grep -m1 withdraw | sed 's/^\[[^]]*\] //')"
+        while :; do sleep 600; done
+    fi
+    : >/tmp/crash-stopped
+    # Every node that is up now stopped its storm (a rejoined node joins the same barriers: the
+    # phases below are above any it skipped).
+    barrier "$ALL" 2001
+    if [ "$NODE" = 1 ]; then
+        wait "$STATUS_LOOP"
+        mxfs-guest crash-list $M --nodes "$N"
+        echo "MXFS-CRASH-STATUS $(mxfsctl --config $CFG --json status)"
+        grep -iE "recovery done|replay|first mounter" /tmp/mxfsd.log | tail -n 30 | sed 's/^/MXFS-MXFSD /'
+    fi
+    # The others' recovery mounts (after the first-mounter restart each member replays its own
+    # log).
+    [ "$NODE" != 1 ] && dmesg | grep -E "replaying node|Starting recovery|Ending recovery|Ending clean" |
+        sed 's/^/MXFS-CRASH-DMESG /'
+    barrier "$ALL" 2002
+    umount $M || { echo "MXFS-CRASH node $NODE: umount failed"; umount -l $M; }
+    barrier "$ALL" 2003
+    no_warnings
+}
+
 ip addr add "10.77.0.$NODE/24" dev eth0
 ip link set eth0 up
 # Every peer must answer a ping before mxfsd starts (peers boot at different times under TCG;
@@ -262,7 +344,7 @@ ip link set eth0 up
 NET_WAIT_SECS=90
 NET_BOUNCE_SECS=15
 unreachable=
-for j in $(seq 1 "$N"); do
+for j in $(echo "$ALL" | tr ',' ' '); do
     [ "$j" = "$NODE" ] && continue
     k=0
     until ping -c 1 -W 1 "10.77.0.$j" >/dev/null 2>&1; do
@@ -297,18 +379,23 @@ if [ ! -x /bin/mxfsd ]; then
     result mxfsd_present FAIL "the initramfs has no mxfsd (daemon crate did not build)"
     return 0 2>/dev/null || exit 0
 fi
+MXFSD_UP=$(cut -d' ' -f1 /proc/uptime)
 RUST_LOG=info mxfsd --config $CFG >/tmp/mxfsd.log 2>&1 &
 MXFSD=$!
 i=0
-while ! healthy "$N"; do
+while ! healthy "$HEALTHY_N"; do
     i=$((i + 1))
     if [ $i -gt 600 ]; then break; fi
     sleep 0.2
 done
-if healthy "$N"; then result cluster_healthy PASS "$(mxfsctl --config $CFG status | head -n 1)"
+if healthy "$HEALTHY_N"; then result cluster_healthy PASS "$(mxfsctl --config $CFG status | head -n 1)"
 else result cluster_healthy FAIL "$(mxfsctl --config $CFG status 2>&1 | head -n 1)"; tail -n 20 /tmp/mxfsd.log; fi
 barrier "$ALL" 1
 
+if [ "$(arg crash)" = 1 ]; then
+    crash_phase
+    return 0 2>/dev/null || exit 0
+fi
 if [ "$(arg bench)" = 1 ]; then
     bench_phase
     return 0 2>/dev/null || exit 0

@@ -12,6 +12,11 @@
 # --fs-only (or MXFS_CLUSTER_FS_ONLY=1) stops after the file-system phase. --bench (what
 # `just bench-fs` runs) mounts the volume and runs the benchmark workloads instead of the
 # checks, and qemu/bench-report.sh prints the figures.
+# Then the crash phase (qemu/crash.sh, a second cluster on a fresh volume): nodes killed under
+# an fsync-acknowledged storm and relaunched, one node's mxfsd killed, every node killed and a
+# majority restarted; judged by crash_fsync_durable, crash_repair_clean, recovery_ms,
+# daemon_death_withdraws and first_mounter_recovers. MXFS_CLUSTER_CRASH=0 skips it,
+# MXFS_CLUSTER_CRASH_ONLY=1 runs only it; its knobs are in qemu/crash.sh.
 # Sizes of the file-system workloads: MXFS_FS_DATA_OPS (per node, default 200), MXFS_FS_NS_OPS
 # (per node, 120), MXFS_FS_FSX_OPS (2000), MXFS_FS_SEED (random; printed).
 # Serial logs and disks: qemu/run/<timestamp>-clusterN/.
@@ -64,73 +69,176 @@ log "cluster of $N: run dir $RUN"
 # The -o mxfs volume: an external log of 64 MiB per node, every log formatted for the volume's
 # UUID by a throwaway mkfs (all logs have the same geometry, as DESIGN.md 5.4 requires). The
 # mxfs mount refuses reflink; rmapbt and finobt are left out to keep level 0's surface small.
-MKFS_OPTS=(-q -f -m reflink=0,rmapbt=0,finobt=0)
-truncate -s 512M "$RUN/shared.img"
-for i in $(seq 1 "$N"); do truncate -s 64M "$RUN/log-$i.img"; done
-# The files of the file-system phase come with the image (mkfs -p), so no node writes before
-# all have mounted (cluster-node.sh's fs_phase says why): two data files of 8 zero blocks, the
-# attribute, mmap (4 zero pages) and fsx files, the namespace tree's root.
-head -c $((8 * 4096)) /dev/zero >"$RUN/zero-32k"
-head -c $((4 * 4096)) /dev/zero >"$RUN/zero-16k"
-: >"$RUN/empty"
-cat >"$RUN/shared.proto" <<PROTO
+# make_volume DIR REPLAY-COMMAND SMALL: the disks of one cluster in DIR (SMALL=1: no debug-family
+# image or scratch disk, for the crash phase).
+make_volume() {
+    local D=$1 replay=$2 small=$3 i j d
+    truncate -s 512M "$D/shared.img"
+    for i in $(seq 1 "$N"); do truncate -s 64M "$D/log-$i.img"; done
+    # The files of the file-system phase come with the image (mkfs -p), so no node writes before
+    # all have mounted (cluster-node.sh's fs_phase says why): two data files of 8 zero blocks, the
+    # attribute, mmap (4 zero pages) and fsx files, the namespace tree's root.
+    head -c $((8 * 4096)) /dev/zero >"$D/zero-32k"
+    head -c $((4 * 4096)) /dev/zero >"$D/zero-16k"
+    : >"$D/empty"
+    cat >"$D/shared.proto" <<PROTO
 /dev/null
 0 0
 d--755 0 0
-data0 ---644 0 0 $RUN/zero-32k
-data1 ---644 0 0 $RUN/zero-32k
-attr ---644 0 0 $RUN/empty
-mmap ---644 0 0 $RUN/zero-16k
-fsx ---644 0 0 $RUN/empty
+data0 ---644 0 0 $D/zero-32k
+data1 ---644 0 0 $D/zero-32k
+attr ---644 0 0 $D/empty
+mmap ---644 0 0 $D/zero-16k
+fsx ---644 0 0 $D/empty
 ns d--755 0 0
 \$
 \$
 PROTO
-mkfs.xfs "${MKFS_OPTS[@]}" -p "$RUN/shared.proto" -l logdev="$RUN/log-1.img",size=64m "$RUN/shared.img"
-UUID=$(blkid -p -s UUID -o value "$RUN/shared.img")
-[ -n "$UUID" ] || die "no UUID on $RUN/shared.img"
-for i in $(seq 2 "$N"); do
-    truncate -s 512M "$RUN/log-format.img"
-    mkfs.xfs "${MKFS_OPTS[@]}" -m uuid="$UUID" -l logdev="$RUN/log-$i.img",size=64m "$RUN/log-format.img"
-    rm -f "$RUN/log-format.img"
-done
-# The debug-family scenarios' image (plain XFS, internal log) and node 1's scratch disk.
-truncate -s 320M "$RUN/debug.img" "$RUN/scratch.img"
-mkfs.xfs -q -f "$RUN/debug.img"
-mkfs.xfs -q -f "$RUN/scratch.img"
-truncate -s 8M "$RUN/witness.img"
-head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RUN/cluster.key"
-for i in $(seq 1 "$N"); do
-    d=$RUN/cfg-$i
-    mkdir -p "$d"
-    cp "$RUN/cluster.key" "$d/cluster.key"
-    {
-        echo "node_id = $i"
-        echo 'cluster_key_file = "/etc/mxfs/cluster.key"'
-        echo 'ctl_socket = "/run/mxfs/mxfsd.sock"'
-        echo 'kernel = "netlink"'
-        echo 'heartbeat_interval_ms = 300'
-        echo 'heartbeat_timeout_ms = 4000'
-        echo 'fence_timeout_ms = 15000'
-        echo 'fence_command = ["/bin/mxfs-guest", "fence-wait", "--witness", "/dev/vdc", "--timeout-secs", "10"]'
-        # A dead node's log is replayed by a recovery mount (qemu/mxfs-replay.sh).
-        echo 'replay_command = ["/bin/mxfs-replay"]'
-        for j in $(seq 1 "$N"); do
-            echo "[[peers]]"
-            echo "id = $j"
-            echo "address = \"10.77.0.$j:7100\""
-            echo "name = \"node$j\""
-        done
-    } >"$d/mxfsd.toml"
-    tar -cf "$RUN/cfg-$i.tar" -C "$d" mxfsd.toml cluster.key
-done
+    mkfs.xfs "${MKFS_OPTS[@]}" -p "$D/shared.proto" -l logdev="$D/log-1.img",size=64m "$D/shared.img"
+    UUID=$(blkid -p -s UUID -o value "$D/shared.img")
+    [ -n "$UUID" ] || die "no UUID on $D/shared.img"
+    for i in $(seq 2 "$N"); do
+        truncate -s 512M "$D/log-format.img"
+        mkfs.xfs "${MKFS_OPTS[@]}" -m uuid="$UUID" -l logdev="$D/log-$i.img",size=64m "$D/log-format.img"
+        rm -f "$D/log-format.img"
+    done
+    # The debug-family scenarios' image (plain XFS, internal log) and node 1's scratch disk.
+    if [ "$small" = 1 ]; then
+        truncate -s 16M "$D/debug.img"
+    else
+        truncate -s 320M "$D/debug.img" "$D/scratch.img"
+        mkfs.xfs -q -f "$D/debug.img"
+        mkfs.xfs -q -f "$D/scratch.img"
+    fi
+    truncate -s 8M "$D/witness.img"
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$D/cluster.key"
+    for i in $(seq 1 "$N"); do
+        d=$D/cfg-$i
+        mkdir -p "$d"
+        cp "$D/cluster.key" "$d/cluster.key"
+        {
+            echo "node_id = $i"
+            echo 'cluster_key_file = "/etc/mxfs/cluster.key"'
+            echo 'ctl_socket = "/run/mxfs/mxfsd.sock"'
+            echo 'kernel = "netlink"'
+            echo 'heartbeat_interval_ms = 300'
+            echo 'heartbeat_timeout_ms = 4000'
+            echo 'fence_timeout_ms = 15000'
+            echo 'fence_command = ["/bin/mxfs-guest", "fence-wait", "--witness", "/dev/vdc", "--timeout-secs", "10"]'
+            # A dead node's log is replayed by a recovery mount (qemu/mxfs-replay.sh).
+            echo "replay_command = [\"$replay\"]"
+            for j in $(seq 1 "$N"); do
+                echo "[[peers]]"
+                echo "id = $j"
+                echo "address = \"10.77.0.$j:7100\""
+                echo "name = \"node$j\""
+            done
+        } >"$d/mxfsd.toml"
+        tar -cf "$D/cfg-$i.tar" -C "$d" mxfsd.toml cluster.key
+    done
+}
+MKFS_OPTS=(-q -f -m reflink=0,rmapbt=0,finobt=0)
+make_volume "$RUN" /bin/mxfs-replay 0
+
+# launch_guest DIR NODE EXTRA-ARGS SERIAL: starts node NODE's QEMU on the disks in DIR, serial log
+# DIR/SERIAL.log, console socket DIR/SERIAL.sock; its pid in LAST_PID.
+launch_guest() {
+    local D=$1 i=$2 extra=$3 serial=$4 j logs alias scratch
+    logs=()
+    for j in $(seq 1 "$N"); do
+        logs+=(-drive file="$D/log-$j.img",format=raw,if=none,id=log$j,cache.direct=on,file.locking=off
+            -device virtio-blk-pci,drive=log$j,share-rw=on)
+    done
+    # The shared volume again, for recovery mounts (qemu/mxfs-replay.sh).
+    alias=(-drive file="$D/shared.img",format=raw,if=none,id=alias,cache.direct=on,file.locking=off
+        -device virtio-blk-pci,drive=alias,share-rw=on)
+    extra="$extra mxfs.alias=$(disk $((5 + N)))"
+    scratch=()
+    if [ "$i" = 1 ] && [ -f "$D/scratch.img" ]; then
+        scratch=(-drive file="$D/scratch.img",format=raw,if=none,id=scratch,cache.direct=on
+            -device virtio-blk-pci,drive=scratch)
+        extra="$extra mxfs.scratch=$(disk $((6 + N)))"
+    fi
+    qemu-system-x86_64 -accel tcg -m 512 -smp 1 -display none -no-reboot \
+        -kernel "$BZIMAGE" -initrd "$OUT/initramfs.cpio.gz" \
+        -chardev socket,id=s0,path="$D/$serial.sock",server=on,wait=off,logfile="$D/$serial.log" \
+        -serial chardev:s0 -monitor none \
+        -drive file="$D/shared.img",format=raw,if=none,id=shared,cache.direct=on,file.locking=off \
+        -device virtio-blk-pci,drive=shared,share-rw=on \
+        -drive file="$D/debug.img",format=raw,if=none,id=dbg,cache.direct=on,file.locking=off \
+        -device virtio-blk-pci,drive=dbg,share-rw=on \
+        -drive file="$D/witness.img",format=raw,if=none,id=wit,cache.direct=on,file.locking=off \
+        -device virtio-blk-pci,drive=wit,share-rw=on \
+        -drive file="$D/cfg-$i.tar",format=raw,if=none,id=cfg,readonly=on \
+        -device virtio-blk-pci,drive=cfg \
+        "${logs[@]}" "${alias[@]}" "${scratch[@]}" \
+        -netdev vde,id=n0,sock="$RUN/switch" -device virtio-net-pci,netdev=n0,mac=52:54:00:77:00:0$i \
+        -device virtio-rng-pci \
+        -append "console=ttyS0 panic=-1 quiet $CLOCK mxfs.role=node mxfs.node=$i mxfs.nodes=$N$extra" \
+        >"$D/qemu-$serial.err" 2>&1 &
+    LAST_PID=$!
+}
+
+# Host side of the node-loss scenario: once the last node reports that it holds its lock
+# (barrier phase KILL_PHASE on the witness disk), kill it and mark it fenced for the fence agents.
+witness_word() { # SECTOR
+    python3 -c "import sys; f=open(sys.argv[1],'rb'); f.seek(int(sys.argv[2])*4096); print(int.from_bytes(f.read(8),'little'))" "$WIT" "$1"
+}
+write_word() { # SECTOR VALUE
+    python3 -c "
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY)
+os.pwrite(fd, int(sys.argv[3]).to_bytes(8, 'little').ljust(4096, b'\0'), int(sys.argv[2]) * 4096)
+os.fsync(fd); os.close(fd)" "$WIT" "$1" "$2"
+}
+mark_fenced() { # NODE
+    python3 -c "
+import os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY)
+os.pwrite(fd, (0xFE9CED0000000001).to_bytes(8, 'little').ljust(4096, b'\0'), (1024 + 128 + int(sys.argv[2])) * 4096)
+os.fsync(fd); os.close(fd)" "$WIT" "$1"
+}
+REPAIR_BENIGN='^Phase |^        - |^No modify flag|^Cannot get host filesystem geometry|^Repair may fail if there is a sector size mismatch|^the image and the host filesystem|^$'
+REPAIR_LSN='^Maximum metadata LSN|^Would format log to cycle'
+# repair_check NAME DIR: the verdict NAME on DIR/shared.img with each DIR/log-<i>.img.
+repair_check() {
+    local name=$1 D=$2 i rc found repair_bad="" repair_lsn="" repair_exit0=""
+    for i in $(seq 1 "$N"); do
+        set +e
+        xfs_repair -n -l "$D/log-$i.img" "$D/shared.img" >"$D/repair-$i.txt" 2>&1
+        rc=$?
+        set -e
+        [ "$rc" = 0 ] && { repair_exit0="$repair_exit0 $i"; continue; }
+        found=$(grep -vE "$REPAIR_BENIGN" "$D/repair-$i.txt" | grep -vE "$REPAIR_LSN" | head -n 3 | tr '\n' ' ' | cut -c1-160 || true)
+        if [ -n "$found" ]; then
+            repair_bad="$repair_bad log $i: exit $rc: $found;"
+        elif grep -qE "$REPAIR_LSN" "$D/repair-$i.txt"; then
+            repair_lsn="$repair_lsn log $i: $(grep -m1 '^Maximum metadata LSN' "$D/repair-$i.txt" | sed 's/Maximum metadata //');"
+        else
+            repair_bad="$repair_bad log $i: exit $rc with no finding printed;"
+        fi
+    done
+    if [ -n "$repair_bad" ]; then
+        echo "MXFS-RESULT $name FAIL$repair_bad (repair-<i>.txt)" >>"$RUN/host.log"
+    elif [ -z "$repair_exit0" ]; then
+        echo "MXFS-RESULT $name FAIL no log gives exit 0 (the newest log head must cover every stamp):$repair_lsn" >>"$RUN/host.log"
+    elif [ -n "$repair_lsn" ] && [ "${MXFS_REPAIR_STRICT_LSN:-0}" = 1 ]; then
+        echo "MXFS-RESULT $name FAIL only metadata LSNs ahead of logs (MXFS_REPAIR_STRICT_LSN=1):$repair_lsn" >>"$RUN/host.log"
+    elif [ -n "$repair_lsn" ]; then
+        echo "MXFS-RESULT $name PASS xfs_repair -n exit 0 with log(s)$repair_exit0; the others only behind the newest metadata LSN (per-node logs):$repair_lsn" >>"$RUN/host.log"
+    else
+        echo "MXFS-RESULT $name PASS xfs_repair -n clean (exit 0) with each of the $N logs" >>"$RUN/host.log"
+    fi
+}
+WIT=$RUN/witness.img
+. "$QEMU_DIR/crash.sh"
 
 PIDS=()
 LAUNCH_NS=()
 VDE_PID=
 cleanup() {
     if [ "$KEEP" = 0 ]; then
-        for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+        for p in "${PIDS[@]}" "${CPIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
         [ -n "$VDE_PID" ] && kill "$VDE_PID" 2>/dev/null || true
     fi
 }
@@ -140,6 +248,25 @@ vde_switch -d -s "$RUN/switch" -p "$RUN/switch.pid" >/dev/null 2>&1 || die "vde_
 for _ in $(seq 50); do [ -s "$RUN/switch.pid" ] && break; sleep 0.1; done
 VDE_PID=$(cat "$RUN/switch.pid")
 
+# The crash phase (qemu/crash.sh) runs after the first cluster's guests are gone, unless
+# --fs-only, --bench, --keep or MXFS_CLUSTER_CRASH=0; MXFS_CLUSTER_CRASH_ONLY=1 runs only it.
+CRASH=${MXFS_CLUSTER_CRASH:-1}
+[ "$FS_ONLY" = 1 ] || [ "$KEEP" = 1 ] && CRASH=0
+crash_report() {
+    [ -d "$RUN/crash" ] || return 0
+    grep -hE "^(crash phase time|recovery round|crash finding)" "$RUN/crash/host.log" "$RUN/host.log" || true
+}
+if [ "${MXFS_CLUSTER_CRASH_ONLY:-0}" = 1 ]; then
+    crash_stage
+    crash_judge
+    crash_report
+    set +e
+    result_table "network_up,module_load,cluster_healthy,$CRASH_CHECKS,no_kernel_warnings" "$RUN"/crash/crash*.log "$RUN/host.log"
+    rc=$?
+    echo "run dir: $RUN (crash phase: crash/)"
+    exit $rc
+fi
+
 start=$(date +%s)
 log "file-system phase: seed $FS_SEED, data $DATA_OPS ops/node, namespace $NS_OPS ops/node, fsx $FSX_OPS ops$([ "$FS_ONLY" = 1 ] && echo '; --fs-only')"
 for i in $(seq 1 "$N"); do
@@ -147,55 +274,12 @@ for i in $(seq 1 "$N"); do
     [ "$KEEP" = 1 ] && extra="$extra mxfs.keep=1"
     [ "$FS_ONLY" = 1 ] && extra="$extra mxfs.fsonly=1"
     [ "$BENCH" = 1 ] && extra="$extra mxfs.bench=1"
-    logs=()
-    for j in $(seq 1 "$N"); do
-        logs+=(-drive file="$RUN/log-$j.img",format=raw,if=none,id=log$j,cache.direct=on,file.locking=off
-            -device virtio-blk-pci,drive=log$j,share-rw=on)
-    done
-    # The shared volume again, for recovery mounts (qemu/mxfs-replay.sh).
-    alias=(-drive file="$RUN/shared.img",format=raw,if=none,id=alias,cache.direct=on,file.locking=off
-        -device virtio-blk-pci,drive=alias,share-rw=on)
-    extra="$extra mxfs.alias=$(disk $((5 + N)))"
-    scratch=()
-    if [ "$i" = 1 ]; then
-        scratch=(-drive file="$RUN/scratch.img",format=raw,if=none,id=scratch,cache.direct=on
-            -device virtio-blk-pci,drive=scratch)
-        extra="$extra mxfs.scratch=$(disk $((6 + N)))"
-    fi
     LAUNCH_NS+=("$(date +%s%N)")
-    qemu-system-x86_64 -accel tcg -m 512 -smp 1 -display none -no-reboot \
-        -kernel "$BZIMAGE" -initrd "$OUT/initramfs.cpio.gz" \
-        -chardev socket,id=s0,path="$RUN/node-$i.sock",server=on,wait=off,logfile="$RUN/node$i.log" \
-        -serial chardev:s0 -monitor none \
-        -drive file="$RUN/shared.img",format=raw,if=none,id=shared,cache.direct=on,file.locking=off \
-        -device virtio-blk-pci,drive=shared,share-rw=on \
-        -drive file="$RUN/debug.img",format=raw,if=none,id=dbg,cache.direct=on,file.locking=off \
-        -device virtio-blk-pci,drive=dbg,share-rw=on \
-        -drive file="$RUN/witness.img",format=raw,if=none,id=wit,cache.direct=on,file.locking=off \
-        -device virtio-blk-pci,drive=wit,share-rw=on \
-        -drive file="$RUN/cfg-$i.tar",format=raw,if=none,id=cfg,readonly=on \
-        -device virtio-blk-pci,drive=cfg \
-        "${logs[@]}" "${alias[@]}" "${scratch[@]}" \
-        -netdev vde,id=n0,sock="$RUN/switch" -device virtio-net-pci,netdev=n0,mac=52:54:00:77:00:0$i \
-        -device virtio-rng-pci \
-        -append "console=ttyS0 panic=-1 quiet $CLOCK mxfs.role=node mxfs.node=$i mxfs.nodes=$N$extra" \
-        >"$RUN/qemu$i.err" 2>&1 &
-    PIDS+=($!)
+    launch_guest "$RUN" "$i" "$extra" "node$i"
+    PIDS+=("$LAST_PID")
 done
 log "booted ${#PIDS[@]} guests (pids ${PIDS[*]}); waiting (timeout ${RUN_TIMEOUT_SECS}s)"
 
-# Host side of the node-loss scenario: once the last node reports that it holds its lock
-# (barrier phase KILL_PHASE on the witness disk), kill it and mark it fenced for the fence agents.
-witness_word() { # SECTOR
-    python3 -c "import sys; f=open(sys.argv[1],'rb'); f.seek(int(sys.argv[2])*4096); print(int.from_bytes(f.read(8),'little'))" "$RUN/witness.img" "$1"
-}
-mark_fenced() { # NODE
-    python3 -c "
-import os, sys
-fd = os.open(sys.argv[1], os.O_WRONLY)
-os.pwrite(fd, (0xFE9CED0000000001).to_bytes(8, 'little').ljust(4096, b'\0'), (1024 + 128 + int(sys.argv[2])) * 4096)
-os.fsync(fd); os.close(fd)" "$RUN/witness.img" "$1"
-}
 killed=0
 hung=()
 while :; do
@@ -247,6 +331,10 @@ for i in "${hung[@]}"; do
     tail -n 40 "$RUN/node$i.log" >&2
 done
 
+if [ "$CRASH" = 1 ]; then
+    crash_stage
+fi
+
 if [ "$BENCH" = 1 ]; then
     "$(dirname "$0")/bench-report.sh" "$RUN"
     exit $?
@@ -287,37 +375,7 @@ fs_verdict namespace_agree "$RUN/fs-ns-check.txt"
 # is newest xfs_repair -n must exit 0: the check requires that (at least one log clean with
 # exit 0), lets the other logs fail only with that LSN finding (reported), unless
 # MXFS_REPAIR_STRICT_LSN=1, and fails on any other finding.
-REPAIR_BENIGN='^Phase |^        - |^No modify flag|^Cannot get host filesystem geometry|^Repair may fail if there is a sector size mismatch|^the image and the host filesystem|^$'
-REPAIR_LSN='^Maximum metadata LSN|^Would format log to cycle'
-repair_bad=""
-repair_lsn=""
-repair_exit0=""
-for i in $(seq 1 "$N"); do
-    set +e
-    xfs_repair -n -l "$RUN/log-$i.img" "$RUN/shared.img" >"$RUN/repair-$i.txt" 2>&1
-    rc=$?
-    set -e
-    [ "$rc" = 0 ] && { repair_exit0="$repair_exit0 $i"; continue; }
-    found=$(grep -vE "$REPAIR_BENIGN" "$RUN/repair-$i.txt" | grep -vE "$REPAIR_LSN" | head -n 3 | tr '\n' ' ' | cut -c1-160 || true)
-    if [ -n "$found" ]; then
-        repair_bad="$repair_bad log $i: exit $rc: $found;"
-    elif grep -qE "$REPAIR_LSN" "$RUN/repair-$i.txt"; then
-        repair_lsn="$repair_lsn log $i: $(grep -m1 '^Maximum metadata LSN' "$RUN/repair-$i.txt" | sed 's/Maximum metadata //');"
-    else
-        repair_bad="$repair_bad log $i: exit $rc with no finding printed;"
-    fi
-done
-if [ -n "$repair_bad" ]; then
-    echo "MXFS-RESULT repair_clean FAIL$repair_bad (repair-<i>.txt)" >>"$RUN/host.log"
-elif [ -z "$repair_exit0" ]; then
-    echo "MXFS-RESULT repair_clean FAIL no log gives exit 0 (the newest log head must cover every stamp):$repair_lsn" >>"$RUN/host.log"
-elif [ -n "$repair_lsn" ] && [ "${MXFS_REPAIR_STRICT_LSN:-0}" = 1 ]; then
-    echo "MXFS-RESULT repair_clean FAIL only metadata LSNs ahead of logs (MXFS_REPAIR_STRICT_LSN=1):$repair_lsn" >>"$RUN/host.log"
-elif [ -n "$repair_lsn" ]; then
-    echo "MXFS-RESULT repair_clean PASS xfs_repair -n exit 0 with log(s)$repair_exit0; the others only behind the newest metadata LSN (per-node logs):$repair_lsn" >>"$RUN/host.log"
-else
-    echo "MXFS-RESULT repair_clean PASS xfs_repair -n clean (exit 0) with each of the $N logs" >>"$RUN/host.log"
-fi
+repair_check repair_clean "$RUN"
 
 if [ "$FS_ONLY" = 0 ]; then
 # Histories: what each node recorded, checked on the host from the witness observations.
@@ -369,13 +427,20 @@ if [ "$FS_ONLY" = 1 ]; then
 else
     EXPECTED=network_up,module_load,cluster_healthy,$FS_CHECKS,volume_registered,lock_exclusion,noqueue_deny,cache_inval,node_killed,recovery_seen,journal_replayed,dead_node_lock_granted,daemon_stopped_enotconn,silent_daemon_etimedout,no_kernel_warnings,history_check,one_fence_agent
 fi
+if [ "$CRASH" = 1 ]; then
+    crash_judge
+    crash_report
+    EXPECTED=$EXPECTED,$CRASH_CHECKS
+fi
 set +e
-result_table "$EXPECTED" "$RUN"/node*.log "$RUN/host.log"
+crash_logs=()
+[ "$CRASH" = 1 ] && crash_logs=("$RUN"/crash/crash*.log)
+result_table "$EXPECTED" "$RUN"/node*.log "${crash_logs[@]}" "$RUN/host.log"
 rc=$?
 set -e
 echo "run dir: $RUN (serial logs node<i>.log, histories history-<i>.jsonl, fs-*.jsonl, fs-*-check.txt, repair-<i>.txt); wall ${elapsed} s"
 if [ "$KEEP" = 1 ]; then
-    echo "cluster kept up. Console of node i: socat -,raw,echo=0 UNIX-CONNECT:$RUN/node-<i>.sock"
+    echo "cluster kept up. Console of node i: socat -,raw,echo=0 UNIX-CONNECT:$RUN/node<i>.sock"
     echo "stop it: kill ${PIDS[*]} $VDE_PID"
 fi
 exit $rc

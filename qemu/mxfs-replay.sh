@@ -22,6 +22,21 @@ idx=$((4 + node))
 [ "$idx" -le 26 ] || { echo "mxfs-replay: node id $node has no log disk" >&2; exit 2; }
 log=/dev/vd$(echo "$letters" | cut -c"$idx")
 [ -b "$log" ] || { echo "mxfs-replay: node $node's log $log is not a block device" >&2; exit 2; }
+# One replay at a time on this node: mxfsd runs replay_command for several logs at once (the
+# first mounter replays every log), and they all mount the same alias device; a second mount of
+# a block device that is already mounted gets the first mount's super block (no recovery of
+# its own log at all), so a concurrent replay would "succeed" without replaying anything (seen
+# in the crash phase's first-mounter round: first_mounter_recovers, qemu/README.md). Busybox
+# has no flock: a lock directory holding its owner's pid, taken over if that process is gone
+# (mxfsd kills a replay that times out).
+lock=/run/mxfs-replay.lock
+until mkdir "$lock" 2>/dev/null; do
+    owner=$(cat "$lock/pid" 2>/dev/null || true)
+    if [ -n "$owner" ] && ! kill -0 "$owner" 2>/dev/null; then rm -rf "$lock"; continue; fi
+    sleep 0.1
+done
+echo $$ >"$lock/pid"
+trap 'rm -rf "$lock"' EXIT
 dir=/run/mxfs-replay/$node
 mkdir -p "$dir"
 umount "$dir" 2>/dev/null || true

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use crate::Witness;
 
 /// One data block, the unit every data operation reads or writes.
-const BLOCK_BYTES: usize = 4096;
+pub(crate) const BLOCK_BYTES: usize = 4096;
 /// One stamp inside a data block, repeated to fill it: magic, node, file, block, pad, seq.
 const STAMP_BYTES: usize = 32;
 const STAMP_MAGIC: &[u8; 8] = b"MXFSDATA";
@@ -174,7 +174,7 @@ fn data_path(dir: &str, f: u32) -> String {
     format!("{dir}/data{f}")
 }
 
-fn stamp_block(node: u32, file: u32, block: u32, seq: u64) -> Vec<u8> {
+pub(crate) fn stamp_block(node: u32, file: u32, block: u32, seq: u64) -> Vec<u8> {
     let mut rec = [0u8; STAMP_BYTES];
     rec[..8].copy_from_slice(STAMP_MAGIC);
     rec[8..12].copy_from_slice(&node.to_le_bytes());
@@ -186,7 +186,7 @@ fn stamp_block(node: u32, file: u32, block: u32, seq: u64) -> Vec<u8> {
 
 /// The value a block holds: `init` (zeros), `NODE:SEQ` (one whole stamp of that block), or
 /// `torn:...` naming what it found instead.
-fn block_value(buf: &[u8], file: u32, block: u32) -> String {
+pub(crate) fn block_value(buf: &[u8], file: u32, block: u32) -> String {
     if buf.len() < BLOCK_BYTES {
         return format!("torn:short read of {} bytes", buf.len());
     }

@@ -8,6 +8,7 @@
 
 mod bench;
 mod callouts;
+mod crash;
 mod fs;
 mod genl;
 
@@ -256,6 +257,33 @@ enum Cmd {
         /// Node id (mxfsd appends it, then the node name).
         node: u32,
         name: Option<String>,
+    },
+    /// Crash phase: the fsync-acknowledged storm in DIR until the host stops it (crash.rs).
+    CrashStorm {
+        dir: String,
+        #[arg(long)]
+        node: u32,
+        /// Cluster size (every node is up when the host asks for a kill).
+        #[arg(long)]
+        nodes: u32,
+        /// This node's incarnation (0 at the first boot, then the round it rejoined after).
+        #[arg(long, default_value_t = 0)]
+        inc: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        witness: String,
+    },
+    /// Crash phase: prints what ROOT/c<n> holds for n in 1..=NODES (MXFS-CRASH-FINAL lines).
+    CrashList {
+        root: String,
+        #[arg(long)]
+        nodes: u32,
+    },
+    /// Crash phase: reports the host's kill marks with this guest's uptime.
+    CrashWatch {
+        #[arg(long)]
+        witness: String,
     },
     /// `just bench-fs` workloads; each prints `MXFS-BENCH <key> <value>` lines.
     BenchFs {
@@ -1037,6 +1065,16 @@ fn main() -> ExitCode {
             node,
             name: _,
         } => cmd_fence_wait(witness, *node, *timeout_secs),
+        Cmd::CrashStorm {
+            dir,
+            node,
+            nodes,
+            inc,
+            seed,
+            witness,
+        } => crash::cmd_storm(dir, *node, *nodes, *inc, *seed, witness),
+        Cmd::CrashList { root, nodes } => crash::cmd_list(root, *nodes),
+        Cmd::CrashWatch { witness } => crash::cmd_watch(witness),
         Cmd::BenchFs { what } => match what {
             BenchCmd::Single {
                 dir,
