@@ -49,6 +49,25 @@ wait_line() {
     done
 }
 
+# crash_victim ROUND: the node a round acts on (never node 1, which judges the run).
+crash_victim() { echo $((N - ($1 - 1) % (N - 1))); }
+
+# crash_arm DIR ROUND VICTIM RESULT: tells VICTIM to act in ROUND (the others pause) and waits
+# up to CRASH_READY_SECS for its ready word; on a timeout writes RESULT's FAIL line to
+# DIR/host.log and returns 1.
+crash_arm() {
+    local i=0
+    write_word $CRASH_CTL_SECTOR $((($2 << 8) | $3))
+    until [ "$(witness_word $((CRASH_READY_SECTOR + $3)))" = "$2" ]; do
+        i=$((i + 1))
+        if [ $i -gt $((CRASH_READY_SECS * 10)) ]; then
+            echo "MXFS-RESULT $4 FAIL node $3 never reported ready" >>"$1/host.log"
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
 crash_stage() {
     local C=$RUN/crash r v i t0 t_phase replay=/bin/mxfs-replay ok=1
     mkdir -p "$C"
@@ -72,17 +91,8 @@ crash_stage() {
         [ "$ok" = 1 ] || break
         t_phase=$(date +%s)
         sleep "$CRASH_STORM_SECS"
-        v=$((N - (r - 1) % (N - 1)))
-        write_word $CRASH_CTL_SECTOR $(((r << 8) | v))
-        i=0
-        until [ "$(witness_word $((CRASH_READY_SECTOR + v)))" = "$r" ]; do
-            i=$((i + 1))
-            if [ $i -gt $((CRASH_READY_SECS * 10)) ]; then
-                echo "MXFS-RESULT crash_round_$r FAIL node $v never reported ready" >>"$C/host.log"; ok=0; break
-            fi
-            sleep 0.1
-        done
-        [ "$ok" = 1 ] || break
+        v=$(crash_victim "$r")
+        crash_arm "$C" "$r" "$v" "crash_round_$r" || { ok=0; break; }
         { kill -9 "${CPIDS[$((v - 1))]}"; wait "${CPIDS[$((v - 1))]}"; } 2>/dev/null || true
         acks1=$(grep -c "MXFS-CRASH-ACK" "$C/crash1.log" || true)
         echo "MXFS-CRASH-KILL $r $v $(date +%s%N)" >>"$C/host.log"
@@ -140,7 +150,7 @@ crash_stage() {
 crash_daemon_death() {
     local C=$1 D=$((CRASH_ROUNDS + 1)) v i acks1 got t_phase=$(date +%s) why=""
     sleep "$CRASH_STORM_SECS"
-    v=$((N - (D - 1) % (N - 1)))
+    v=$(crash_victim "$D")
     write_word $CRASH_CTL_SECTOR $(((D << 8) | 0x80 | v))
     if ! wait_line "$C/${CSERIAL[v]}.log" "^MXFS-CRASH-WITHDRAWN" $CRASH_READY_SECS; then
         echo "MXFS-RESULT daemon_death_withdraws FAIL node $v never reported its mount's state after its mxfsd died" >>"$C/host.log"
@@ -181,16 +191,8 @@ crash_daemon_death() {
 crash_first_mounter() {
     local C=$1 T=$((CRASH_ROUNDS + 1 + CRASH_DAEMON_DEATH)) v i m live t_phase=$(date +%s)
     sleep "$CRASH_STORM_SECS"
-    v=$((N - (T - 1) % (N - 1)))
-    write_word $CRASH_CTL_SECTOR $(((T << 8) | v))
-    i=0
-    until [ "$(witness_word $((CRASH_READY_SECTOR + v)))" = "$T" ]; do
-        i=$((i + 1))
-        if [ $i -gt $((CRASH_READY_SECS * 10)) ]; then
-            echo "MXFS-RESULT first_mounter_recovers FAIL node $v never reported ready" >>"$C/host.log"; return
-        fi
-        sleep 0.1
-    done
+    v=$(crash_victim "$T")
+    crash_arm "$C" "$T" "$v" first_mounter_recovers || return
     { kill -9 "${CPIDS[$((v - 1))]}"; for i in "${CPIDS[@]}"; do kill -9 "$i"; wait "$i"; done; } 2>/dev/null || true
     echo "MXFS-CRASH-TOTALKILL $T $v $(date +%s%N)" >>"$C/host.log"
     for i in $(seq 1 "$N"); do mark_fenced "$i"; done
