@@ -509,7 +509,7 @@ static int mxfs_lock_stats_get(char *buf, const struct kernel_param *kp)
 {
 	u64 v[ARRAY_SIZE(mxfs_lock_stat_names)];
 	int n = mxfs_rs_lock_stats(v, ARRAY_SIZE(v));
-	unsigned long begins = 0, ends = 0;
+	unsigned long begins = 0, ends = 0, speculations = 0, retries = 0;
 	int len = 0;
 	int i, k;
 
@@ -523,15 +523,13 @@ static int mxfs_lock_stats_get(char *buf, const struct kernel_param *kp)
 		}
 	}
 	len += sysfs_emit_at(buf, len, "begins %lu\nends %lu\n", begins, ends);
-	begins = 0;
-	ends = 0;
 	for_each_possible_cpu(k) {
 		const struct mxfs_op_count *c = per_cpu_ptr(&mxfs_op_counts, k);
 
-		begins += READ_ONCE(c->speculations);
-		ends += READ_ONCE(c->retries);
+		speculations += READ_ONCE(c->speculations);
+		retries += READ_ONCE(c->retries);
 	}
-	len += sysfs_emit_at(buf, len, "speculations %lu\nretries %lu\n", begins, ends);
+	len += sysfs_emit_at(buf, len, "speculations %lu\nretries %lu\n", speculations, retries);
 	for (i = 0; i < n; i++)
 		len += sysfs_emit_at(buf, len, "%s %llu\n", mxfs_lock_stat_names[i], v[i]);
 	return len;
