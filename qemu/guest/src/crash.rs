@@ -56,6 +56,15 @@ fn data_name(f: u32) -> String {
     format!("d{f}")
 }
 
+/// Whether `name` is one the storm creates (`c<inc>-<op>`) or renames to (`r<inc>-<op>`).
+fn is_storm_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('c').or_else(|| name.strip_prefix('r')) else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    matches!(rest.split_once('-'), Some((inc, op)) if digits(inc) && digits(op))
+}
+
 fn fsync_dir(dir: &str) -> Result<(), String> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -101,11 +110,14 @@ pub fn cmd_storm(
         data.push(fh);
     }
     fsync_dir(dir)?;
-    // The created files alive now (renamed or not), from the directory.
+    // The created files alive now (renamed or not), from the directory. Only names the storm
+    // makes: anything else (the daemon-death round's unacknowledged probe file, which may have
+    // reached the disk) is left alone, or a rename of it would be an acknowledgement of a name
+    // no earlier incarnation acknowledged.
     let mut live: Vec<String> = std::fs::read_dir(dir)
         .map_err(|e| format!("readdir {dir}: {e}"))?
         .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
-        .filter(|n| !n.starts_with('d'))
+        .filter(|n| is_storm_name(n))
         .collect();
     let mut rng = Rng::new(seed ^ (u64::from(node) << 40) ^ (u64::from(inc) << 48));
     let mut ctr: u64 = 0;
@@ -319,5 +331,28 @@ pub fn cmd_watch(witness: &str, root: &str) -> Result<ExitCode, String> {
             return Ok(ExitCode::SUCCESS);
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_storm_name;
+
+    #[test]
+    fn storm_adopts_only_its_own_names() {
+        for n in ["c0-1", "r6-81", "c12-3456"] {
+            assert!(is_storm_name(n), "{n}");
+        }
+        for n in [
+            "after-daemon-death",
+            "d0",
+            "c-1",
+            "r6-",
+            "c6-8x",
+            "x0-1",
+            "c",
+        ] {
+            assert!(!is_storm_name(n), "{n}");
+        }
     }
 }
