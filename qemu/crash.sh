@@ -404,7 +404,8 @@ summary = (f"{dirty} of {replays} replays after kills found the log dirty; {len(
            f"{counts['rename']} renames, {counts['unlink']} unlinks; {dead_acked} by incarnations "
            f"later killed), {len(kills)} kills{' + every node once' if total else ''}")
 summary = (f"{len(snaps)} snapshots after {len(snap_rounds)} recoveries (rounds "
-           f"{','.join(map(str, snap_rounds))}; {snap_acks} acks modelled) + final listing; {summary}")
+           f"{','.join(map(str, snap_rounds)) or 'none'}; their models replay {snap_acks} acks) + final "
+           f"listing; {summary}")
 if not kills:
     print(f"MXFS-RESULT crash_fsync_durable FAIL no kill happened; {summary}")
 elif bad:
