@@ -260,7 +260,9 @@ bench_phase() {
 # control words on the witness disk (crash.rs): it picks a victim, the others pause, the victim
 # acknowledges one more write and reports ready, the host kills its QEMU, marks it fenced, lets
 # the survivors go on, and relaunches the victim with mxfs.inc=<round> (it rejoins here, mounts
-# and storms again). At the end node 1 lists every node's directory (MXFS-CRASH-FINAL) and
+# and storms again). After each recovery node 1's crash-watch lists the dead node's directory
+# when the host asks (MXFS-CRASH-SNAP); after the first-mounter restart each node lists its own
+# before it storms. At the end node 1 lists every node's directory (MXFS-CRASH-FINAL) and
 # prints mxfsd's recovery history; the host judges (crash_fsync_durable, recovery_ms).
 crash_phase() {
     inc=$(arg inc); inc=${inc:-0}
@@ -270,7 +272,8 @@ crash_phase() {
         return
     fi
     if [ "$NODE" = 1 ]; then
-        mxfs-guest crash-watch --witness $W &
+        # (It also lists a dead node's directory when the host asks, after each recovery.)
+        mxfs-guest crash-watch --witness $W --root $M &
         # mxfsd's recovery history whenever another recovery finished (the host takes the last
         # one printed by each incarnation of node 1: it may die in the first-mounter round).
         echo "MXFS-CRASH-MXFSD-UP $MXFSD_UP"
@@ -290,6 +293,16 @@ crash_phase() {
             done
         ) &
         STATUS_LOOP=$!
+    fi
+    # The first-mounter restart (mxfs.live=): before this node writes anything, its own
+    # directory as the restart's replays left it, and on node 1 those of the nodes not booted
+    # again, as this round's snapshots (MXFS-CRASH-SNAP; crash_fsync_durable, judged on the host).
+    if [ -n "$(arg live)" ]; then
+        only=$NODE
+        if [ "$NODE" = 1 ]; then
+            for j in $(seq 1 "$N"); do case ",$ALL," in *",$j,"*) ;; *) only="$only,$j" ;; esac; done
+        fi
+        mxfs-guest crash-list $M --nodes "$N" --only "$only" --snap "$inc" 2>&1
     fi
     mxfs-guest crash-storm $M/c$NODE --node "$NODE" --nodes "$N" --inc "$inc" --seed "$(arg fsseed)" --witness $W 2>&1
     rc=$?

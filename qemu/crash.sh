@@ -5,13 +5,20 @@
 # qemu/guest/src/crash.rs on its own directory; CRASH_ROUNDS times the host picks a victim
 # (N, N-1, ..., 2, N, ...), waits until the others paused and the victim acknowledged one more
 # write while holding the volume lock in EX, kills its QEMU (kill -9), marks it fenced for the
-# fence agents, lets the survivors go on and relaunches the victim on the same disks
-# (mxfs.inc=<round>: it rejoins and storms again) before the next round. Then the host stops
-# the storm, node 1 lists every node's directory and prints mxfsd's recovery history, everyone
-# unmounts, and crash_judge checks:
-#   crash_fsync_durable  every acknowledged write, create and rename is in node 1's final
-#                        listing, and no block is torn (nothing unacknowledged is there either:
-#                        the victims stop before they die, so the listing must match exactly);
+# fence agents, lets the survivors go on, and once node 1 acknowledged again (the recovery is
+# done) has node 1 list the dead victim's directory (crash_snap: MXFS-CRASH-SNAP <round>), then
+# relaunches the victim on the same disks (mxfs.inc=<round>: it rejoins and storms again) before
+# the next round. The daemon-death round is listed the same way before its victim is powered
+# off; after the first-mounter round's restart each restarted node lists its own directory
+# before it writes, and node 1 those of the nodes not booted again. Then the host stops the
+# storm, node 1 lists every node's directory (MXFS-CRASH-FINAL) and prints mxfsd's recovery
+# history, everyone unmounts, and crash_judge checks:
+#   crash_fsync_durable  after each recovery (every snapshot) and at the end (the final
+#                        listing), every write, create, rename and unlink the node acknowledged
+#                        (up to its death, for a snapshot) is there, no block is torn, and
+#                        nothing unacknowledged is there either (the victims stop before they
+#                        die, so each listing must match exactly); every round needs its
+#                        snapshots;
 #   crash_repair_clean   xfs_repair -n with every log (repair_check, as repair_clean);
 #   recovery_ms          each kill's recovery on the fencer (node 1): detection (the kill mark
 #                        seen by node 1 to mxfsd's recovery start), fence, replay, remaster.
@@ -26,14 +33,20 @@ CRASH_STORM_SECS=${MXFS_CRASH_STORM_SECS:-3}
 CRASH_NO_REPLAY=${MXFS_CRASH_NO_REPLAY:-0}
 CRASH_FIRST_MOUNTER=${MXFS_CRASH_FIRST_MOUNTER:-1}
 CRASH_DAEMON_DEATH=${MXFS_CRASH_DAEMON_DEATH:-1}
-# Control words on the witness disk (qemu/guest/src/crash.rs).
+# Control words on the witness disk (qemu/guest/src/crash.rs; sectors 1400-1431, the guest's
+# PAUSED_SECTOR + node is 1421-1429): the control word, READY + node, the kill mark, and the
+# snapshot request (round << 8 | node) with node 1's done word (the round it listed).
 CRASH_CTL_SECTOR=1400
 CRASH_READY_SECTOR=1400
 CRASH_KILLED_SECTOR=1411
+CRASH_SNAP_SECTOR=1430
+CRASH_SNAP_DONE_SECTOR=1431
 CRASH_STOP=$((0xFFFFFFFF))
-# Bounds: a guest's boot to a running storm, a victim's ready report, the final listing.
+# Bounds: a guest's boot to a running storm, a victim's ready report, node 1's listing of a
+# dead node's directory, the final listing.
 CRASH_BOOT_SECS=240
 CRASH_READY_SECS=60
+CRASH_SNAP_SECS=60
 CRASH_END_SECS=240
 CRASH_CHECKS=crash_fsync_durable,crash_repair_clean,recovery_ms
 [ "$CRASH_FIRST_MOUNTER" = 1 ] && CRASH_CHECKS=$CRASH_CHECKS,first_mounter_recovers
@@ -66,6 +79,25 @@ crash_arm() {
         fi
         sleep 0.1
     done
+}
+
+# crash_snap DIR ROUND VICTIM: after ROUND's recovery (node 1 went on) and before VICTIM is
+# booted again, asks node 1's crash-watch to list VICTIM's directory (MXFS-CRASH-SNAP: it is
+# dead, so the listing must equal every write, create, rename and unlink it acknowledged) and
+# waits up to CRASH_SNAP_SECS for node 1's done word; on a timeout writes a FAIL line naming the
+# round to DIR/host.log and returns 1.
+crash_snap() {
+    local i=0 t=$(date +%s)
+    write_word $CRASH_SNAP_SECTOR $((($2 << 8) | $3))
+    until [ "$(witness_word $CRASH_SNAP_DONE_SECTOR)" = "$2" ]; do
+        i=$((i + 1))
+        if [ $i -gt $((CRASH_SNAP_SECS * 10)) ]; then
+            echo "MXFS-RESULT crash_snapshot_$2 FAIL node 1 did not list node $3's directory within ${CRASH_SNAP_SECS}s after round $2's recovery" >>"$1/host.log"
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "crash phase time round $2: node 1 listed node $3's directory in $(($(date +%s) - t)) s" >>"$1/host.log"
 }
 
 crash_stage() {
@@ -113,6 +145,7 @@ crash_stage() {
         done
         [ "$ok" = 1 ] || break
         echo "crash phase time round $r: node 1 went on $(($(date +%s) - t_phase)) s into the round" >>"$C/host.log"
+        crash_snap "$C" "$r" "$v" || { ok=0; break; }
         log "crash round $r: killed node $v right after its acknowledged write; survivors went on; relaunching it"
         launch_guest "$C" "$v" " mxfs.crash=1 mxfs.inc=$r mxfs.log=$(disk $((4 + v))) mxfs.fsseed=$FS_SEED" "crash$v-r$r"
         CPIDS[$((v - 1))]=$LAST_PID
@@ -145,8 +178,8 @@ crash_stage() {
 # crash_daemon_death DIR: round CRASH_ROUNDS+1 kills node v's mxfsd instead of its QEMU, right
 # after v acknowledged a write and a create under EX (the guest kills it: mxfs-guest crash-storm
 # exits 3). v's mount must withdraw (its write fails with EIO); the host then marks v fenced,
-# the survivors fence it, replay its log and go on; then the host powers v off (kill -9 of its
-# QEMU) and boots it again to rejoin, as after a kill.
+# the survivors fence it, replay its log and go on; node 1 lists v's directory (crash_snap);
+# then the host powers v off (kill -9 of its QEMU) and boots it again to rejoin, as after a kill.
 crash_daemon_death() {
     local C=$1 D=$((CRASH_ROUNDS + 1)) v i acks1 got t_phase=$(date +%s) why=""
     sleep "$CRASH_STORM_SECS"
@@ -169,6 +202,7 @@ crash_daemon_death() {
         sleep 0.2
     done
     local went=$(($(date +%s) - t_phase))
+    crash_snap "$C" "$D" "$v" || ok=0
     { kill -9 "${CPIDS[$((v - 1))]}"; wait "${CPIDS[$((v - 1))]}"; } 2>/dev/null || true
     launch_guest "$C" "$v" " mxfs.crash=1 mxfs.inc=$D mxfs.log=$(disk $((4 + v))) mxfs.fsseed=$FS_SEED" "crash$v-r$D"
     CPIDS[$((v - 1))]=$LAST_PID
@@ -187,7 +221,8 @@ crash_daemon_death() {
 # acknowledged write (it holds EX, its log dirty), then boots only a majority (nodes 1..N/2+1;
 # a lone node of three never forms a membership): their first membership fences the absent
 # nodes and the fencer replays every log before any grant (daemon/README.md, First mounter).
-# They storm again; the final listing must still hold everything acknowledged before.
+# Before they storm again, each lists its own directory and node 1 those of the absent nodes
+# (cluster-node.sh): this round's snapshots must hold everything acknowledged before.
 crash_first_mounter() {
     local C=$1 T=$((CRASH_ROUNDS + 1 + CRASH_DAEMON_DEATH)) v i m live t_phase=$(date +%s)
     sleep "$CRASH_STORM_SECS"
@@ -217,11 +252,12 @@ crash_judge() {
     local C=$RUN/crash
     [ -d "$C" ] || return 0
     grep -h "^MXFS-RESULT" "$C/host.log" >>"$RUN/host.log" || true
-    python3 - "$C" >>"$RUN/host.log" <<'PY' || echo "MXFS-RESULT crash_judge FAIL the judge script failed (see above)" >>"$RUN/host.log"
+    python3 - "$C" "$N" >>"$RUN/host.log" <<'PY' || echo "MXFS-RESULT crash_judge FAIL the judge script failed (see above)" >>"$RUN/host.log"
 import glob, json, os, re, sys
-C = sys.argv[1]
+C, N = sys.argv[1], int(sys.argv[2])
 # Per serial log (one per incarnation: crash<n>.log, crash<n>-r<round>.log): what it printed.
-acks, final, files = [], {}, {}
+# snaps: (round, node) -> the listing of node's directory after round's recovery.
+acks, final, snaps, files = [], {}, {}, {}
 for path in sorted(glob.glob(os.path.join(C, "crash*.log"))):
     base = os.path.basename(path)[:-4]
     f = files[base] = {"status": None, "seen": {}, "up": None, "dmesg": [], "mxfsd": []}
@@ -236,6 +272,8 @@ for path in sorted(glob.glob(os.path.join(C, "crash*.log"))):
                 acks.append(json.loads(rest))
             elif tag == "MXFS-CRASH-FINAL":
                 j = json.loads(rest); final[j["n"]] = j
+            elif tag == "MXFS-CRASH-SNAP":
+                r, j = rest.split(" ", 1); j = json.loads(j); snaps[(int(r), j["n"])] = j
             elif tag == "MXFS-CRASH-STATUS":
                 f["status"] = json.loads(rest)
             elif tag == "MXFS-CRASH-KILLSEEN":
@@ -257,58 +295,91 @@ for line in open(os.path.join(C, "host.log")):
     elif line.startswith("MXFS-CRASH-TOTALKILL "):
         _, r, v, ns = line.split(); total = (int(r), int(v))
 
-# crash_fsync_durable: replay each node's acknowledged operations in order (incarnation, op
-# counter) into a model of its directory, then compare with node 1's final listing.
-bad, counts = [], {"write": 0, "create": 0, "rename": 0, "unlink": 0}
-nodes = sorted({a["n"] for a in acks} | set(final))
-for n in nodes:
-    ops = sorted((a for a in acks if a["n"] == n), key=lambda a: (a["k"], a["i"]))
-    blocks, names = {}, {}
+# crash_fsync_durable: replay a node's acknowledged operations in order (incarnation, op
+# counter) into a model of its directory, then compare the model with a listing: node 1's
+# final listing against all of them, and each snapshot SNAP(round, node) (listed after the
+# round's recovery, while node was dead and before anything of its next incarnation ran)
+# against those of its incarnations that started before that round (incarnation k started
+# after round k; 0 is the first boot), which are all it acknowledged before it died.
+def model(n, before=None):
+    """Node n's directory as its acks (of incarnations < before, if given) left it: block
+    values by (file, block), name values, and acks the model cannot place."""
+    ops = sorted((a for a in acks if a["n"] == n and (before is None or a["k"] < before)),
+                 key=lambda a: (a["k"], a["i"]))
+    blocks, names, odd = {}, {}, []
     for a in ops:
-        counts[a["op"]] += 1
         if a["op"] == "write":
             blocks[(a["f"], a["b"])] = a["v"]
         elif a["op"] == "create":
             names[a["name"]] = a["v"]
         elif a["op"] == "rename":
             if a["from"] not in names:
-                bad.append(f"node {n}: rename of unknown {a['from']}"); continue
+                odd.append(f"node {n}: rename of unknown {a['from']}"); continue
             names[a["to"]] = names.pop(a["from"])
         elif a["op"] == "unlink":
             if names.pop(a["name"], None) is None:
-                bad.append(f"node {n}: unlink of unknown {a['name']}")
-    fin = final.get(n)
-    if fin is None:
-        bad.append(f"node {n}: no final listing"); continue
-    for fno, vals in enumerate(fin["blocks"]):
-        for b, got in enumerate(vals):
+                odd.append(f"node {n}: unlink of unknown {a['name']}")
+    return blocks, names, odd, len(ops)
+
+def compare(where, n, got, blocks, names):
+    """Findings of listing got of node n's directory against the model (blocks, names)."""
+    out = []
+    for fno, vals in enumerate(got["blocks"]):
+        for b, v in enumerate(vals):
             want = blocks.get((fno, b), "init")
-            if got.startswith("torn") or got.startswith("error"):
-                bad.append(f"node {n} d{fno} block {b}: {got} (want {want})")
-            elif got != want:
-                bad.append(f"node {n} d{fno} block {b}: holds {got}, acknowledged {want}")
+            if v.startswith("torn") or v.startswith("error"):
+                out.append(f"node {n} d{fno} block {b}: {v} (want {want})")
+            elif v != want:
+                out.append(f"node {n} d{fno} block {b}: holds {v}, acknowledged {want}")
     for name, want in names.items():
-        got = fin["names"].get(name)
-        if got is None:
-            bad.append(f"node {n}: acknowledged {name} missing")
-        elif got != want:
-            bad.append(f"node {n}: {name} holds {got}, acknowledged {want}")
-    for name in fin["names"]:
+        v = got["names"].get(name)
+        if v is None:
+            out.append(f"node {n}: acknowledged {name} missing")
+        elif v != want:
+            out.append(f"node {n}: {name} holds {v}, acknowledged {want}")
+    for name in got["names"]:
         # The daemon-death round's probe is written after mxfsd died, never acknowledged: a try
         # that succeeded before the module withdrew may or may not be on disk.
         if name not in names and name != "after-daemon-death":
-            bad.append(f"node {n}: {name} present, never acknowledged (or renamed away)")
+            out.append(f"node {n}: {name} present, never acknowledged (or renamed away)")
+    return [f"{where}: {x}" for x in out]
 
+bad, counts = [], {"write": 0, "create": 0, "rename": 0, "unlink": 0}
+for a in acks:
+    counts[a["op"]] += 1
+nodes = sorted({a["n"] for a in acks} | set(final))
+for n in nodes:
+    blocks, names, odd, _ = model(n)
+    bad += odd
+    fin = final.get(n)
+    if fin is None:
+        bad.append(f"node {n}: no final listing"); continue
+    bad += compare("final listing", n, fin, blocks, names)
+# Every kill round (and the daemon-death round) lists its victim; the first-mounter round
+# lists every node (its restarted nodes their own directories before they write, node 1 the
+# others').
+snap_bad, snap_acks, round_acks = {}, 0, {}
+for (r, n), got in sorted(snaps.items()):
+    blocks, names, _, k = model(n, before=r)
+    snap_acks += k
+    round_acks[r] = round_acks.get(r, 0) + k
+    snap_bad[r] = snap_bad.get(r, []) + compare(f"after round {r}'s recovery", n, got, blocks, names)
+want_snaps = set(kills + daemon_kills) | ({(total[0], n) for n in range(1, N + 1)} if total else set())
+for r, n in sorted(want_snaps - set(snaps), reverse=True):
+    snap_bad[r] = [f"after round {r}'s recovery: no snapshot of node {n}'s directory"] + snap_bad.get(r, [])
+# The earliest round's findings first: a loss shows there before later rounds build on it.
+bad = [x for r in sorted(snap_bad) for x in snap_bad[r]] + bad
+snap_rounds = sorted({r for r, _ in snaps})
 # Incarnations that were killed: node v's incarnation k (the round it rejoined after, 0 = first
 # boot) ended with its next kill; in the first-mounter round every incarnation up then ended.
-killed_inc, total_inc = set(), set()
+killed_inc = set()
 for r, v in kills + daemon_kills:
     killed_inc.add((v, max([rr for rr, vv in kills + daemon_kills if vv == v and rr < r], default=0)))
 if total:
     for n in nodes:
         ks = [k for (nn, k) in {(a["n"], a["k"]) for a in acks} if nn == n and k < total[0]]
         if ks:
-            killed_inc.add((n, max(ks))); total_inc.add((n, max(ks)))
+            killed_inc.add((n, max(ks)))
 dead_acked = sum(1 for a in acks if (a["n"], a["k"]) in killed_inc)
 
 # The fencer's recovery mounts after kills (node 1's first incarnation): how many found the
@@ -332,6 +403,9 @@ summary = (f"{dirty} of {replays} replays after kills found the log dirty; {len(
            f"fsync-acknowledged ops ({counts['write']} writes, {counts['create']} creates, "
            f"{counts['rename']} renames, {counts['unlink']} unlinks; {dead_acked} by incarnations "
            f"later killed), {len(kills)} kills{' + every node once' if total else ''}")
+summary = (f"{len(snaps)} snapshots after {len(snap_rounds)} recoveries (rounds "
+           f"{','.join(map(str, snap_rounds)) or 'none'}; their models replay {snap_acks} acks) + final "
+           f"listing; {summary}")
 if not kills:
     print(f"MXFS-RESULT crash_fsync_durable FAIL no kill happened; {summary}")
 elif bad:
@@ -390,13 +464,14 @@ if total:
                 a, b = dirty_replays(g, 0.0); rp += a; dr += b
         if dr == 0:
             why.append(f"none of the {rp} recovery mounts of the restart found a dirty log")
-    before = sum(1 for a in acks if (a["n"], a["k"]) in total_inc)
-    if bad:
-        why.append(f"acknowledged state lost: {bad[0]}")
+    # The round's snapshots: every node's directory after the restart's replays, before any
+    # restarted node wrote (crash_fsync_durable judged them).
+    if snap_bad.get(T):
+        why.append(f"acknowledged state lost: {snap_bad[T][0]}")
     if why:
         print(f"MXFS-RESULT first_mounter_recovers FAIL {'; '.join(why)}")
     else:
-        print(f"MXFS-RESULT first_mounter_recovers PASS every node killed after node {v}'s ack; nodes restarted as a majority, logs {nodes} replayed first ({dr} of {rp} recovery mounts found a dirty log); all {before} acks of the killed incarnations present")
+        print(f"MXFS-RESULT first_mounter_recovers PASS every node killed after node {v}'s ack; nodes restarted as a majority, logs {nodes} replayed first ({dr} of {rp} recovery mounts found a dirty log); the round's {len([1 for r, _ in snaps if r == T])} snapshots (every directory, listed before any restarted node wrote) hold all {round_acks.get(T, 0)} acks of the incarnations before")
 PY
     repair_check crash_repair_clean "$C"
 }

@@ -34,6 +34,12 @@ pub const READY_SECTOR: u64 = 1400;
 pub const PAUSED_SECTOR: u64 = 1420;
 /// The host writes the round here right after its kill -9 (`crash-watch` reports it).
 pub const KILLED_SECTOR: u64 = 1411;
+/// Host snapshot request: `round << 8 | node` after round `round`'s recovery (node 1 went
+/// on), while `node` is dead: node 1's `crash-watch` lists `c<node>` and writes the round to
+/// `SNAP_DONE_SECTOR`. (Sectors 1400-1431 are the crash phase's; `PAUSED_SECTOR + node` ends
+/// at 1429 for the at most 9 nodes of cluster.sh.)
+pub const SNAP_SECTOR: u64 = 1430;
+pub const SNAP_DONE_SECTOR: u64 = 1431;
 pub const CTL_STOP: u64 = 0xFFFF_FFFF;
 /// Data files per node and blocks per data file.
 const DATA_FILES: u32 = 4;
@@ -48,6 +54,15 @@ const PAUSE_MS: u64 = 20;
 
 fn data_name(f: u32) -> String {
     format!("d{f}")
+}
+
+/// Whether `name` is one the storm creates (`c<inc>-<op>`) or renames to (`r<inc>-<op>`).
+fn is_storm_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('c').or_else(|| name.strip_prefix('r')) else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    matches!(rest.split_once('-'), Some((inc, op)) if digits(inc) && digits(op))
 }
 
 fn fsync_dir(dir: &str) -> Result<(), String> {
@@ -95,11 +110,14 @@ pub fn cmd_storm(
         data.push(fh);
     }
     fsync_dir(dir)?;
-    // The created files alive now (renamed or not), from the directory.
+    // The created files alive now (renamed or not), from the directory. Only names the storm
+    // makes: anything else (the daemon-death round's unacknowledged probe file, which may have
+    // reached the disk) is left alone, or a rename of it would be an acknowledgement of a name
+    // no earlier incarnation acknowledged.
     let mut live: Vec<String> = std::fs::read_dir(dir)
         .map_err(|e| format!("readdir {dir}: {e}"))?
         .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
-        .filter(|n| !n.starts_with('d'))
+        .filter(|n| is_storm_name(n))
         .collect();
     let mut rng = Rng::new(seed ^ (u64::from(node) << 40) ^ (u64::from(inc) << 48));
     let mut ctr: u64 = 0;
@@ -209,58 +227,86 @@ pub fn cmd_storm(
     }
 }
 
-/// Prints what `root/c<node>` holds for every node 1..=nodes: each data block's value and
-/// each other file's value (`MXFS-CRASH-FINAL <json>`, one line per node).
-pub fn cmd_list(root: &str, nodes: u32) -> Result<ExitCode, String> {
-    for n in 1..=nodes {
-        let dir = format!("{root}/c{n}");
-        let mut blocks: Vec<Vec<String>> = Vec::new();
-        for f in 0..DATA_FILES {
-            let p = format!("{dir}/{}", data_name(f));
-            let mut vals = Vec::new();
-            match File::open(&p) {
-                Ok(fh) => {
-                    for b in 0..DATA_BLOCKS {
-                        let mut buf = vec![0u8; BLOCK_BYTES];
-                        let v = match fh.read_at(&mut buf, u64::from(b) * BLOCK_BYTES as u64) {
-                            Ok(k) => block_value(&buf[..k], f, b),
-                            Err(e) => format!("error:{e}"),
-                        };
-                        vals.push(v);
-                    }
+/// What `dir` (node `n`'s directory) holds, as the json the host judges: each data block's
+/// value (`blocks[file][block]`) and each other file's value (`names`).
+fn listing(dir: &str, n: u32) -> serde_json::Value {
+    let mut blocks: Vec<Vec<String>> = Vec::new();
+    for f in 0..DATA_FILES {
+        let p = format!("{dir}/{}", data_name(f));
+        let mut vals = Vec::new();
+        match File::open(&p) {
+            Ok(fh) => {
+                for b in 0..DATA_BLOCKS {
+                    let mut buf = vec![0u8; BLOCK_BYTES];
+                    let v = match fh.read_at(&mut buf, u64::from(b) * BLOCK_BYTES as u64) {
+                        Ok(k) => block_value(&buf[..k], f, b),
+                        Err(e) => format!("error:{e}"),
+                    };
+                    vals.push(v);
                 }
-                Err(e) => vals.push(format!("error:{e}")),
             }
-            blocks.push(vals);
+            Err(e) => vals.push(format!("error:{e}")),
         }
-        let mut names: BTreeMap<String, String> = BTreeMap::new();
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            for e in rd.flatten() {
-                let Ok(name) = e.file_name().into_string() else {
-                    continue;
-                };
-                if name.starts_with('d') {
-                    continue;
-                }
-                let v = match std::fs::read(e.path()) {
-                    Ok(buf) => block_value(&buf, CREATE_FILE_NO, 0),
-                    Err(e) => format!("error:{e}"),
-                };
-                names.insert(name, v);
+        blocks.push(vals);
+    }
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let Ok(name) = e.file_name().into_string() else {
+                continue;
+            };
+            if name.starts_with('d') {
+                continue;
             }
+            let v = match std::fs::read(e.path()) {
+                Ok(buf) => block_value(&buf, CREATE_FILE_NO, 0),
+                Err(e) => format!("error:{e}"),
+            };
+            names.insert(name, v);
         }
-        println!(
-            "MXFS-CRASH-FINAL {}",
-            serde_json::json!({"n": n, "blocks": blocks, "names": names})
-        );
+    }
+    serde_json::json!({"n": n, "blocks": blocks, "names": names})
+}
+
+/// Prints `line` and a newline in one write(2): a listing is printed while another process of
+/// this guest (the storm) prints its acknowledgements on the same console, and a line written
+/// in pieces could be split by one of them.
+fn print_whole_line(mut line: String) {
+    line.push('\n');
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(line.as_bytes()).and_then(|_| out.flush());
+}
+
+/// Prints what `root/c<n>` holds (the json of `listing`), one line per node: for every node
+/// 1..=nodes, or only the nodes in `only` if it is not empty. Without `snap` the lines are the
+/// final listing (`MXFS-CRASH-FINAL <json>`); with it, the snapshot of that round
+/// (`MXFS-CRASH-SNAP <round> <json>`: the first-mounter round's restarted nodes list their own
+/// directory, and node 1 those of the nodes not booted again, before they storm).
+pub fn cmd_list(
+    root: &str,
+    nodes: u32,
+    only: &[u32],
+    snap: Option<u32>,
+) -> Result<ExitCode, String> {
+    if let Some(bad) = only.iter().find(|n| **n == 0 || **n > nodes) {
+        return Err(format!("--only: node {bad} is not in 1..={nodes}"));
+    }
+    for n in (1..=nodes).filter(|n| only.is_empty() || only.contains(n)) {
+        let j = listing(&format!("{root}/c{n}"), n);
+        print_whole_line(match snap {
+            Some(round) => format!("MXFS-CRASH-SNAP {round} {j}"),
+            None => format!("MXFS-CRASH-FINAL {j}"),
+        });
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// Reports (`MXFS-CRASH-KILLSEEN round up_s`, this guest's uptime) each round the host writes
 /// to `KILLED_SECTOR` after a kill, until the storm stops; the host takes detection time from
-/// there to the recovery's start.
-pub fn cmd_watch(witness: &str) -> Result<ExitCode, String> {
+/// there to the recovery's start. Also serves the host's snapshot requests (`SNAP_SECTOR`):
+/// lists the dead node's directory under `root` (`MXFS-CRASH-SNAP <round> <json>`), then writes
+/// the round to `SNAP_DONE_SECTOR`.
+pub fn cmd_watch(witness: &str, root: &str) -> Result<ExitCode, String> {
     let w = Witness::open(witness)?;
     let mut seen = w.read_word(KILLED_SECTOR)?;
     loop {
@@ -274,9 +320,39 @@ pub fn cmd_watch(witness: &str) -> Result<ExitCode, String> {
             let _ = std::io::stdout().flush();
             seen = k;
         }
+        let req = w.read_word(SNAP_SECTOR)?;
+        let (round, node) = (req >> 8, (req & 0xff) as u32);
+        if node != 0 && round > w.read_word(SNAP_DONE_SECTOR)? {
+            let j = listing(&format!("{root}/c{node}"), node);
+            print_whole_line(format!("MXFS-CRASH-SNAP {round} {j}"));
+            w.write_word(SNAP_DONE_SECTOR, round)?;
+        }
         if w.read_word(CTL_SECTOR)? == CTL_STOP {
             return Ok(ExitCode::SUCCESS);
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_storm_name;
+
+    #[test]
+    fn storm_adopts_only_its_own_names() {
+        for n in ["c0-1", "r6-81", "c12-3456"] {
+            assert!(is_storm_name(n), "{n}");
+        }
+        for n in [
+            "after-daemon-death",
+            "d0",
+            "c-1",
+            "r6-",
+            "c6-8x",
+            "x0-1",
+            "c",
+        ] {
+            assert!(!is_storm_name(n), "{n}");
+        }
     }
 }

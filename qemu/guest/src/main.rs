@@ -274,16 +274,26 @@ enum Cmd {
         #[arg(long)]
         witness: String,
     },
-    /// Crash phase: prints what ROOT/c<n> holds for n in 1..=NODES (MXFS-CRASH-FINAL lines).
+    /// Crash phase: prints what ROOT/c<n> holds for n in 1..=NODES (MXFS-CRASH-FINAL lines,
+    /// or MXFS-CRASH-SNAP lines of round SNAP).
     CrashList {
         root: String,
         #[arg(long)]
         nodes: u32,
+        /// Only these nodes' directories (comma-separated ids).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<u32>,
+        /// Print the lines as the snapshot of this round.
+        #[arg(long)]
+        snap: Option<u32>,
     },
-    /// Crash phase: reports the host's kill marks with this guest's uptime.
+    /// Crash phase: reports the host's kill marks with this guest's uptime, and lists a dead
+    /// node's directory under ROOT when the host asks (snapshots after each recovery).
     CrashWatch {
         #[arg(long)]
         witness: String,
+        #[arg(long)]
+        root: String,
     },
     /// `just bench-fs` workloads; each prints `MXFS-BENCH <key> <value>` lines.
     BenchFs {
@@ -1073,8 +1083,13 @@ fn main() -> ExitCode {
             seed,
             witness,
         } => crash::cmd_storm(dir, *node, *nodes, *inc, *seed, witness),
-        Cmd::CrashList { root, nodes } => crash::cmd_list(root, *nodes),
-        Cmd::CrashWatch { witness } => crash::cmd_watch(witness),
+        Cmd::CrashList {
+            root,
+            nodes,
+            only,
+            snap,
+        } => crash::cmd_list(root, *nodes, only, *snap),
+        Cmd::CrashWatch { witness, root } => crash::cmd_watch(witness, root),
         Cmd::BenchFs { what } => match what {
             BenchCmd::Single {
                 dir,
