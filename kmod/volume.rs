@@ -104,6 +104,12 @@ pub(crate) struct KCache {
 }
 
 impl KCache {
+    /// Bucket `idx`'s gate words, as XFS reads them (`struct xfs_mxfs_spec`): a pointer to the
+    /// whole array (an `AtomicU64` has the layout of a `u64`).
+    fn gate_words(&self, idx: usize) -> *const u64 {
+        self.buckets[idx].gates.as_ptr().cast()
+    }
+
     pub(crate) fn new() -> impl PinInit<KCache> {
         pin_init!(KCache {
             buckets <- pin_init_array_from_fn(|_| {
@@ -851,9 +857,7 @@ pub(crate) extern "C" fn mxfs_rs_fs_mount(
     // fixed by the resource; the entry may change, and the ticket names it).
     let words = v
         .locks
-        .gate(v.locks.bucket_of(ResourceId::volume(volume)), 0)
-        .as_ptr()
-        .cast_const();
+        .gate_words(v.locks.bucket_of(ResourceId::volume(volume)));
     // SAFETY: in XFS's mount callout, as the service requires; the slot's ticket and the
     // cache's gates are pinned in the module's state, which outlives every mount.
     unsafe {
