@@ -17,7 +17,7 @@ use std::io::Error;
 const COUNTS_PATH: &str = "/sys/module/mxfs/parameters/op_counts";
 const FAIL_PATH: &str = "/sys/module/mxfs/parameters/op_fail_eio";
 const SPEC_PATH: &str = "/sys/module/mxfs/parameters/spec_inline";
-/// Stats of one file `speculation_inline` makes with tickets (each an fstat and a path stat).
+/// Rounds of an fstat and a path stat of one file that `speculation_inline` makes with tickets.
 const SPEC_STATS: usize = 200;
 /// Of those, how many may call out: the first speculation of each kind publishes the ticket.
 const SPEC_CALLOUTS_MAX: i64 = 4;
@@ -670,7 +670,7 @@ fn check_spec_inline(fx: &Fixture) -> Result<Result<String, String>, String> {
         let without = spec_callouts(&delta(&c1, &read_counts()?));
         set_spec_inline(true)?;
         let detail = format!(
-            "{SPEC_STATS} fstats and path stats with tickets made {with} getattr/permission \
+            "{SPEC_STATS} rounds of an fstat and a path stat with tickets made {with} getattr/permission \
              callouts (at most {SPEC_CALLOUTS_MAX}) and saw the chmod; {SPEC_OFF_STATS} fstats \
              with spec_inline=0 made {without}"
         );
