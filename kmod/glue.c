@@ -459,10 +459,54 @@ static const char *const mxfs_op_kind_names[XFS_MXFS_OP_KIND_COUNT] = {
 /*
  * Module parameter op_fail_eio=1 makes every op_begin fail with -EIO, as a withdrawn mount will.
  * Writable at run time through /sys/module/mxfs/parameters/op_fail_eio.
+ *
+ * Module parameter spec_inline (default Y): speculations publish tickets (volume.rs), so that XFS
+ * checks getattr and a path walk's permission checks itself while the lock is cached, without
+ * calling op_begin and op_end (struct xfs_mxfs_spec). N withdraws the tickets and sends every
+ * speculation through op_begin and op_end again, where op_counts counts it: the smoke test's
+ * callout checks turn it off. op_fail_eio=1 withdraws them too, so that every operation reaches
+ * op_begin and fails. Why C: module parameters, as below.
  */
 static bool mxfs_op_fail_eio;
-module_param_named(op_fail_eio, mxfs_op_fail_eio, bool, 0644);
+static bool mxfs_spec_inline = true;
+
+static int mxfs_spec_param_set(const char *val, const struct kernel_param *kp)
+{
+	int err = param_set_bool(val, kp);
+
+	if (!err)
+		mxfs_rs_spec_inline(READ_ONCE(mxfs_spec_inline) && !READ_ONCE(mxfs_op_fail_eio));
+	return err;
+}
+
+static const struct kernel_param_ops mxfs_spec_param_ops = {
+	.set = mxfs_spec_param_set,
+	.get = param_get_bool,
+};
+module_param_cb(op_fail_eio, &mxfs_spec_param_ops, &mxfs_op_fail_eio, 0644);
 MODULE_PARM_DESC(op_fail_eio, "fail every operation of -o mxfs mounts with EIO (withdraw test)");
+module_param_cb(spec_inline, &mxfs_spec_param_ops, &mxfs_spec_inline, 0644);
+MODULE_PARM_DESC(spec_inline, "let XFS check speculative operations itself (default Y)");
+
+/*
+ * The words XFS checks a mount's speculative operations against (struct xfs_mxfs_spec), one per
+ * mount slot, given to XFS from the mount callout (volume.rs). Why C: the struct is the patched
+ * header's, and the kernel crate has no binding for it.
+ */
+static struct xfs_mxfs_spec mxfs_specs[MXFS_GLUE_MOUNTS_MAX];
+
+void mxfs_glue_set_spec(struct super_block *sb, int slot, const u64 *ticket, const u64 *words,
+			unsigned int nr_words)
+{
+	if (WARN_ON_ONCE(slot < 0 || slot >= MXFS_GLUE_MOUNTS_MAX))
+		return;
+	mxfs_specs[slot] = (struct xfs_mxfs_spec) {
+		.ticket = ticket,
+		.words = words,
+		.nr_words = nr_words,
+	};
+	xfs_mxfs_set_spec(sb, &mxfs_specs[slot]);
+}
 
 /*
  * Read-only parameter op_counts: one line per operation kind and intent that was called, "KIND
@@ -549,7 +593,7 @@ MODULE_PARM_DESC(lock_stats, "volume lock path counters and summed nanoseconds")
 #define MXFS_PAIR_BENCH_MAX 10000000u
 static const char *const mxfs_pair_bench_names[] = {
 	"pairs", "pair_ns", "task_table_ns", "gate_ns", "current_task_ns", "clock_ns",
-	"speculation_ns",
+	"speculation_ns", "ticket_ns",
 };
 static u64 mxfs_pair_bench_result[ARRAY_SIZE(mxfs_pair_bench_names)];
 static DEFINE_MUTEX(mxfs_pair_bench_mutex);

@@ -53,6 +53,8 @@ int mxfs_glue_xfs_register(void);
 void mxfs_glue_xfs_unregister(void);
 void mxfs_glue_answer_queue(int slot);
 void mxfs_glue_answer_flush(int slot);
+void mxfs_glue_set_spec(struct super_block *sb, int slot, const u64 *ticket, const u64 *words,
+			unsigned int nr_words);
 
 /* Mount slots; volume.rs's MOUNTS_MAX (asserted there). */
 #define MXFS_GLUE_MOUNTS_MAX 16
@@ -68,6 +70,7 @@ int mxfs_rs_op_begin(void *mount_priv, bool write, bool speculate, bool lifecycl
 		     size_t *cookie);
 bool mxfs_rs_op_end(void *mount_priv, size_t cookie);
 void mxfs_rs_answer_work(int slot);
+void mxfs_rs_spec_inline(bool on);
 int mxfs_rs_lock_stats(u64 *out, int n);
 int mxfs_rs_pair_bench(u32 pairs, u64 *out, int n);
 

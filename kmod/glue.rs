@@ -44,6 +44,13 @@ extern "C" {
     pub(crate) fn mxfs_glue_xfs_unregister();
     pub(crate) fn mxfs_glue_answer_queue(slot: c_int);
     pub(crate) fn mxfs_glue_answer_flush(slot: c_int);
+    pub(crate) fn mxfs_glue_set_spec(
+        sb: *mut c_void,
+        slot: c_int,
+        ticket: *const u64,
+        words: *const u64,
+        nr_words: u32,
+    );
 }
 
 /// `MXFS_GLUE_MOUNTS_MAX` in glue.h: the answer work items glue.c keeps.

@@ -483,7 +483,7 @@ pub trait CacheSync {
 pub mod gate {
     use crate::proto::LockMode;
 
-    const MODE_SHIFT: u32 = 32;
+    pub(super) const MODE_SHIFT: u32 = 32;
     const GEN_SHIFT: u32 = 48;
 
     /// Holders inside.
@@ -505,6 +505,33 @@ pub mod gate {
         u64::from(count(w)) | m << MODE_SHIFT | u64::from(gen) << GEN_SHIFT
     }
 }
+
+/// Speculation tickets (`struct xfs_mxfs_spec` in the patched `<linux/xfs_mxfs.h>`): XFS
+/// checks a speculative operation itself, without calling the module, against a bucket's gate
+/// words. A ticket is the gate word's upper half (its mode and generation: see [`gate`]) with
+/// the entry's index in its low bits. The upper half stays equal exactly while the gate stays
+/// open in one generation, since every close bumps the generation and a slot given to another
+/// resource does too: so a ticket admits a speculation under the same rule as
+/// [`LockCache::gate_admits`]. The lower half (the holder count) changes freely.
+pub mod ticket {
+    /// The bits of a ticket that index the bucket's gates (`XFS_MXFS_TICKET_INDEX_MASK`).
+    pub const INDEX_MASK: u64 = 0xffff;
+    /// Where the compared half begins (`XFS_MXFS_TICKET_SEQ_SHIFT`): the gate's mode.
+    pub const SEQ_SHIFT: u32 = 32;
+
+    /// The ticket of gate word `w` of entry `entry`.
+    pub fn of(w: u64, entry: u8) -> u64 {
+        (w >> SEQ_SHIFT << SEQ_SHIFT) | u64::from(entry)
+    }
+    /// Whether gate word `w` still has ticket `t`'s upper half.
+    pub fn admits(w: u64, t: u64) -> bool {
+        t != 0 && (w ^ t) >> SEQ_SHIFT == 0
+    }
+}
+
+// The ticket's compared half is exactly the gate's mode and generation, never the count.
+const _: () = assert!(gate::MODE_SHIFT == ticket::SEQ_SHIFT);
+const _: () = assert!(ENTRIES_PER_BUCKET as u64 <= ticket::INDEX_MASK + 1);
 
 /// Where a resource's gate is: what [`LockCache::gate_of`] returns and
 /// [`LockCache::acquire_fast`] takes. A copy may go stale (the slot given to another
@@ -655,6 +682,33 @@ pub trait LockCache: CacheSync {
             .gate(usize::from(gate.bucket), usize::from(gate.entry))
             .load(Ordering::Acquire);
         gate::gen(w) == gate.gen && gate::mode(w).is_some_and(|m| covers(m, mode))
+    }
+
+    /// A speculation ticket for `gate` ([`ticket`]), if the gate admits PR now in the
+    /// generation it names. The caller publishes it for XFS, which then checks speculations
+    /// itself ([`ticket::admits`]) until the gate closes.
+    fn speculation_ticket(&self, gate: Gate) -> Option<u64> {
+        let w = self
+            .gate(usize::from(gate.bucket), usize::from(gate.entry))
+            .load(Ordering::Acquire);
+        (gate::gen(w) == gate.gen && gate::mode(w).is_some_and(|m| covers(m, LockMode::Pr)))
+            .then(|| ticket::of(w, gate.entry))
+    }
+
+    /// XFS's check of a speculation with ticket `t` against bucket `bucket`'s gates
+    /// (`xfs_mxfs_spec_begin()` and `xfs_mxfs_spec_end()` in the patched `fs/xfs/xfs_mxfs.h`),
+    /// here so that loom checks the protocol the C code follows: the same loads, the same
+    /// orderings (Acquire load at the start; Acquire fence, the kernel's `smp_rmb`, before the
+    /// second check), the same comparison.
+    fn ticket_admits(&self, bucket: usize, t: u64, second: bool) -> bool {
+        let i = (t & ticket::INDEX_MASK) as usize;
+        if t == 0 || i >= ENTRIES_PER_BUCKET {
+            return false;
+        }
+        if second {
+            fence(Ordering::Acquire);
+        }
+        ticket::admits(self.gate(bucket, i).load(Ordering::Acquire), t)
     }
 
     /// The gate of `resource`, if the cache tracks it (cost: the bucket lock; call it after a

@@ -104,6 +104,12 @@ pub(crate) struct KCache {
 }
 
 impl KCache {
+    /// Bucket `idx`'s gate words, as XFS reads them (`struct xfs_mxfs_spec`): a pointer to the
+    /// whole array (an `AtomicU64` has the layout of a `u64`).
+    fn gate_words(&self, idx: usize) -> *const u64 {
+        self.buckets[idx].gates.as_ptr().cast()
+    }
+
     pub(crate) fn new() -> impl PinInit<KCache> {
         pin_init!(KCache {
             buckets <- pin_init_array_from_fn(|_| {
@@ -171,6 +177,42 @@ pub(crate) struct MountSlot {
     /// The packed [`Gate`] of the volume lock's cache entry, learnt by the last slow acquire;
     /// 0 for none yet. It may be stale: the gate then refuses it.
     gate: AtomicU64,
+    /// The speculation ticket XFS checks getattr and a path walk's permission checks against
+    /// itself (`struct xfs_mxfs_spec`, [`crate::lockcache::ticket`]), published by the last
+    /// speculation that went through [`mxfs_rs_op_begin`]; 0 for none. It may be stale: the
+    /// gate word then no longer matches it, XFS calls out, and the call publishes a new one.
+    spec_ticket: AtomicU64,
+}
+
+/// Whether speculations publish tickets (`spec_inline` and `op_fail_eio`, glue.c).
+static SPEC_INLINE: AtomicBool = AtomicBool::new(true);
+
+/// `spec_inline` (glue.c): with `on` false, no ticket is published and every published one is
+/// withdrawn, so every speculation reaches [`mxfs_rs_op_begin`] again (where glue.c counts it).
+#[no_mangle]
+pub(crate) extern "C" fn mxfs_rs_spec_inline(on: bool) {
+    SPEC_INLINE.store(on, Ordering::SeqCst);
+    if !on {
+        if let Some(st) = state() {
+            for s in st.volumes.slots.iter() {
+                s.spec_ticket.store(0, Ordering::SeqCst);
+            }
+        }
+    }
+}
+
+/// Publishes a ticket for `gate` on `slot` if the gate admits PR now (see [`SPEC_INLINE`]).
+fn publish_ticket(v: &Volumes, slot: &MountSlot, gate: Gate) {
+    if !SPEC_INLINE.load(Ordering::Relaxed) {
+        return;
+    }
+    if let Some(t) = v.locks.speculation_ticket(gate) {
+        slot.spec_ticket.store(t, Ordering::SeqCst);
+        // A `spec_inline=0` that ran meanwhile may have missed this ticket: take it back.
+        if !SPEC_INLINE.load(Ordering::SeqCst) {
+            slot.spec_ticket.store(0, Ordering::SeqCst);
+        }
+    }
 }
 
 /// What the lock path did and how long it took (nanoseconds are sums; divide by the count).
@@ -231,10 +273,12 @@ impl LockStats {
 /// `pair_bench` (glue.c): `pairs` cached `op_begin`/`op_end` pairs with read intent on the
 /// first mounted volume, timed; then `pairs` of each of their parts alone: the task table's
 /// claim and free, the gate's acquire and release, the current-task lookup, and a clock read
-/// (the loop's own overhead is in each), and `pairs` speculations (`op_begin` with
-/// `speculate` and `op_end`). Writes `[pairs, pair_ns, task_table_ns, gate_ns,
-/// current_task_ns, clock_ns, speculation_ns]` (nanoseconds per pair) to `out`; returns how many, or a
-/// negative errno: `-ENODEV` with no mxfs mount, or what the first `op_begin` failed with.
+/// (the loop's own overhead is in each), `pairs` speculations (`op_begin` with `speculate` and
+/// `op_end`), and `pairs` checks of the ticket those published, as XFS makes them. Writes
+/// `[pairs, pair_ns, task_table_ns, gate_ns, current_task_ns, clock_ns, speculation_ns,
+/// ticket_ns]` (nanoseconds per pair; `ticket_ns` is 0 with `spec_inline=0`) to `out`; returns
+/// how many, or a negative errno: `-ENODEV` with no mxfs mount, or what the first `op_begin`
+/// failed with.
 #[no_mangle]
 pub(crate) extern "C" fn mxfs_rs_pair_bench(pairs: u32, out: *mut u64, n: c_int) -> c_int {
     let Some(st) = state() else {
@@ -312,6 +356,20 @@ pub(crate) extern "C" fn mxfs_rs_pair_bench(pairs: u32, out: *mut u64, n: c_int)
                 Err(code::EAGAIN)
             }
         })?;
+        // The check XFS makes itself with the ticket the speculations above published (the
+        // same loads and barriers as xfs_mxfs_spec_begin() and xfs_mxfs_spec_end()).
+        let b = v
+            .locks
+            .bucket_of(ResourceId::volume(slot.volume.load(Ordering::Acquire)));
+        let ticket_ns = timed(&mut || {
+            let t = slot.spec_ticket.load(Ordering::Relaxed);
+            if v.locks.ticket_admits(b, t, false) && v.locks.ticket_admits(b, t, true) {
+                Ok(())
+            } else {
+                Err(code::EAGAIN)
+            }
+        })
+        .unwrap_or(0);
         Ok([
             u64::from(pairs),
             pair_ns,
@@ -320,6 +378,7 @@ pub(crate) extern "C" fn mxfs_rs_pair_bench(pairs: u32, out: *mut u64, n: c_int)
             current_ns,
             clock_ns,
             speculation_ns,
+            ticket_ns,
         ])
     });
     match r {
@@ -379,6 +438,7 @@ impl Volumes {
                     answer <- new_spinlock!(None, "mxfs_volume_answer"),
                     callback_at_ns: AtomicU64::new(0),
                     gate: AtomicU64::new(0),
+                    spec_ticket: AtomicU64::new(0),
                 })
             }),
             table <- new_mutex!((), "mxfs_volume_table"),
@@ -774,8 +834,10 @@ pub(crate) extern "C" fn mxfs_rs_fs_mount(
         return code::ENOSPC.to_errno();
     };
     s.sb.store(sb, Ordering::Release);
-    // (A gate left from the slot's last mount would be refused anyway: its generation moved.)
+    // (A gate left from the slot's last mount would be refused anyway: its generation moved.
+    // Not a ticket: it names an entry by index only, maybe of another bucket's gates.)
     s.gate.store(0, Ordering::Relaxed);
+    s.spec_ticket.store(0, Ordering::SeqCst);
     s.volume.store(volume, Ordering::Release);
     s.live.store(true, Ordering::Release);
     let msg = Message::VolumeMount(VolumeMount {
@@ -791,6 +853,22 @@ pub(crate) extern "C" fn mxfs_rs_fs_mount(
         pr_err!("mount of {}: VOLUME_MOUNT not sent ({:?})\n", id, e);
         return e.to_errno();
     }
+    // XFS checks speculations against the gates of the volume lock's bucket (the bucket is
+    // fixed by the resource; the entry may change, and the ticket names it).
+    let words = v
+        .locks
+        .gate_words(v.locks.bucket_of(ResourceId::volume(volume)));
+    // SAFETY: in XFS's mount callout, as the service requires; the slot's ticket and the
+    // cache's gates are pinned in the module's state, which outlives every mount.
+    unsafe {
+        glue::mxfs_glue_set_spec(
+            sb,
+            i as c_int,
+            s.spec_ticket.as_ptr().cast_const(),
+            words,
+            ENTRIES_PER_BUCKET as u32,
+        )
+    };
     // SAFETY: XFS passes a valid pointer for the mount's private data.
     unsafe { *mount_priv = (i + 1) as *mut c_void };
     pr_info!(
@@ -907,6 +985,7 @@ pub(crate) extern "C" fn mxfs_rs_op_begin(
         }
         return match gate.filter(|g| v.locks.gate_admits(*g, mode)) {
             Some(g) => {
+                publish_ticket(v, slot, g);
                 // SAFETY: XFS passes the cookie of its on-stack op, valid during the call.
                 unsafe { *cookie = COOKIE_SPECULATE | (g.pack() as usize) << COOKIE_GATE_SHIFT };
                 0

@@ -48,14 +48,15 @@ END {
     }
     printf "   callouts per operation on -o mxfs (KIND intent count):\n"
     for (i = 1; i <= n; i++) if (W[i] in CO) printf "     %-26s %s\n", W[i], CO[W[i]]
-    printf "   speculations (no hold taken): %d, of which retried: %d\n", stats_delta(1, "single", "speculations"), stats_delta(1, "single", "retries")
+    printf "   speculations through the module (no hold taken): %d, of which retried: %d\n", stats_delta(1, "single", "speculations"), stats_delta(1, "single", "retries")
+    printf "   (a speculation XFS checks itself against the module\047s ticket calls nothing and counts nowhere)\n"
     hits = stats_delta(1, "single", "begins"); ends = stats_delta(1, "single", "ends")
     fm = need("mxfs_fstat_per_s"); fp = need("plain_fstat_per_s")
     printf "\n2. the kernel lock cache, cached acquire and release (node 1, phase 1)\n"
     if ("pairs" in P) {
         printf "   in the kernel, %d pairs (mxfs.ko pair_bench), ns per op_begin + op_end:\n", P["pairs"]
         printf "     the whole pair %s; its parts alone: task table %s, gate %s, current task %s, clock read %s\n", P["pair_ns"], P["task_table_ns"], P["gate_ns"], P["current_task_ns"], P["clock_ns"]
-        printf "     a speculation instead (getattr, an RCU walk\047s permission check): %s\n", P["speculation_ns"]
+        printf "     a speculation instead (getattr, an RCU walk\047s permission check): %s; checked by XFS with the ticket: %s\n", P["speculation_ns"], P["ticket_ns"]
     } else missing = missing " pair_bench"
     if (fm > 0 && fp > 0)
         printf "   seen from user space: fstat on -o mxfs minus fstat on plain XFS: %.0f ns\n", (1e9 / fm - 1e9 / fp)

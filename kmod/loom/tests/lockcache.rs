@@ -584,6 +584,102 @@ fn speculation_fails_across_a_callback() {
     });
 }
 
+/// The same with a ticket, checked the way XFS checks it without calling the module
+/// (`LockCache::ticket_admits` mirrors `xfs_mxfs_spec_begin()` and `xfs_mxfs_spec_end()`): a
+/// speculation that passes both checks never read data written after the lock left.
+#[test]
+fn ticket_speculation_fails_across_a_callback() {
+    model(|| {
+        let w = World::new();
+        cached(&w, Ex);
+        let g = w.c.gate_of(R).expect("a cached lock has a gate");
+        let t =
+            w.c.speculation_ticket(g)
+                .expect("an open gate gives a ticket");
+        let data = Arc::new(AtomicUsize::new(1));
+        let (w1, d1) = (w.clone(), data.clone());
+        let reader = thread::spawn(move || {
+            if w1.c.ticket_admits(0, t, false) {
+                let seen = d1.load(SeqCst);
+                if w1.c.ticket_admits(0, t, true) {
+                    assert_eq!(
+                        seen, 1,
+                        "a ticket speculation stood on data written elsewhere"
+                    );
+                }
+            }
+        });
+        match w.c.callback(1, R, Nl) {
+            Ok(CallbackOutcome::AnswerNow(a)) => w.carry_out(Some(a)),
+            other => panic!("no holder, so the answer is due at once: {other:?}"),
+        }
+        data.store(2, SeqCst);
+        w.hold(Pr).expect("the lock comes back");
+        w.leave(Pr);
+        reader.join().unwrap();
+        assert!(
+            !w.c.ticket_admits(0, t, false),
+            "a ticket from before the callback admits nothing after it"
+        );
+        w.check();
+    });
+}
+
+/// A ticket names a slot, not a resource: once the slot goes to another resource (and its gate
+/// opens for it), the old ticket admits nothing; a ticket of a closed gate is refused; holders
+/// coming and going (the word's lower half) do not disturb a ticket.
+#[test]
+fn ticket_refused_after_close_or_slot_reuse() {
+    model(|| {
+        let w = World::new();
+        cached(&w, Pr);
+        let g = w.c.gate_of(R).expect("a cached lock has a gate");
+        let t =
+            w.c.speculation_ticket(g)
+                .expect("an open gate gives a ticket");
+        assert!(w.c.acquire_fast(g, Pr));
+        assert!(
+            w.c.ticket_admits(0, t, false),
+            "a gate holder does not move the ticket"
+        );
+        assert_eq!(w.c.release_fast(g), None);
+        assert!(w.c.ticket_admits(0, t, true));
+        match w.c.callback(1, R, Nl) {
+            Ok(CallbackOutcome::AnswerNow(a)) => w.carry_out(Some(a)),
+            other => panic!("no holder, so the answer is due at once: {other:?}"),
+        }
+        assert_eq!(
+            w.c.speculation_ticket(g),
+            None,
+            "a closed gate gives no ticket"
+        );
+        assert!(!w.c.ticket_admits(0, t, false));
+        // Another resource takes the idle slot and its gate opens.
+        const R2: ResourceId = ResourceId::volume(8);
+        let Ok(Acquired::Send(r)) = w.c.acquire(R2, Pr, || 2) else {
+            panic!("a first acquire of R2 sends");
+        };
+        assert!(matches!(
+            w.c.granted(R2, r.req_id, Pr, Pr, V1),
+            Ok(Granted::Holder(Acquired::Refresh))
+        ));
+        w.c.refreshed(R2, true);
+        assert_eq!(w.c.release_holder(R2, Pr), Ok(None));
+        let g2 = w.c.gate_of(R2).expect("R2 is cached");
+        assert_eq!(
+            (g2.bucket, g2.entry),
+            (g.bucket, g.entry),
+            "R2 took R's slot"
+        );
+        assert!(w.c.speculation_ticket(g2).is_some());
+        assert!(
+            !w.c.ticket_admits(0, t, false),
+            "R's ticket admits nothing on R2's gate"
+        );
+        assert_eq!(w.c.speculation_ticket(g), None, "R's gate no longer exists");
+    });
+}
+
 /// A withdraw while a holder is inside the gate: the gate closes at once, and a drain waits
 /// until the holder leaves.
 #[test]

@@ -16,6 +16,13 @@ use std::io::Error;
 
 const COUNTS_PATH: &str = "/sys/module/mxfs/parameters/op_counts";
 const FAIL_PATH: &str = "/sys/module/mxfs/parameters/op_fail_eio";
+const SPEC_PATH: &str = "/sys/module/mxfs/parameters/spec_inline";
+/// Rounds of an fstat and a path stat of one file that `speculation_inline` makes with tickets.
+const SPEC_STATS: usize = 200;
+/// Of those, how many may call out: the first speculation of each kind publishes the ticket.
+const SPEC_CALLOUTS_MAX: i64 = 4;
+/// Fstats it makes with `spec_inline=0`, every one of which must call out.
+const SPEC_OFF_STATS: usize = 10;
 const BLOCK_BYTES: usize = 4096;
 const FILE_BYTES: usize = 8 * BLOCK_BYTES;
 const FALLOC_BYTES: i64 = 64 * 1024;
@@ -473,10 +480,16 @@ fn judge(
 
 /// `callouts DIR [--plain]`: runs every step on DIR; prints one `MXFS-RESULT callout_<step>`
 /// line per step on an mxfs mount, or one `plain_xfs_no_callouts` line on a plain mount.
+///
+/// The steps run with `spec_inline=0`, so that getattr and the path walk's permission checks
+/// reach the module and are counted; then `speculation_inline` checks them with it on.
 pub(crate) fn cmd_callouts(root: &str, plain: bool) -> Result<std::process::ExitCode, String> {
     let mut fx = Fixture::new(root)?;
     let mut results: Vec<(String, Result<String, String>)> = Vec::new();
     let all = steps();
+    if !plain {
+        set_spec_inline(false)?;
+    }
     for s in &all {
         if s.name == "setattr_truncate" {
             // Between the data steps and truncate: the mapped-memory steps.
@@ -516,6 +529,10 @@ pub(crate) fn cmd_callouts(root: &str, plain: bool) -> Result<std::process::Exit
         results.push(("fitrim_refused".into(), r));
     }
     results.push(("noatime".into(), check_noatime(&fx, plain)?));
+    if !plain {
+        set_spec_inline(true)?;
+        results.push(("speculation_inline".into(), check_spec_inline(&fx)?));
+    }
     let mut failed = 0;
     if plain {
         let bad: Vec<_> = results.iter().filter(|(_, r)| r.is_err()).collect();
@@ -580,6 +597,94 @@ fn check_noatime(fx: &Fixture, plain: bool) -> Result<Result<String, String>, St
     } else {
         Err(detail)
     })
+}
+
+fn set_spec_inline(on: bool) -> Result<(), String> {
+    std::fs::write(SPEC_PATH, if on { "1" } else { "0" }).map_err(|e| format!("{SPEC_PATH}: {e}"))
+}
+
+/// getattr and permission callouts in a difference.
+fn spec_callouts(d: &Counts) -> i64 {
+    ["getattr", "permission"]
+        .iter()
+        .map(|k| d.get(&(k.to_string(), 'R')).map_or(0, |(b, _)| *b))
+        .sum()
+}
+
+/// `speculation_inline` (kmod/patches 0023): with `spec_inline=1` and the lock cached, XFS
+/// checks getattr and the path walk's permission checks against the module's ticket itself:
+/// SPEC_STATS fstats and path stats of a file make at most SPEC_CALLOUTS_MAX callouts, and see
+/// a chmod made in between; with `spec_inline=0` every fstat calls out again.
+fn check_spec_inline(fx: &Fixture) -> Result<Result<String, String>, String> {
+    let name = cstr("spec");
+    // SAFETY: openat with a NUL-terminated name; the descriptor is closed below.
+    let fd = unsafe { libc::openat(fx.dir, name.as_ptr(), libc::O_CREAT | libc::O_RDWR, 0o644) };
+    if fd < 0 {
+        return Err(format!(
+            "speculation_inline: create: {}",
+            Error::last_os_error()
+        ));
+    }
+    let stat_both = |want_mode: u32| -> Result<(), String> {
+        let mut a: libc::stat = unsafe { std::mem::zeroed() };
+        let mut b: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fstat and fstatat write one struct stat each; the name is NUL-terminated.
+        let rc =
+            unsafe { libc::fstat(fd, &mut a) | libc::fstatat(fx.dir, name.as_ptr(), &mut b, 0) };
+        if rc != 0 {
+            return Err(format!("stat: {}", Error::last_os_error()));
+        }
+        let modes = (a.st_mode & 0o7777, b.st_mode & 0o7777);
+        if modes != (want_mode, want_mode) {
+            return Err(format!(
+                "stat saw modes {:o} and {:o}, want {want_mode:o}",
+                modes.0, modes.1
+            ));
+        }
+        Ok(())
+    };
+    let run = || -> Result<String, String> {
+        // The first ones publish the tickets.
+        stat_both(0o644)?;
+        let c0 = read_counts()?;
+        for _ in 0..SPEC_STATS / 2 {
+            stat_both(0o644)?;
+        }
+        // SAFETY: fchmod of a descriptor this function owns.
+        if unsafe { libc::fchmod(fd, 0o600) } != 0 {
+            return Err(format!("fchmod: {}", Error::last_os_error()));
+        }
+        for _ in 0..SPEC_STATS / 2 {
+            stat_both(0o600)?;
+        }
+        let with = spec_callouts(&delta(&c0, &read_counts()?));
+        set_spec_inline(false)?;
+        let c1 = read_counts()?;
+        for _ in 0..SPEC_OFF_STATS {
+            let mut a: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: fstat writes one struct stat.
+            if unsafe { libc::fstat(fd, &mut a) } != 0 {
+                return Err(format!("fstat: {}", Error::last_os_error()));
+            }
+        }
+        let without = spec_callouts(&delta(&c1, &read_counts()?));
+        set_spec_inline(true)?;
+        let detail = format!(
+            "{SPEC_STATS} rounds of an fstat and a path stat with tickets made {with} getattr/permission \
+             callouts (at most {SPEC_CALLOUTS_MAX}) and saw the chmod; {SPEC_OFF_STATS} fstats \
+             with spec_inline=0 made {without}"
+        );
+        if with <= SPEC_CALLOUTS_MAX && without >= SPEC_OFF_STATS as i64 {
+            Ok(detail)
+        } else {
+            Err(detail)
+        }
+    };
+    let r = run();
+    // SAFETY: closes the descriptor opened above.
+    unsafe { libc::close(fd) };
+    let _ = set_spec_inline(true);
+    Ok(r)
 }
 
 fn set_fail(on: bool) -> Result<(), String> {
