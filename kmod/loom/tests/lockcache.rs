@@ -14,8 +14,8 @@ use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use loom::sync::Arc;
 use loom::thread;
 use mxfs_kmod_loom::lockcache::{
-    covers, inf, sup, Acquired, Answer, CacheError, CallbackOutcome, Granted, InFlight, LockCache,
-    Refresh,
+    covers, inf, sup, Acquired, Answer, CacheError, CallbackOutcome, Gate, Granted, InFlight,
+    LockCache, Refresh,
 };
 use mxfs_kmod_loom::proto::{LockMode, ResourceId};
 use mxfs_kmod_loom::LoomCache;
@@ -551,77 +551,77 @@ fn gate_holder_races_callback() {
     });
 }
 
+/// A speculation racing the lock's departure and return. With the lock cached in EX, `learn`
+/// takes what the reader checks with (a gate, a ticket); the reader then checks with `check`
+/// (`false`: before its read; `true`: after) and reads the volume, which holds 1 while this
+/// node has the lock and 2 once another node wrote; meanwhile the main thread gives the lock up
+/// (the callback's answer), "another node" writes, and the lock comes back, refreshed. A read
+/// that passes both checks must have seen 1. Returns the world and what `learn` took.
+fn speculation_across_a_callback<T: Copy + Send + 'static>(
+    learn: impl FnOnce(&World) -> T,
+    check: impl Fn(&World, T, bool) -> bool + Send + 'static,
+) -> (Arc<World>, T) {
+    let w = World::new();
+    cached(&w, Ex);
+    let x = learn(&w);
+    let data = Arc::new(AtomicUsize::new(1));
+    let (w1, d1) = (w.clone(), data.clone());
+    let reader = thread::spawn(move || {
+        if check(&w1, x, false) {
+            let seen = d1.load(SeqCst);
+            if check(&w1, x, true) {
+                assert_eq!(seen, 1, "a speculation stood on data written elsewhere");
+            }
+        }
+    });
+    match w.c.callback(1, R, Nl) {
+        Ok(CallbackOutcome::AnswerNow(a)) => w.carry_out(Some(a)),
+        other => panic!("no holder, so the answer is due at once: {other:?}"),
+    }
+    data.store(2, SeqCst);
+    w.hold(Pr).expect("the lock comes back");
+    w.leave(Pr);
+    reader.join().unwrap();
+    w.check();
+    (w, x)
+}
+
+/// The gate of `R`, cached, and a ticket for it.
+fn gate_and_ticket(w: &World) -> (Gate, u64) {
+    let g = w.c.gate_of(R).expect("a cached lock has a gate");
+    let t =
+        w.c.speculation_ticket(g)
+            .expect("an open gate gives a ticket");
+    (g, t)
+}
+
 /// A speculation (the gate checked before and after a read, no hold) never stands when the
 /// data it read was written after the lock left the node, even if the lock came back and the
 /// gate opened again before the second check.
 #[test]
 fn speculation_fails_across_a_callback() {
     model(|| {
-        let w = World::new();
-        cached(&w, Ex);
-        let g = w.c.gate_of(R).expect("a cached lock has a gate");
-        // What the volume holds: 1 while this node has the lock, 2 once another node wrote.
-        let data = Arc::new(AtomicUsize::new(1));
-        let (w1, d1) = (w.clone(), data.clone());
-        let reader = thread::spawn(move || {
-            if w1.c.gate_admits(g, Pr) {
-                let seen = d1.load(SeqCst);
-                if w1.c.gate_admits(g, Pr) {
-                    assert_eq!(seen, 1, "a speculation stood on data written elsewhere");
-                }
-            }
-        });
-        // The lock leaves, another node writes, the lock comes back (and is refreshed).
-        match w.c.callback(1, R, Nl) {
-            Ok(CallbackOutcome::AnswerNow(a)) => w.carry_out(Some(a)),
-            other => panic!("no holder, so the answer is due at once: {other:?}"),
-        }
-        data.store(2, SeqCst);
-        w.hold(Pr).expect("the lock comes back");
-        w.leave(Pr);
-        reader.join().unwrap();
-        w.check();
+        speculation_across_a_callback(
+            |w| w.c.gate_of(R).expect("a cached lock has a gate"),
+            |w, g, _| w.c.gate_admits(g, Pr),
+        );
     });
 }
 
 /// The same with a ticket, checked the way XFS checks it without calling the module
-/// (`LockCache::ticket_admits` mirrors `xfs_mxfs_spec_begin()` and `xfs_mxfs_spec_end()`): a
-/// speculation that passes both checks never read data written after the lock left.
+/// (`LockCache::ticket_admits` mirrors `xfs_mxfs_spec_begin()` and `xfs_mxfs_spec_end()`); the
+/// ticket admits nothing once the lock is back.
 #[test]
 fn ticket_speculation_fails_across_a_callback() {
     model(|| {
-        let w = World::new();
-        cached(&w, Ex);
-        let g = w.c.gate_of(R).expect("a cached lock has a gate");
-        let t =
-            w.c.speculation_ticket(g)
-                .expect("an open gate gives a ticket");
-        let data = Arc::new(AtomicUsize::new(1));
-        let (w1, d1) = (w.clone(), data.clone());
-        let reader = thread::spawn(move || {
-            if w1.c.ticket_admits(0, t, false) {
-                let seen = d1.load(SeqCst);
-                if w1.c.ticket_admits(0, t, true) {
-                    assert_eq!(
-                        seen, 1,
-                        "a ticket speculation stood on data written elsewhere"
-                    );
-                }
-            }
-        });
-        match w.c.callback(1, R, Nl) {
-            Ok(CallbackOutcome::AnswerNow(a)) => w.carry_out(Some(a)),
-            other => panic!("no holder, so the answer is due at once: {other:?}"),
-        }
-        data.store(2, SeqCst);
-        w.hold(Pr).expect("the lock comes back");
-        w.leave(Pr);
-        reader.join().unwrap();
+        let (w, t) = speculation_across_a_callback(
+            |w| gate_and_ticket(w).1,
+            |w, t, second| w.c.ticket_admits(0, t, second),
+        );
         assert!(
             !w.c.ticket_admits(0, t, false),
             "a ticket from before the callback admits nothing after it"
         );
-        w.check();
     });
 }
 
@@ -633,10 +633,7 @@ fn ticket_refused_after_close_or_slot_reuse() {
     model(|| {
         let w = World::new();
         cached(&w, Pr);
-        let g = w.c.gate_of(R).expect("a cached lock has a gate");
-        let t =
-            w.c.speculation_ticket(g)
-                .expect("an open gate gives a ticket");
+        let (g, t) = gate_and_ticket(&w);
         assert!(w.c.acquire_fast(g, Pr));
         assert!(
             w.c.ticket_admits(0, t, false),
