@@ -43,6 +43,20 @@ no_warnings() {
     else result no_kernel_warnings PASS "node $NODE dmesg clean"; fi
 }
 healthy() { mxfsctl --config $CFG status 2>/dev/null | grep -q "quorum yes ($1 of"; }
+# mount_volume DIR: mounts vda -o mxfs with this node's log on DIR (errors in /tmp/mount.err).
+# While mxfsd replays this node's own log (a cold start replays every log, DESIGN.md §5.5) the
+# recovery mount holds the log device and the mount fails with EBUSY: it is tried again, up to
+# MOUNT_BUSY_TRIES times, MOUNT_BUSY_WAIT_S apart (a replay takes well under a second).
+MOUNT_BUSY_TRIES=20
+MOUNT_BUSY_WAIT_S=0.5
+mount_volume() {
+    local t=0
+    until mount -t xfs -o "mxfs,logdev=$LOGDEV" /dev/vda "$1" 2>/tmp/mount.err; do
+        t=$((t + 1))
+        grep -q "Device or resource busy" /tmp/mount.err && [ $t -lt $MOUNT_BUSY_TRIES ] || return 1
+        sleep $MOUNT_BUSY_WAIT_S
+    done
+}
 wait_dmesg() { # PATTERN SECONDS
     i=0; while ! dmesg | grep -q "$1"; do i=$((i + 1)); [ $i -gt $(($2 * 5)) ] && return 1; sleep 0.2; done
 }
@@ -90,7 +104,7 @@ fs_phase() {
     # stale data and attributes, not only missing names (namespace_agree covers creation).
     fsb
     n=$(dmesg | wc -l)
-    if mount -t xfs -o "mxfs,logdev=$LOGDEV" /dev/vda $M 2>/tmp/mount.err; then mounted=1
+    if mount_volume $M; then mounted=1
     else
         mounted=0
         echo "MXFS-FS node $NODE: mount failed: $(cat /tmp/mount.err) | $(dmesg | tail -n +$((n + 1)) | tr '\n' ' ')"
@@ -215,7 +229,7 @@ bench_stats() { # PHASE WHEN
 }
 bench_phase() {
     fsb
-    if ! mount -t xfs -o "mxfs,logdev=$LOGDEV" /dev/vda $M 2>/tmp/mount.err; then
+    if ! mount_volume $M; then
         echo "MXFS-BENCH-FAIL node $NODE: mount: $(cat /tmp/mount.err)"
     fi
     fsb
@@ -267,7 +281,7 @@ bench_phase() {
 crash_phase() {
     inc=$(arg inc); inc=${inc:-0}
     n=$(dmesg | wc -l)
-    if ! mount -t xfs -o "mxfs,logdev=$LOGDEV" /dev/vda $M 2>/tmp/mount.err; then
+    if ! mount_volume $M; then
         result "crash_mount_${NODE}_$inc" FAIL "node $NODE inc $inc: $(cat /tmp/mount.err) | $(dmesg | tail -n +$((n + 1)) | tr '\n' ' ' | cut -c1-300)"
         return
     fi
