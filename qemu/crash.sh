@@ -69,14 +69,18 @@ crash_victim() { echo $((N - ($1 - 1) % (N - 1))); }
 # up to CRASH_READY_SECS for its ready word; on a timeout writes RESULT's FAIL line to
 # DIR/host.log and returns 1.
 crash_arm() {
-    local i=0
     write_word $CRASH_CTL_SECTOR $((($2 << 8) | $3))
-    until [ "$(witness_word $((CRASH_READY_SECTOR + $3)))" = "$2" ]; do
+    await_word $((CRASH_READY_SECTOR + $3)) "$2" $CRASH_READY_SECS ||
+        { echo "MXFS-RESULT $4 FAIL node $3 never reported ready" >>"$1/host.log"; return 1; }
+}
+
+# await_word SECTOR VALUE SECS: waits up to SECS for the witness word at SECTOR to read VALUE
+# (polled every 0.1 s); returns 1 on a timeout.
+await_word() {
+    local i=0
+    until [ "$(witness_word "$1")" = "$2" ]; do
         i=$((i + 1))
-        if [ $i -gt $((CRASH_READY_SECS * 10)) ]; then
-            echo "MXFS-RESULT $4 FAIL node $3 never reported ready" >>"$1/host.log"
-            return 1
-        fi
+        [ $i -gt $(($3 * 10)) ] && return 1
         sleep 0.1
     done
 }
@@ -87,16 +91,12 @@ crash_arm() {
 # waits up to CRASH_SNAP_SECS for node 1's done word; on a timeout writes a FAIL line naming the
 # round to DIR/host.log and returns 1.
 crash_snap() {
-    local i=0 t=$(date +%s)
+    local t=$(date +%s)
     write_word $CRASH_SNAP_SECTOR $((($2 << 8) | $3))
-    until [ "$(witness_word $CRASH_SNAP_DONE_SECTOR)" = "$2" ]; do
-        i=$((i + 1))
-        if [ $i -gt $((CRASH_SNAP_SECS * 10)) ]; then
-            echo "MXFS-RESULT crash_snapshot_$2 FAIL node 1 did not list node $3's directory within ${CRASH_SNAP_SECS}s after round $2's recovery" >>"$1/host.log"
-            return 1
-        fi
-        sleep 0.1
-    done
+    if ! await_word $CRASH_SNAP_DONE_SECTOR "$2" $CRASH_SNAP_SECS; then
+        echo "MXFS-RESULT crash_snapshot_$2 FAIL node 1 did not list node $3's directory within ${CRASH_SNAP_SECS}s after round $2's recovery" >>"$1/host.log"
+        return 1
+    fi
     echo "crash phase time round $2: node 1 listed node $3's directory in $(($(date +%s) - t)) s" >>"$1/host.log"
 }
 
