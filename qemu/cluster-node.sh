@@ -67,6 +67,10 @@ wait_dmesg() { # PATTERN SECONDS
 # from the kernel command line (cluster.sh's MXFS_FS_* knobs).
 M=/mnt/mxfs
 FSP=100
+# unlink_handoff: rounds, and how long node 1 keeps each unlinked file open (below the clean
+# point's XFS_MXFS_UNLINKED_WAIT_MS of 200 ms, above a callback's round trip).
+UNLINK_ROUNDS=6
+UNLINK_HOLD_S=0.1
 fsb() { FSP=$((FSP + 1)); barrier "$ALL" $FSP; }
 up() { cut -d' ' -f1 /proc/uptime; }
 # phase_time NAME START: node 1 reports how long a phase took (cluster.sh prints these).
@@ -159,6 +163,32 @@ fs_phase() {
     fi
     fsb
     phase_time fsx "$t"
+
+    # unlink_handoff (a workload for repair_clean): the freeing of an inode unlinked under the
+    # lock must run under the lock, although the VFS drops the inode's last reference after
+    # the operation (kmod/patches 0024). Node 1 creates and opens a file, unlinks it, and
+    # closes it UNLINK_HOLD_S later; right after the unlink node 2 creates a file, so node 1's
+    # clean point runs while the unlinked file is still open. Without the clean point's wait
+    # the free ran once the lock had gone to node 2, from node 1's cached inode btree, and
+    # undid node 2's allocations (qemu/README.md, "A free lost after a clean point").
+    t=$(up)
+    [ "$NODE" = 1 ] && mkdir -p $M/unlink
+    fsb
+    for i in $(seq 1 $UNLINK_ROUNDS); do
+        if [ "$NODE" = 1 ]; then
+            exec 7>$M/unlink/held$i
+            echo "held $i" >&7
+            rm $M/unlink/held$i
+        fi
+        fsb
+        case "$NODE" in
+        1) sleep $UNLINK_HOLD_S; exec 7>&- ;;
+        2) echo "node 2 file $i" >$M/unlink/made$i ;;
+        esac
+        fsb
+    done
+    [ "$NODE" = 1 ] && echo "MXFS-FS node 1: unlink_handoff ran $UNLINK_ROUNDS rounds; $(ls $M/unlink | wc -l) files left (want $UNLINK_ROUNDS)"
+    phase_time unlink_handoff "$t"
 
     # last_node_clean_point: the last node dirties the volume under EX, node 1 lists what it
     # wrote (PR: mxfsd calls node N's lock back, node N runs its clean point and keeps PR), and
