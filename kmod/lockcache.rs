@@ -678,21 +678,26 @@ pub trait LockCache: CacheSync {
     /// orders the reader's reads before it (Acquire fence: the kernel's `smp_rmb`).
     fn gate_admits(&self, gate: Gate, mode: LockMode) -> bool {
         fence(Ordering::Acquire);
+        self.admitting_word(gate, mode).is_some()
+    }
+
+    /// `gate`'s word (Acquire load), if the gate is open for `mode` in the generation it
+    /// names: the test of [`LockCache::gate_admits`] and [`LockCache::speculation_ticket`].
+    #[doc(hidden)]
+    fn admitting_word(&self, gate: Gate, mode: LockMode) -> Option<u64> {
         let w = self
             .gate(usize::from(gate.bucket), usize::from(gate.entry))
             .load(Ordering::Acquire);
-        gate::gen(w) == gate.gen && gate::mode(w).is_some_and(|m| covers(m, mode))
+        (gate::gen(w) == gate.gen && gate::mode(w).is_some_and(|m| covers(m, mode))).then_some(w)
     }
 
     /// A speculation ticket for `gate` ([`ticket`]), if the gate admits PR now in the
-    /// generation it names. The caller publishes it for XFS, which then checks speculations
-    /// itself ([`ticket::admits`]) until the gate closes.
+    /// generation it names: the first check of a speculation, as [`LockCache::gate_admits`]
+    /// makes it (an Acquire load). The caller may publish the ticket for XFS, which then checks
+    /// speculations itself ([`ticket::admits`]) until the gate closes.
     fn speculation_ticket(&self, gate: Gate) -> Option<u64> {
-        let w = self
-            .gate(usize::from(gate.bucket), usize::from(gate.entry))
-            .load(Ordering::Acquire);
-        (gate::gen(w) == gate.gen && gate::mode(w).is_some_and(|m| covers(m, LockMode::Pr)))
-            .then(|| ticket::of(w, gate.entry))
+        self.admitting_word(gate, LockMode::Pr)
+            .map(|w| ticket::of(w, gate.entry))
     }
 
     /// XFS's check of a speculation with ticket `t` against bucket `bucket`'s gates

@@ -201,17 +201,15 @@ pub(crate) extern "C" fn mxfs_rs_spec_inline(on: bool) {
     }
 }
 
-/// Publishes a ticket for `gate` on `slot` if the gate admits PR now (see [`SPEC_INLINE`]).
-fn publish_ticket(v: &Volumes, slot: &MountSlot, gate: Gate) {
+/// Publishes ticket `t` on `slot` for XFS, unless `spec_inline=0` (see [`SPEC_INLINE`]).
+fn publish_ticket(slot: &MountSlot, t: u64) {
     if !SPEC_INLINE.load(Ordering::Relaxed) {
         return;
     }
-    if let Some(t) = v.locks.speculation_ticket(gate) {
-        slot.spec_ticket.store(t, Ordering::SeqCst);
-        // A `spec_inline=0` that ran meanwhile may have missed this ticket: take it back.
-        if !SPEC_INLINE.load(Ordering::SeqCst) {
-            slot.spec_ticket.store(0, Ordering::SeqCst);
-        }
+    slot.spec_ticket.store(t, Ordering::SeqCst);
+    // A `spec_inline=0` that ran meanwhile may have missed this ticket: take it back.
+    if !SPEC_INLINE.load(Ordering::SeqCst) {
+        slot.spec_ticket.store(0, Ordering::SeqCst);
     }
 }
 
@@ -983,9 +981,11 @@ pub(crate) extern "C" fn mxfs_rs_op_begin(
             // Only reading operations speculate (include/linux/xfs_mxfs.h).
             return code::EINVAL.to_errno();
         }
-        return match gate.filter(|g| v.locks.gate_admits(*g, mode)) {
-            Some(g) => {
-                publish_ticket(v, slot, g);
+        // The speculation's first check, which also yields the ticket XFS may check the next
+        // speculations against itself.
+        return match gate.and_then(|g| Some((g, v.locks.speculation_ticket(g)?))) {
+            Some((g, t)) => {
+                publish_ticket(slot, t);
                 // SAFETY: XFS passes the cookie of its on-stack op, valid during the call.
                 unsafe { *cookie = COOKIE_SPECULATE | (g.pack() as usize) << COOKIE_GATE_SHIFT };
                 0
