@@ -599,8 +599,13 @@ fn check_noatime(fx: &Fixture, plain: bool) -> Result<Result<String, String>, St
     })
 }
 
+/// Writes a boolean module parameter of mxfs.ko (`op_fail_eio`, `spec_inline`).
+fn set_param(path: &str, on: bool) -> Result<(), String> {
+    std::fs::write(path, if on { "1" } else { "0" }).map_err(|e| format!("{path}: {e}"))
+}
+
 fn set_spec_inline(on: bool) -> Result<(), String> {
-    std::fs::write(SPEC_PATH, if on { "1" } else { "0" }).map_err(|e| format!("{SPEC_PATH}: {e}"))
+    set_param(SPEC_PATH, on)
 }
 
 /// getattr and permission callouts in a difference.
@@ -626,7 +631,9 @@ fn check_spec_inline(fx: &Fixture) -> Result<Result<String, String>, String> {
         ));
     }
     let stat_both = |want_mode: u32| -> Result<(), String> {
+        // SAFETY: struct stat is plain data, for which all zeros is a valid value.
         let mut a: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
         let mut b: libc::stat = unsafe { std::mem::zeroed() };
         // SAFETY: fstat and fstatat write one struct stat each; the name is NUL-terminated.
         let rc =
@@ -661,6 +668,7 @@ fn check_spec_inline(fx: &Fixture) -> Result<Result<String, String>, String> {
         set_spec_inline(false)?;
         let c1 = read_counts()?;
         for _ in 0..SPEC_OFF_STATS {
+            // SAFETY: struct stat is plain data, for which all zeros is a valid value.
             let mut a: libc::stat = unsafe { std::mem::zeroed() };
             // SAFETY: fstat writes one struct stat.
             if unsafe { libc::fstat(fd, &mut a) } != 0 {
@@ -688,7 +696,7 @@ fn check_spec_inline(fx: &Fixture) -> Result<Result<String, String>, String> {
 }
 
 fn set_fail(on: bool) -> Result<(), String> {
-    std::fs::write(FAIL_PATH, if on { "1" } else { "0" }).map_err(|e| format!("{FAIL_PATH}: {e}"))
+    set_param(FAIL_PATH, on)
 }
 
 /// The state a failed operation must leave alone: size, mtime, ctime and the first two blocks.
