@@ -592,8 +592,7 @@ MODULE_PARM_DESC(lock_stats, "volume lock path counters and summed nanoseconds")
  */
 #define MXFS_PAIR_BENCH_MAX 10000000u
 static const char *const mxfs_pair_bench_names[] = {
-	"pairs", "pair_ns", "task_table_ns", "gate_ns", "current_task_ns", "clock_ns",
-	"speculation_ns", "ticket_ns",
+	"pairs", "pair_ns", "task_table_ns", "gate_ns", "clock_ns", "speculation_ns", "ticket_ns",
 };
 static u64 mxfs_pair_bench_result[ARRAY_SIZE(mxfs_pair_bench_names)];
 static DEFINE_MUTEX(mxfs_pair_bench_mutex);
@@ -653,7 +652,7 @@ static int mxfs_xfs_op_begin(struct super_block *sb, void *mount_priv, struct xf
 		this_cpu_inc(mxfs_op_counts.speculations);
 	if (READ_ONCE(mxfs_op_fail_eio))
 		return -EIO;
-	return mxfs_rs_op_begin(mount_priv, op->intent == XFS_MXFS_INTENT_WRITE,
+	return mxfs_rs_op_begin(mount_priv, (size_t)current, op->intent == XFS_MXFS_INTENT_WRITE,
 				op->flags & XFS_MXFS_OP_SPECULATE,
 				op->kind == XFS_MXFS_OP_MOUNT || op->kind == XFS_MXFS_OP_UNMOUNT,
 				(size_t *)&op->cookie);
@@ -663,7 +662,7 @@ static void mxfs_xfs_op_end(struct super_block *sb, void *mount_priv, struct xfs
 {
 	if (mxfs_op_valid(op))
 		this_cpu_inc(mxfs_op_counts.ends[op->kind][op->intent]);
-	if (!mxfs_rs_op_end(mount_priv, (size_t)op->cookie)) {
+	if (!mxfs_rs_op_end(mount_priv, (size_t)current, (size_t)op->cookie)) {
 		op->flags |= XFS_MXFS_OP_RETRY;
 		this_cpu_inc(mxfs_op_counts.retries);
 	}

@@ -66,9 +66,9 @@ void mxfs_rs_sock_release(u32 portid);
 int mxfs_rs_fs_mount(struct super_block *sb, const char *sb_id, const u8 *uuid16, u32 log_major,
 		     u32 log_minor, u32 recover_node, void **mount_priv);
 void mxfs_rs_fs_unmount(const char *sb_id, void *mount_priv);
-int mxfs_rs_op_begin(void *mount_priv, bool write, bool speculate, bool lifecycle,
+int mxfs_rs_op_begin(void *mount_priv, size_t task, bool write, bool speculate, bool lifecycle,
 		     size_t *cookie);
-bool mxfs_rs_op_end(void *mount_priv, size_t cookie);
+bool mxfs_rs_op_end(void *mount_priv, size_t task, size_t cookie);
 void mxfs_rs_answer_work(int slot);
 void mxfs_rs_spec_inline(bool on);
 int mxfs_rs_lock_stats(u64 *out, int n);

@@ -22,8 +22,9 @@ use crate::proto::LockMode;
 
 /// Most tasks inside an mxfs operation at once on this node; one more fails with `-EBUSY`.
 pub const TASK_HOLDS_MAX: usize = 256;
-/// Entries of one group: a task's lookup scans its home group.
-pub const GROUP_ENTRIES: usize = 8;
+/// Entries of one group: a task's lookup scans its home group (four loads on the path of
+/// every `op_begin`).
+pub const GROUP_ENTRIES: usize = 4;
 /// Groups of the table.
 pub const GROUPS: usize = TASK_HOLDS_MAX / GROUP_ENTRIES;
 
@@ -56,6 +57,17 @@ impl TaskHold {
             depth: v as u32,
         }
     }
+}
+
+/// What [`TaskHolds::enter`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entered {
+    /// The task has an entry for the slot already: this index.
+    Found(usize),
+    /// The task had none; it has this new one.
+    Inserted(usize),
+    /// The task had none, and the table is full.
+    Full,
 }
 
 /// The tasks inside mxfs operations.
@@ -111,6 +123,45 @@ impl TaskHolds {
     /// Replaces the value of entry `i`, which the caller owns.
     pub fn set(&self, i: usize, h: TaskHold) {
         self.values[i].store(h.pack(), Ordering::Relaxed);
+    }
+
+    /// [`TaskHolds::find`] and, if the calling task `task` has no entry for `h.slot`,
+    /// [`TaskHolds::insert`] of `h`, in one scan of the home group when the task's entries
+    /// have not spilled from it (the path of every `op_begin`).
+    pub fn enter(&self, task: usize, h: TaskHold) -> Entered {
+        let home = Self::home(task);
+        let first = home * GROUP_ENTRIES;
+        let mut free = None;
+        for i in first..first + GROUP_ENTRIES {
+            let k = self.keys[i].load(Ordering::Relaxed);
+            if k == task && self.value(i).slot == h.slot {
+                return Entered::Found(i);
+            }
+            if k == 0 && free.is_none() {
+                free = Some(i);
+            }
+        }
+        if self.spills[home].load(Ordering::Relaxed) != 0 {
+            if let Some(i) =
+                (1..GROUPS).find_map(|k| self.in_group(task, h.slot, (home + k) & (GROUPS - 1)))
+            {
+                return Entered::Found(i);
+            }
+        }
+        // Acquire: as in `insert`.
+        if let Some(i) = free.filter(|&i| {
+            self.keys[i]
+                .compare_exchange(0, task, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        }) {
+            self.set(i, h);
+            return Entered::Inserted(i);
+        }
+        // Another task took the free entry first, or the home group is full.
+        match self.insert(task, h) {
+            Some(i) => Entered::Inserted(i),
+            None => Entered::Full,
+        }
     }
 
     /// Adds an entry for the calling task `task` (which has none for `h.slot`); its index, or

@@ -27,8 +27,8 @@
 //! than the outer one holds (a write fault on an mxfs mapping while reading into it) fails
 //! with `-EDEADLK`: converting would wait for the task's own hold.
 //!
-//! Lock order: the cache's bucket locks and [`TaskHolds`]' lock are leaves (never held across
-//! a sleep or a call out); the mount table's mutex is taken by mount, unmount and daemon loss
+//! Lock order: the cache's bucket locks are leaves (never held across a sleep or a call out;
+//! [`TaskHolds`] takes no lock); the mount table's mutex is taken by mount, unmount and daemon loss
 //! only, and is held across the XFS withdraw and the answer work's flush.
 
 use core::ffi::{c_int, c_void};
@@ -53,7 +53,7 @@ use crate::proto::{
     volume_id_from_uuid, LockFlags, LockMode, LockRelease, Message, ResourceId, VolumeMount,
     VolumeUmount, VolumeWithdraw,
 };
-use crate::taskholds::{TaskHold, TaskHolds, TASK_HOLDS_MAX};
+use crate::taskholds::{Entered, TaskHold, TaskHolds, TASK_HOLDS_MAX};
 use crate::{kerr, state, Mxfs};
 
 /// Most `-o mxfs` mounts at once (the same bound as the recovery freezes' volumes).
@@ -270,13 +270,12 @@ impl LockStats {
 
 /// `pair_bench` (glue.c): `pairs` cached `op_begin`/`op_end` pairs with read intent on the
 /// first mounted volume, timed; then `pairs` of each of their parts alone: the task table's
-/// claim and free, the gate's acquire and release, the current-task lookup, and a clock read
-/// (the loop's own overhead is in each), `pairs` speculations (`op_begin` with `speculate` and
-/// `op_end`), and `pairs` checks of the ticket those published, as XFS makes them. Writes
-/// `[pairs, pair_ns, task_table_ns, gate_ns, current_task_ns, clock_ns, speculation_ns,
-/// ticket_ns]` (nanoseconds per pair; `ticket_ns` is 0 with `spec_inline=0`) to `out`; returns
-/// how many, or a negative errno: `-ENODEV` with no mxfs mount, or what the first `op_begin`
-/// failed with.
+/// claim and free, and the gate's acquire and release; a clock read (the loop's own overhead
+/// is in each); `pairs` speculations (`op_begin` with `speculate` and `op_end`), and `pairs`
+/// checks of the ticket those published, as XFS makes them. Writes `[pairs, pair_ns,
+/// task_table_ns, gate_ns, clock_ns, speculation_ns, ticket_ns]` (nanoseconds per pair;
+/// `ticket_ns` is 0 with `spec_inline=0`) to `out`; returns how many, or a negative errno:
+/// `-ENODEV` with no mxfs mount, or what the first `op_begin` failed with.
 #[no_mangle]
 pub(crate) extern "C" fn mxfs_rs_pair_bench(pairs: u32, out: *mut u64, n: c_int) -> c_int {
     let Some(st) = state() else {
@@ -292,6 +291,7 @@ pub(crate) extern "C" fn mxfs_rs_pair_bench(pairs: u32, out: *mut u64, n: c_int)
     };
     let slot = &v.slots[idx];
     let mount_priv = (idx + 1) as *mut c_void;
+    let task = current_task();
     let timed = |f: &mut dyn FnMut() -> Result| -> Result<u64> {
         let start = now_ns();
         for _ in 0..pairs {
@@ -302,24 +302,25 @@ pub(crate) extern "C" fn mxfs_rs_pair_bench(pairs: u32, out: *mut u64, n: c_int)
     };
     let mut pair = || {
         let mut cookie = 0usize;
-        let rc = mxfs_rs_op_begin(mount_priv, false, false, false, &mut cookie);
+        let rc = mxfs_rs_op_begin(mount_priv, task, false, false, false, &mut cookie);
         if rc != 0 {
             return Err(Error::from_errno(rc));
         }
-        mxfs_rs_op_end(mount_priv, cookie);
+        mxfs_rs_op_end(mount_priv, task, cookie);
         Ok(())
     };
     // One pair first: the lock is then cached (a miss asks mxfsd once).
     let r = pair().and_then(|()| {
         let pair_ns = timed(&mut pair)?;
-        let task = current_task();
         let table_ns = timed(&mut || {
             let h = TaskHold {
                 slot: idx,
                 mode: LockMode::Pr,
                 depth: 1,
             };
-            let i = v.holds.insert(task, h).ok_or(code::EBUSY)?;
+            let Entered::Inserted(i) = v.holds.enter(task, h) else {
+                return Err(code::EBUSY);
+            };
             v.holds.remove(task, i);
             Ok(())
         })?;
@@ -333,10 +334,6 @@ pub(crate) extern "C" fn mxfs_rs_pair_bench(pairs: u32, out: *mut u64, n: c_int)
             Ok(())
         })?;
         let mut sink = 0usize;
-        let current_ns = timed(&mut || {
-            sink = sink.wrapping_add(current_task());
-            Ok(())
-        })?;
         let clock_ns = timed(&mut || {
             sink = sink.wrapping_add(now_ns() as usize);
             Ok(())
@@ -344,11 +341,11 @@ pub(crate) extern "C" fn mxfs_rs_pair_bench(pairs: u32, out: *mut u64, n: c_int)
         core::hint::black_box(sink);
         let speculation_ns = timed(&mut || {
             let mut cookie = 0usize;
-            let rc = mxfs_rs_op_begin(mount_priv, false, true, false, &mut cookie);
+            let rc = mxfs_rs_op_begin(mount_priv, task, false, true, false, &mut cookie);
             if rc != 0 {
                 return Err(Error::from_errno(rc));
             }
-            if mxfs_rs_op_end(mount_priv, cookie) {
+            if mxfs_rs_op_end(mount_priv, task, cookie) {
                 Ok(())
             } else {
                 Err(code::EAGAIN)
@@ -373,7 +370,6 @@ pub(crate) extern "C" fn mxfs_rs_pair_bench(pairs: u32, out: *mut u64, n: c_int)
             pair_ns,
             table_ns,
             gate_ns,
-            current_ns,
             clock_ns,
             speculation_ns,
             ticket_ns,
@@ -525,7 +521,7 @@ fn acquire(
             .map_err(cache_error)?
         {
             Acquired::Hit => {
-                    return Ok(());
+                return Ok(());
             }
             Acquired::Refresh => return refresh(v, slot, resource, mode),
             Acquired::Send(r) => r,
@@ -938,7 +934,9 @@ pub(crate) extern "C" fn mxfs_rs_fs_unmount(
 }
 
 /// `op_begin` (glue.c): the volume lock for one operation. Returns 0 or a negative errno;
-/// `*cookie` says what `op_end` must give back.
+/// `*cookie` says what `op_end` must give back. `task` is the calling task's address, the key
+/// of [`TaskHolds`] (glue.c passes `current`, one per-CPU load in C; [`current_task`] is a
+/// call of a C helper).
 ///
 /// With `speculate` (XFS_MXFS_OP_SPECULATE: an operation that only reads, such as a getattr
 /// or an RCU path walk's permission check) the operation takes no hold at all: it is admitted
@@ -953,6 +951,7 @@ pub(crate) extern "C" fn mxfs_rs_fs_unmount(
 #[no_mangle]
 pub(crate) extern "C" fn mxfs_rs_op_begin(
     mount_priv: *mut c_void,
+    task: usize,
     write: bool,
     speculate: bool,
     lifecycle: bool,
@@ -993,38 +992,34 @@ pub(crate) extern "C" fn mxfs_rs_op_begin(
             None => code::EAGAIN.to_errno(),
         };
     }
-    let task = current_task();
-    if let Some(i) = v.holds.find(task, idx) {
-        // A nested call counts a depth on the outer one's hold.
-        let mut h = v.holds.value(i);
-        if !covers(h.mode, mode) {
-            return kerr(bindings::EDEADLK).to_errno();
-        }
-        h.depth += 1;
-        v.holds.set(i, h);
-        // SAFETY: XFS passes the cookie of its on-stack op, valid during the call.
-        unsafe { *cookie = COOKIE_NESTED | i << COOKIE_TASK_SHIFT };
-        return 0;
-    }
+    let hold = TaskHold {
+        slot: idx,
+        mode,
+        depth: 1,
+    };
     // The task is recorded before it takes the lock (and forgotten if that fails), so that a
     // nested call finds it.
-    let Some(i) = v.holds.insert(
-        task,
-        TaskHold {
-            slot: idx,
-            mode,
-            depth: 1,
-        },
-    ) else {
-        return code::EBUSY.to_errno();
+    let i = match v.holds.enter(task, hold) {
+        Entered::Found(i) => {
+            // A nested call counts a depth on the outer one's hold.
+            let mut h = v.holds.value(i);
+            if !covers(h.mode, mode) {
+                return kerr(bindings::EDEADLK).to_errno();
+            }
+            h.depth += 1;
+            v.holds.set(i, h);
+            // SAFETY: XFS passes the cookie of its on-stack op, valid during the call.
+            unsafe { *cookie = COOKIE_NESTED | i << COOKIE_TASK_SHIFT };
+            return 0;
+        }
+        Entered::Inserted(i) => i,
+        Entered::Full => return code::EBUSY.to_errno(),
     };
     let task_bits = i << COOKIE_TASK_SHIFT;
     if let Some(g) = gate {
         if v.locks.acquire_fast(g, mode) {
             // SAFETY: as above.
-            unsafe {
-                *cookie = COOKIE_GATE | task_bits | (g.pack() as usize) << COOKIE_GATE_SHIFT
-            };
+            unsafe { *cookie = COOKIE_GATE | task_bits | (g.pack() as usize) << COOKIE_GATE_SHIFT };
             return 0;
         }
     }
@@ -1042,11 +1037,15 @@ pub(crate) extern "C" fn mxfs_rs_op_begin(
     0
 }
 
-/// `op_end` (glue.c), once for every `op_begin` that returned 0. Returns false when the
-/// operation was a speculation whose result must be discarded (glue.c then sets
-/// XFS_MXFS_OP_RETRY), else true.
+/// `op_end` (glue.c), once for every `op_begin` that returned 0, by the same `task`. Returns
+/// false when the operation was a speculation whose result must be discarded (glue.c then
+/// sets XFS_MXFS_OP_RETRY), else true.
 #[no_mangle]
-pub(crate) extern "C" fn mxfs_rs_op_end(mount_priv: *mut c_void, cookie: usize) -> bool {
+pub(crate) extern "C" fn mxfs_rs_op_end(
+    mount_priv: *mut c_void,
+    task: usize,
+    cookie: usize,
+) -> bool {
     let kind = cookie & COOKIE_KIND_MASK;
     if mount_priv as usize == RECOVERY_MOUNT_PRIV {
         return kind == COOKIE_RECOVERY;
@@ -1055,37 +1054,47 @@ pub(crate) extern "C" fn mxfs_rs_op_end(mount_priv: *mut c_void, cookie: usize) 
         return false;
     };
     let v = &st.volumes;
-    let Some((idx, slot)) = slot_of(v, mount_priv) else {
-        return false;
-    };
     if kind == COOKIE_SPECULATE {
         return Gate::unpack((cookie >> COOKIE_GATE_SHIFT) as u64, CACHE_BUCKETS)
             .is_some_and(|g| v.locks.gate_admits(g, LockMode::Pr));
     }
-    let task = current_task();
     let i = (cookie >> COOKIE_TASK_SHIFT) & (TASK_HOLDS_MAX - 1);
     if !v.holds.owned_by(i, task) {
         pr_err!("op_end of a task that holds nothing\n");
         return true;
     }
-    let mut h = v.holds.value(i);
     if kind == COOKIE_NESTED {
+        let mut h = v.holds.value(i);
         h.depth = h.depth.saturating_sub(1);
         v.holds.set(i, h);
         return true;
     }
-    debug_assert_eq!(h.depth, 1);
-    v.holds.remove(task, i);
+    // The path of almost every operation: the task's entry and the gate's hold go; the mount's
+    // slot is looked up only if an answer is due.
     if kind == COOKIE_GATE {
+        debug_assert_eq!(v.holds.value(i).depth, 1);
+        v.holds.remove(task, i);
         let Some(g) = Gate::unpack((cookie >> COOKIE_GATE_SHIFT) as u64, CACHE_BUCKETS) else {
             pr_err!("op_end with a bad gate cookie {:#x}\n", cookie);
             return true;
         };
         if let Some(a) = v.locks.release_fast(g) {
-            queue_answer(idx, slot, a);
+            match slot_of(v, mount_priv) {
+                Some((idx, slot)) => queue_answer(idx, slot, a),
+                None => pr_err!(
+                    "answer for request {} of an unmounted volume dropped\n",
+                    a.req_id
+                ),
+            }
         }
         return true;
     }
+    let Some((_, slot)) = slot_of(v, mount_priv) else {
+        return false;
+    };
+    let h = v.holds.value(i);
+    debug_assert_eq!(h.depth, 1);
+    v.holds.remove(task, i);
     debug_assert_eq!(
         h.mode,
         if kind == COOKIE_EX {

@@ -1,16 +1,18 @@
 //! `kmod/taskholds.rs`, the lock-free table of tasks inside mxfs operations.
 //!
 //! - Against a map (the table on `core` atomics): random inserts, lookups and removals of keys
-//!   chosen to collide (many share a home group, so groups fill and spill into others),
+//!   (separately or as one `enter`), chosen to collide (many share a home group, so groups fill and spill into others),
 //!   checking after every step that every key the map holds is found with its value, and no
 //!   other key is found.
 //! - Under loom (the table on loom atomics): tasks of one home group race for its last free
-//!   entry; the loser spills into the next group, and both find, change and free their own
-//!   entries without disturbing anyone's.
+//!   entry through `enter`; the loser spills into the next group, and both find, change and
+//!   free their own entries without disturbing anyone's.
 
 use std::collections::HashMap;
 
-use mxfs_kmod_loom::plain::taskholds::{TaskHold, TaskHolds, GROUP_ENTRIES, TASK_HOLDS_MAX};
+use mxfs_kmod_loom::plain::taskholds::{
+    Entered, TaskHold, TaskHolds, GROUP_ENTRIES, TASK_HOLDS_MAX,
+};
 use mxfs_kmod_loom::proto::LockMode;
 
 /// A small xorshift generator (deterministic seeds, no dependency).
@@ -77,8 +79,35 @@ fn table_agrees_with_a_map_under_collisions_and_spills() {
         for step in 0..4000u32 {
             let task = keys[(rng.next() % keys.len() as u64) as usize];
             let slot = (rng.next() % 2) as usize;
-            match t.find(task, slot) {
+            // Half the steps look up and insert in one `enter`, as op_begin does.
+            let found = if rng.next().is_multiple_of(2) {
+                t.find(task, slot)
+            } else {
+                let room = map.len() < TASK_HOLDS_MAX;
+                match t.enter(task, hold(slot, 1)) {
+                    Entered::Found(i) => Some(i),
+                    e => {
+                        let want = match (map.contains_key(&(task, slot)), room) {
+                            (true, _) => "Found",
+                            (false, true) => "Inserted",
+                            (false, false) => "Full",
+                        };
+                        assert_eq!(
+                            format!("{e:?}").split('(').next(),
+                            Some(want),
+                            "seed {seed} step {step}"
+                        );
+                        if let Entered::Inserted(_) = e {
+                            map.insert((task, slot), 1);
+                        }
+                        check(&t, &map, &[task]);
+                        continue;
+                    }
+                }
+            };
+            match found {
                 Some(i) => {
+                    assert!(map.contains_key(&(task, slot)), "seed {seed} step {step}");
                     if rng.next().is_multiple_of(3) {
                         let mut h = t.value(i);
                         h.depth += 1;
@@ -131,7 +160,7 @@ fn a_full_table_refuses_and_every_entry_stays_findable() {
 #[test]
 fn tasks_race_for_the_last_entry_of_their_group() {
     use loom::sync::Arc;
-    use mxfs_kmod_loom::taskholds::TaskHolds as LoomHolds;
+    use mxfs_kmod_loom::taskholds::{Entered as LoomEntered, TaskHolds as LoomHolds};
 
     let group = 5;
     let tasks = tasks_of_group(group, GROUP_ENTRIES + 1);
@@ -154,8 +183,12 @@ fn tasks_race_for_the_last_entry_of_their_group() {
                 let t = t.clone();
                 loom::thread::spawn(move || {
                     assert_eq!(t.find(task, 1), None);
-                    let i = t.insert(task, lhold(1, 1)).expect("room in the table");
+                    let i = match t.enter(task, lhold(1, 1)) {
+                        LoomEntered::Inserted(i) => i,
+                        e => panic!("enter found {e:?} in a table with room"),
+                    };
                     assert_eq!(t.find(task, 1), Some(i), "finds its own entry");
+                    assert_eq!(t.enter(task, lhold(1, 1)), LoomEntered::Found(i));
                     t.set(i, lhold(1, 2));
                     assert_eq!(t.value(t.find(task, 1).unwrap()), lhold(1, 2));
                     t.remove(task, i);
