@@ -38,13 +38,14 @@ function need(key) {
 END {
     printf "bench-fs (TCG guests: compare ratios, not absolute figures)\n\n"
     printf "1. one node, lock cached, against plain XFS in the same guest (goal: at least 0.9)\n"
-    printf "   (the mounts take turns, %d rounds each; ratio: the rounds\047 median, lowest-highest)\n", need("single_rounds")
-    printf "   %-28s %12s %12s %8s %13s\n", "workload", "-o mxfs /s", "plain /s", "ratio", "range"
+    printf "   (the mounts take turns in pairs of batches of %d operations, a b, b a, ...; ratio: the\n", need("single_batch_ops")
+    printf "   median of the pairs\047 ratios, and their interquartile range)\n"
+    printf "   %-28s %12s %12s %8s %13s %7s\n", "workload", "-o mxfs /s", "plain /s", "ratio", "IQR", "pairs"
     n = split("overwrite_ops_per_s create_unlink_per_s stat_per_s fstat_per_s", W, " ")
     for (i = 1; i <= n; i++) {
         m = need("mxfs_" W[i]); p = need("plain_" W[i])
         if (!(W[i] in RM)) missing = missing " ratio_" W[i]
-        printf "   %-28s %12d %12d %8.2f %6.2f-%.2f\n", W[i], m, p, RM[W[i]], RL[W[i]], RH[W[i]]
+        printf "   %-28s %12d %12d %8.2f %6.2f-%.2f %7d\n", W[i], m, p, RM[W[i]], RL[W[i]], RH[W[i]], need("single_pairs_" W[i])
     }
     printf "   callouts per operation on -o mxfs (KIND intent count):\n"
     for (i = 1; i <= n; i++) if (W[i] in CO) printf "     %-26s %s\n", W[i], CO[W[i]]
@@ -55,7 +56,7 @@ END {
     printf "\n2. the kernel lock cache, cached acquire and release (node 1, phase 1)\n"
     if ("pairs" in P) {
         printf "   in the kernel, %d pairs (mxfs.ko pair_bench), ns per op_begin + op_end:\n", P["pairs"]
-        printf "     the whole pair %s; its parts alone: task table %s, gate %s, current task %s, clock read %s\n", P["pair_ns"], P["task_table_ns"], P["gate_ns"], P["current_task_ns"], P["clock_ns"]
+        printf "     the whole pair %s; its parts alone: task table %s, gate %s; a clock read %s\n", P["pair_ns"], P["task_table_ns"], P["gate_ns"], P["clock_ns"]
         printf "     a speculation instead (getattr, an RCU walk\047s permission check): %s; checked by XFS with the ticket: %s\n", P["speculation_ns"], P["ticket_ns"]
     } else missing = missing " pair_bench"
     if (fm > 0 && fp > 0)

@@ -33,12 +33,7 @@ impl Rng {
 }
 
 /// Runs `op` until `secs` pass; returns operations per second.
-fn rate(secs: f64, op: impl FnMut(u64) -> Result<(), String>) -> Result<f64, String> {
-    Ok(counted(secs, op)?.1)
-}
-
-/// Runs `op` until `secs` pass; returns the operations run and their rate per second.
-fn counted(secs: f64, mut op: impl FnMut(u64) -> Result<(), String>) -> Result<(u64, f64), String> {
+fn rate(secs: f64, mut op: impl FnMut(u64) -> Result<(), String>) -> Result<f64, String> {
     let start = Instant::now();
     let limit = Duration::from_secs_f64(secs);
     let mut n = 0u64;
@@ -46,11 +41,13 @@ fn counted(secs: f64, mut op: impl FnMut(u64) -> Result<(), String>) -> Result<(
         op(n)?;
         n += 1;
     }
-    Ok((n, n as f64 / start.elapsed().as_secs_f64()))
+    Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
-/// Rounds of [`cmd_single`]: each workload runs `SINGLE_ROUNDS` times on each mount.
-pub const SINGLE_ROUNDS: u32 = 8;
+/// Operations of one batch of [`cmd_single`]: about 0.1-0.3 ms of stats or overwrites under
+/// TCG (4 ms of creates), so that two batches side by side see the same guest speed, and one
+/// clock read per batch costs nothing that would pull the mounts' ratio towards 1.
+pub const BATCH_OPS: u32 = 32;
 
 /// One mount's state for the single-node workloads.
 struct Single {
@@ -59,6 +56,7 @@ struct Single {
     rng: Rng,
     create_dir: std::path::PathBuf,
     creates: u64,
+    stats: usize,
     names: Vec<std::path::PathBuf>,
 }
 
@@ -97,42 +95,45 @@ impl Single {
             rng: Rng(0x9e37_79b9_7f4a_7c15),
             create_dir,
             creates: 0,
+            stats: 0,
             names,
         })
     }
 
-    /// Runs workload `w` (an index into [`SINGLE_WORKLOADS`]) for `secs`: the operations run
-    /// and their rate per second.
-    fn run(&mut self, w: usize, secs: f64) -> Result<(u64, f64), String> {
+    /// Runs [`BATCH_OPS`] operations of workload `w` (an index into [`SINGLE_WORKLOADS`]);
+    /// returns the time they took.
+    fn batch(&mut self, w: usize) -> Result<Duration, String> {
         let blocks = OVERWRITE_FILE_BYTES / BLOCK_BYTES as u64;
         let block = [0x5au8; BLOCK_BYTES];
-        match w {
-            0 => counted(secs, |_| {
-                let off = (self.rng.next() % blocks) * BLOCK_BYTES as u64;
-                self.overwrite
-                    .write_all_at(&block, off)
-                    .map_err(|e| io("pwrite", e))
-            }),
-            1 => counted(secs, |_| {
-                // Names are never reused, so no round finds the last one's dentries.
-                self.creates += 1;
-                let p = self.create_dir.join(format!("f{}", self.creates));
-                File::create(&p).map_err(|e| io("create", e))?;
-                fs::remove_file(&p).map_err(|e| io("unlink", e))
-            }),
-            2 => counted(secs, |n| {
-                fs::metadata(&self.names[n as usize % STAT_FILES])
-                    .map(|_| ())
-                    .map_err(|e| io("stat", e))
-            }),
-            // fstat of one open file: the cheapest operation, so its cost is mostly the callout.
-            _ => counted(secs, |_| {
-                self.overwrite
-                    .metadata()
-                    .map(|_| ())
-                    .map_err(|e| io("fstat", e))
-            }),
+        let start = Instant::now();
+        for _ in 0..BATCH_OPS {
+            match w {
+                0 => {
+                    let off = (self.rng.next() % blocks) * BLOCK_BYTES as u64;
+                    self.overwrite
+                        .write_all_at(&block, off)
+                        .map_err(|e| io("pwrite", e))?;
+                }
+                1 => {
+                    // Names are never reused, so no batch finds the last one's dentries.
+                    self.creates += 1;
+                    let p = self.create_dir.join(format!("f{}", self.creates));
+                    File::create(&p).map_err(|e| io("create", e))?;
+                    fs::remove_file(&p).map_err(|e| io("unlink", e))?;
+                }
+                2 => {
+                    self.stats += 1;
+                    fs::metadata(&self.names[self.stats % STAT_FILES])
+                        .map_err(|e| io("stat", e))?;
+                }
+                // fstat of one open file: the cheapest operation, so its cost is mostly the
+                // callout.
+                _ => {
+                    self.overwrite.metadata().map_err(|e| io("fstat", e))?;
+                }
+            }
         }
+        Ok(start.elapsed())
     }
 }
 
@@ -145,61 +146,60 @@ const SINGLE_WORKLOADS: [&str; 4] = [
 ];
 
 /// The single-node workloads on two mounts of the same guest, `a` (keys `<la>_...`) against
-/// `b` (`<lb>_...`), `secs` per workload and mount. A guest under TCG drifts in speed over
-/// seconds (the other guests, the host), so the mounts take turns: [`SINGLE_ROUNDS`] rounds of
-/// `secs / SINGLE_ROUNDS` each, in the order a b b a, a b b a, ... Prints each mount's rate over
-/// all its rounds, and `ratio_<workload>` lines with the median, lowest and highest of the
-/// rounds' a/b ratios. On an mxfs guest it also prints, per workload, the callouts of mount
-/// `a`'s operations (mxfs.ko's `op_counts`, per operation: `callouts_<workload> KIND I N ...`).
+/// `b` (`<lb>_...`), about `secs` per workload and mount. A guest under TCG changes speed by
+/// tens of percent from one fraction of a second to the next, so the mounts take turns at a
+/// fine grain: pairs of batches of [`BATCH_OPS`] operations, a then b, then b then a, and so
+/// on. Each pair gives one a/b speed ratio (b's time over a's), measured over a fraction of a
+/// millisecond in which both saw the same guest. Prints each mount's rate over all its
+/// batches, and `ratio_<workload>` lines with the median, lower and upper quartile of the
+/// pairs' ratios. On an mxfs guest it also prints, per workload, the callouts of mount `a`'s
+/// operations (mxfs.ko's `op_counts`, per operation: `callouts_<workload> KIND I N ...`);
+/// mount `b` is plain XFS, whose operations make none.
 pub fn cmd_single(a: (&str, &str), b: (&str, &str), secs: f64) -> Result<ExitCode, String> {
     let mut sa = Single::prepare(a.0, a.1)?;
     let mut sb = Single::prepare(b.0, b.1)?;
-    let slice = secs / f64::from(SINGLE_ROUNDS);
-    println!("MXFS-BENCH single_rounds {SINGLE_ROUNDS}");
+    let limit = Duration::from_secs_f64(2.0 * secs);
+    println!("MXFS-BENCH single_batch_ops {BATCH_OPS}");
     for (w, key) in SINGLE_WORKLOADS.iter().enumerate() {
-        let (mut sum_a, mut sum_b) = (0.0, 0.0);
+        let (mut time_a, mut time_b) = (Duration::ZERO, Duration::ZERO);
         let mut ratios = Vec::new();
-        let mut ops_a = 0u64;
-        let mut callouts = crate::callouts::Counts::new();
-        for r in 0..SINGLE_ROUNDS {
-            let mut run_a = || -> Result<f64, String> {
-                let before = crate::callouts::read_counts().ok();
-                let (n, rate) = sa.run(w, slice)?;
-                ops_a += n;
-                if let (Some(b), Ok(after)) = (before, crate::callouts::read_counts()) {
-                    for (k, (begins, _)) in crate::callouts::delta(&b, &after) {
-                        callouts.entry(k).or_insert((0, 0)).0 += begins;
-                    }
-                }
-                Ok(rate)
-            };
-            let (ra, rb) = if r % 2 == 0 {
-                let ra = run_a()?;
-                (ra, sb.run(w, slice)?.1)
+        let before = crate::callouts::read_counts().ok();
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            let (ta, tb) = if ratios.len() % 2 == 0 {
+                let ta = sa.batch(w)?;
+                (ta, sb.batch(w)?)
             } else {
-                let rb = sb.run(w, slice)?.1;
-                (run_a()?, rb)
+                let tb = sb.batch(w)?;
+                (sa.batch(w)?, tb)
             };
-            sum_a += ra;
-            sum_b += rb;
-            ratios.push(ra / rb);
+            time_a += ta;
+            time_b += tb;
+            ratios.push(tb.as_secs_f64() / ta.as_secs_f64().max(1e-9));
         }
         ratios.sort_by(f64::total_cmp);
         let n = ratios.len();
-        let median = (ratios[(n - 1) / 2] + ratios[n / 2]) / 2.0;
-        let rounds = f64::from(SINGLE_ROUNDS);
-        println!("MXFS-BENCH {}_{key} {:.0}", a.1, sum_a / rounds);
-        println!("MXFS-BENCH {}_{key} {:.0}", b.1, sum_b / rounds);
+        let quantile = |q: f64| ratios[((n - 1) as f64 * q).round() as usize];
+        let ops = f64::from(BATCH_OPS) * n as f64;
+        println!("MXFS-BENCH single_pairs_{key} {n}");
+        println!("MXFS-BENCH {}_{key} {:.0}", a.1, ops / time_a.as_secs_f64());
+        println!("MXFS-BENCH {}_{key} {:.0}", b.1, ops / time_b.as_secs_f64());
         println!(
-            "MXFS-BENCH ratio_{key} {median:.3} {:.3} {:.3}",
-            ratios[0],
-            ratios[n - 1]
+            "MXFS-BENCH ratio_{key} {:.3} {:.3} {:.3}",
+            quantile(0.5),
+            quantile(0.25),
+            quantile(0.75)
         );
-        if !callouts.is_empty() && ops_a > 0 {
-            let per_op: Vec<String> = callouts
-                .iter()
-                .map(|((k, i), (b, _))| format!("{k} {i} {:.2}", *b as f64 / ops_a as f64))
-                .collect();
+        let callouts = match (before, crate::callouts::read_counts()) {
+            (Some(b), Ok(after)) => crate::callouts::delta(&b, &after),
+            _ => crate::callouts::Counts::new(),
+        };
+        let per_op: Vec<String> = callouts
+            .iter()
+            .filter(|(_, (begins, _))| *begins > 0)
+            .map(|((k, i), (b, _))| format!("{k} {i} {:.2}", *b as f64 / ops))
+            .collect();
+        if !per_op.is_empty() {
             println!("MXFS-BENCH-CALLOUTS {key} {}", per_op.join(" "));
         }
     }
