@@ -37,49 +37,29 @@ use loom::sync::atomic::AtomicU64;
 use loom::sync::{Condvar, Mutex, MutexGuard};
 use pending::{Bucket, PendingSync, Wake};
 
-/// A pending table on loom's mutexes and condition variables, with few buckets so loom's
-/// state space stays small (bucket sharing is what the tests want to exercise anyway).
-pub struct LoomTable {
-    buckets: Vec<(Mutex<Bucket>, Condvar)>,
+/// Buckets of `T` on loom's mutexes and condition variables: what [`LoomTable`] and
+/// [`LoomCache`] lock, sleep on and wake, with few buckets so loom's state space stays small
+/// (bucket sharing is what the tests want to exercise anyway).
+pub struct LoomBuckets<T> {
+    buckets: Vec<(Mutex<T>, Condvar)>,
 }
 
-impl LoomTable {
-    /// A table of `buckets` empty buckets (at least 1). Must be called inside `loom::model`.
-    pub fn new(buckets: usize) -> LoomTable {
-        assert!(buckets > 0, "a pending table needs at least one bucket");
-        LoomTable {
-            buckets: (0..buckets)
-                .map(|_| (Mutex::new(Bucket::EMPTY), Condvar::new()))
+impl<T> LoomBuckets<T> {
+    /// `n` buckets (at least 1) made by `empty`. Must be called inside `loom::model`.
+    fn new(n: usize, empty: impl Fn() -> T) -> LoomBuckets<T> {
+        assert!(n > 0, "a table needs at least one bucket");
+        LoomBuckets {
+            buckets: (0..n)
+                .map(|_| (Mutex::new(empty()), Condvar::new()))
                 .collect(),
         }
     }
-}
 
-/// A held bucket lock. `Option` because loom's `Condvar::wait` takes the guard by value.
-pub struct LoomGuard<'a>(Option<MutexGuard<'a, Bucket>>);
-
-impl Deref for LoomGuard<'_> {
-    type Target = Bucket;
-    fn deref(&self) -> &Bucket {
-        self.0.as_ref().expect("guard is only empty inside wait")
-    }
-}
-
-impl DerefMut for LoomGuard<'_> {
-    fn deref_mut(&mut self) -> &mut Bucket {
-        self.0.as_mut().expect("guard is only empty inside wait")
-    }
-}
-
-impl PendingSync for LoomTable {
-    type Guard<'a> = LoomGuard<'a>;
-    type Budget = ();
-
-    fn bucket_count(&self) -> usize {
+    fn len(&self) -> usize {
         self.buckets.len()
     }
 
-    fn lock(&self, idx: usize) -> LoomGuard<'_> {
+    fn lock(&self, idx: usize) -> LoomGuard<'_, T> {
         LoomGuard(Some(
             self.buckets[idx]
                 .0
@@ -88,7 +68,8 @@ impl PendingSync for LoomTable {
         ))
     }
 
-    fn wait(&self, idx: usize, guard: &mut LoomGuard<'_>, _budget: &mut ()) -> Wake {
+    /// Sleeps on bucket `idx` until notified (loom's waits never time out).
+    fn wait(&self, idx: usize, guard: &mut LoomGuard<'_, T>) {
         let g = guard.0.take().expect("guard present on entry to wait");
         guard.0 = Some(
             self.buckets[idx]
@@ -96,30 +77,74 @@ impl PendingSync for LoomTable {
                 .wait(g)
                 .expect("no test thread panics holding a bucket"),
         );
-        Wake::Notified
     }
 
     fn notify_all(&self, idx: usize) {
         self.buckets[idx].1.notify_all();
     }
+}
+
+/// A held bucket lock. `Option` because loom's `Condvar::wait` takes the guard by value.
+pub struct LoomGuard<'a, T>(Option<MutexGuard<'a, T>>);
+
+impl<T> Deref for LoomGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        self.0.as_ref().expect("guard is only empty inside wait")
+    }
+}
+
+impl<T> DerefMut for LoomGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.0.as_mut().expect("guard is only empty inside wait")
+    }
+}
+
+/// A pending table on [`LoomBuckets`].
+pub struct LoomTable(LoomBuckets<Bucket>);
+
+impl LoomTable {
+    /// A table of `buckets` empty buckets (at least 1). Must be called inside `loom::model`.
+    pub fn new(buckets: usize) -> LoomTable {
+        LoomTable(LoomBuckets::new(buckets, || Bucket::EMPTY))
+    }
+}
+
+impl PendingSync for LoomTable {
+    type Guard<'a> = LoomGuard<'a, Bucket>;
+    type Budget = ();
+
+    fn bucket_count(&self) -> usize {
+        self.0.len()
+    }
+
+    fn lock(&self, idx: usize) -> Self::Guard<'_> {
+        self.0.lock(idx)
+    }
+
+    fn wait(&self, idx: usize, guard: &mut Self::Guard<'_>, _budget: &mut ()) -> Wake {
+        self.0.wait(idx, guard);
+        Wake::Notified
+    }
+
+    fn notify_all(&self, idx: usize) {
+        self.0.notify_all(idx);
+    }
 
     fn grant_budget(&self) {}
 }
 
-/// A lock cache on loom's mutexes and condition variables, with few buckets.
+/// A lock cache on [`LoomBuckets`], with its gate words.
 pub struct LoomCache {
-    buckets: Vec<(Mutex<lockcache::CacheBucket>, Condvar)>,
+    buckets: LoomBuckets<lockcache::CacheBucket>,
     gates: Vec<[AtomicU64; lockcache::ENTRIES_PER_BUCKET]>,
 }
 
 impl LoomCache {
     /// A cache of `buckets` empty buckets (at least 1). Must be called inside `loom::model`.
     pub fn new(buckets: usize) -> LoomCache {
-        assert!(buckets > 0, "a lock cache needs at least one bucket");
         LoomCache {
-            buckets: (0..buckets)
-                .map(|_| (Mutex::new(lockcache::CacheBucket::EMPTY), Condvar::new()))
-                .collect(),
+            buckets: LoomBuckets::new(buckets, || lockcache::CacheBucket::EMPTY),
             gates: (0..buckets)
                 .map(|_| core::array::from_fn(|_| AtomicU64::new(0)))
                 .collect(),
@@ -127,51 +152,24 @@ impl LoomCache {
     }
 }
 
-/// A held cache bucket lock. `Option` because loom's `Condvar::wait` takes the guard by value.
-pub struct LoomCacheGuard<'a>(Option<MutexGuard<'a, lockcache::CacheBucket>>);
-
-impl Deref for LoomCacheGuard<'_> {
-    type Target = lockcache::CacheBucket;
-    fn deref(&self) -> &lockcache::CacheBucket {
-        self.0.as_ref().expect("guard is only empty inside wait")
-    }
-}
-
-impl DerefMut for LoomCacheGuard<'_> {
-    fn deref_mut(&mut self) -> &mut lockcache::CacheBucket {
-        self.0.as_mut().expect("guard is only empty inside wait")
-    }
-}
-
 impl lockcache::CacheSync for LoomCache {
-    type Guard<'a> = LoomCacheGuard<'a>;
+    type Guard<'a> = LoomGuard<'a, lockcache::CacheBucket>;
 
     fn bucket_count(&self) -> usize {
         self.buckets.len()
     }
 
-    fn lock(&self, idx: usize) -> LoomCacheGuard<'_> {
-        LoomCacheGuard(Some(
-            self.buckets[idx]
-                .0
-                .lock()
-                .expect("no test thread panics holding a bucket"),
-        ))
+    fn lock(&self, idx: usize) -> Self::Guard<'_> {
+        self.buckets.lock(idx)
     }
 
-    fn wait(&self, idx: usize, guard: &mut LoomCacheGuard<'_>) -> lockcache::Wake {
-        let g = guard.0.take().expect("guard present on entry to wait");
-        guard.0 = Some(
-            self.buckets[idx]
-                .1
-                .wait(g)
-                .expect("no test thread panics holding a bucket"),
-        );
+    fn wait(&self, idx: usize, guard: &mut Self::Guard<'_>) -> lockcache::Wake {
+        self.buckets.wait(idx, guard);
         lockcache::Wake::Notified
     }
 
     fn notify_all(&self, idx: usize) {
-        self.buckets[idx].1.notify_all();
+        self.buckets.notify_all(idx);
     }
 
     fn gate(&self, idx: usize, entry: usize) -> &AtomicU64 {
