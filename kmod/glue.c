@@ -636,7 +636,8 @@ static const struct kernel_param_ops mxfs_pair_bench_ops = {
 module_param_cb(pair_bench, &mxfs_pair_bench_ops, NULL, 0644);
 MODULE_PARM_DESC(pair_bench, "write N: time N cached op_begin/op_end pairs; read: ns per pair");
 
-static bool mxfs_op_valid(const struct xfs_mxfs_op *op)
+/* Inline: on the path of every operation, where a call and its return cost more than it. */
+static __always_inline bool mxfs_op_valid(const struct xfs_mxfs_op *op)
 {
 	return !WARN_ONCE((unsigned int)op->kind >= XFS_MXFS_OP_KIND_COUNT ||
 			  (unsigned int)op->intent >= MXFS_INTENT_COUNT,

@@ -629,6 +629,7 @@ pub trait LockCache: CacheSync {
     /// lock. False when the gate is closed, admits less than `mode`, is full or belongs to
     /// another resource now: then call [`LockCache::acquire`]. Give the hold back with
     /// [`LockCache::release_fast`].
+    #[inline(always)]
     fn acquire_fast(&self, gate: Gate, mode: LockMode) -> bool {
         let word = self.gate(usize::from(gate.bucket), usize::from(gate.entry));
         let mut w = word.load(Ordering::Relaxed);
@@ -647,6 +648,7 @@ pub trait LockCache: CacheSync {
 
     /// Gives back a hold [`LockCache::acquire_fast`] took through `gate`. Returns the answer
     /// to carry out if this was the last holder of a called-back lock.
+    #[inline(always)]
     fn release_fast(&self, gate: Gate) -> Option<Answer> {
         let (b, i) = (usize::from(gate.bucket), usize::from(gate.entry));
         // Release: this holder's work happens before the answer of whoever closed the gate.
@@ -655,7 +657,15 @@ pub trait LockCache: CacheSync {
         if gate::mode(before).is_some() || gate::count(before) != 1 {
             return None;
         }
-        // The last holder of a closed gate: the answer may be due, and a drain may wait.
+        self.release_last(b, i)
+    }
+
+    /// [`LockCache::release_fast`] of the last holder of a closed gate: the answer may be due,
+    /// and a drain may wait. Out of line: the inlined fast path stays short.
+    #[doc(hidden)]
+    #[cold]
+    #[inline(never)]
+    fn release_last(&self, b: usize, i: usize) -> Option<Answer> {
         let mut g = self.lock(b);
         let n = gate::count(self.gate(b, i).load(Ordering::Acquire));
         let a = if g.withdrawn {

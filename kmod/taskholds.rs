@@ -42,11 +42,13 @@ pub struct TaskHold {
 }
 
 impl TaskHold {
+    #[inline(always)]
     fn pack(self) -> u64 {
         debug_assert!(self.slot < 1 << 16);
         (self.slot as u64) << 48 | (self.mode as u64) << 32 | u64::from(self.depth)
     }
 
+    #[inline(always)]
     fn unpack(v: u64) -> TaskHold {
         TaskHold {
             slot: (v >> 48) as usize,
@@ -91,6 +93,7 @@ impl TaskHolds {
     }
 
     /// The group where `task`'s entries live when there is room.
+    #[inline(always)]
     pub fn home(task: usize) -> usize {
         let h = (task as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         (h >> 32) as usize & (GROUPS - 1)
@@ -116,11 +119,13 @@ impl TaskHolds {
     }
 
     /// The value of entry `i`, which the caller owns.
+    #[inline(always)]
     pub fn value(&self, i: usize) -> TaskHold {
         TaskHold::unpack(self.values[i].load(Ordering::Relaxed))
     }
 
     /// Replaces the value of entry `i`, which the caller owns.
+    #[inline(always)]
     pub fn set(&self, i: usize, h: TaskHold) {
         self.values[i].store(h.pack(), Ordering::Relaxed);
     }
@@ -128,6 +133,7 @@ impl TaskHolds {
     /// [`TaskHolds::find`] and, if the calling task `task` has no entry for `h.slot`,
     /// [`TaskHolds::insert`] of `h`, in one scan of the home group when the task's entries
     /// have not spilled from it (the path of every `op_begin`).
+    #[inline(always)]
     pub fn enter(&self, task: usize, h: TaskHold) -> Entered {
         let home = Self::home(task);
         let first = home * GROUP_ENTRIES;
@@ -192,6 +198,7 @@ impl TaskHolds {
     }
 
     /// Frees entry `i` of the calling task `task`.
+    #[inline(always)]
     pub fn remove(&self, task: usize, i: usize) {
         debug_assert_eq!(self.keys[i].load(Ordering::Relaxed), task);
         let home = Self::home(task);
@@ -203,6 +210,7 @@ impl TaskHolds {
     }
 
     /// Whether entry `i` exists and is `task`'s (a check of an index the caller kept).
+    #[inline(always)]
     pub fn owned_by(&self, i: usize, task: usize) -> bool {
         self.keys
             .get(i)

@@ -155,6 +155,7 @@ impl CacheSync for KCache {
         }
     }
 
+    #[inline(always)]
     fn gate(&self, idx: usize, entry: usize) -> &AtomicU64 {
         &self.buckets[idx].gates[entry]
     }
