@@ -28,8 +28,8 @@
 //! with `-EDEADLK`: converting would wait for the task's own hold.
 //!
 //! Lock order: the cache's bucket locks are leaves (never held across a sleep or a call out;
-//! [`TaskHolds`] takes no lock); the mount table's mutex is taken by mount, unmount and daemon loss
-//! only, and is held across the XFS withdraw and the answer work's flush.
+//! [`TaskHolds`] takes no lock); the mount table's mutex is taken by mount, unmount and daemon
+//! loss only, and is held across the XFS withdraw and the answer work's flush.
 
 use core::ffi::{c_int, c_void};
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};

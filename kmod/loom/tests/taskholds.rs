@@ -1,9 +1,9 @@
 //! `kmod/taskholds.rs`, the lock-free table of tasks inside mxfs operations.
 //!
 //! - Against a map (the table on `core` atomics): random inserts, lookups and removals of keys
-//!   (separately or as one `enter`), chosen to collide (many share a home group, so groups fill and spill into others),
-//!   checking after every step that every key the map holds is found with its value, and no
-//!   other key is found.
+//!   (separately or as one `enter`), chosen to collide (many share a home group, so groups
+//!   fill and spill into others), checking after every step that every key the map holds is
+//!   found with its value, and no other key is found.
 //! - Under loom (the table on loom atomics): tasks of one home group race for its last free
 //!   entry through `enter`; the loser spills into the next group, and both find, change and
 //!   free their own entries without disturbing anyone's.
