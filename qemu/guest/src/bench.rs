@@ -156,6 +156,9 @@ const SINGLE_WORKLOADS: [&str; 4] = [
 /// operations (mxfs.ko's `op_counts`, per operation: `callouts_<workload> KIND I N ...`);
 /// mount `b` is plain XFS, whose operations make none.
 pub fn cmd_single(a: (&str, &str), b: (&str, &str), secs: f64) -> Result<ExitCode, String> {
+    if !(secs.is_finite() && secs > 0.0) {
+        return Err(format!("--secs {secs}: give a number of seconds above 0"));
+    }
     let mut sa = Single::prepare(a.0, a.1)?;
     let mut sb = Single::prepare(b.0, b.1)?;
     let limit = Duration::from_secs_f64(2.0 * secs);

@@ -309,7 +309,7 @@ enum BenchCmd {
     Single {
         dir: String,
         plain_dir: String,
-        /// Seconds per workload and mount, split into rounds.
+        /// Seconds per workload and mount, in pairs of batches taking turns.
         #[arg(long, default_value_t = 4.0)]
         secs: f64,
     },
