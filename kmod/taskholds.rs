@@ -109,9 +109,13 @@ impl TaskHolds {
     /// caller's own address (see the module comment).
     pub fn find(&self, task: usize, slot: usize) -> Option<usize> {
         let home = Self::home(task);
-        if let Some(i) = self.in_group(task, slot, home) {
-            return Some(i);
-        }
+        self.in_group(task, slot, home)
+            .or_else(|| self.in_spills(task, slot, home))
+    }
+
+    /// The calling task's entry for `slot` outside its home group `home`: looked for only
+    /// while `home` has spilled entries.
+    fn in_spills(&self, task: usize, slot: usize, home: usize) -> Option<usize> {
         if self.spills[home].load(Ordering::Relaxed) == 0 {
             return None;
         }
@@ -147,12 +151,8 @@ impl TaskHolds {
                 free = Some(i);
             }
         }
-        if self.spills[home].load(Ordering::Relaxed) != 0 {
-            if let Some(i) =
-                (1..GROUPS).find_map(|k| self.in_group(task, h.slot, (home + k) & (GROUPS - 1)))
-            {
-                return Entered::Found(i);
-            }
+        if let Some(i) = self.in_spills(task, h.slot, home) {
+            return Entered::Found(i);
         }
         // Acquire: as in `insert`.
         if let Some(i) = free.filter(|&i| {

@@ -1070,11 +1070,12 @@ pub(crate) extern "C" fn mxfs_rs_op_end(
         v.holds.set(i, h);
         return true;
     }
+    let h = v.holds.value(i);
+    debug_assert_eq!(h.depth, 1);
+    v.holds.remove(task, i);
     // The path of almost every operation: the task's entry and the gate's hold go; the mount's
     // slot is looked up only if an answer is due.
     if kind == COOKIE_GATE {
-        debug_assert_eq!(v.holds.value(i).depth, 1);
-        v.holds.remove(task, i);
         let Some(g) = Gate::unpack((cookie >> COOKIE_GATE_SHIFT) as u64, CACHE_BUCKETS) else {
             pr_err!("op_end with a bad gate cookie {:#x}\n", cookie);
             return true;
@@ -1093,9 +1094,6 @@ pub(crate) extern "C" fn mxfs_rs_op_end(
     let Some((_, slot)) = slot_of(v, mount_priv) else {
         return false;
     };
-    let h = v.holds.value(i);
-    debug_assert_eq!(h.depth, 1);
-    v.holds.remove(task, i);
     debug_assert_eq!(
         h.mode,
         if kind == COOKIE_EX {

@@ -137,7 +137,7 @@ impl Single {
     }
 }
 
-/// The single-node workloads' keys, in the order [`Single::run`] numbers them.
+/// The single-node workloads' keys, in the order [`Single::batch`] numbers them.
 const SINGLE_WORKLOADS: [&str; 4] = [
     "overwrite_ops_per_s",
     "create_unlink_per_s",
